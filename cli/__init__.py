@@ -1,0 +1,1 @@
+"""The `tltf` command line (installed as tltf.cli): click commands only."""

@@ -1,0 +1,91 @@
+"""Decoding image files and bringing image arrays to one RGB size.
+
+Files are decoded with TensorFlow's own decoders (the ones a SavedModel uses
+in serving), so that training and serving see the same pixels. Every failure
+names the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from tltf.errors import DataError
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
+
+
+def to_rgb(images: np.ndarray) -> np.ndarray:
+    """Returns uint8 `[N,H,W,3]`: grey is repeated to 3 channels, alpha dropped."""
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4:
+        raise ValueError(f"expected [N,H,W] or [N,H,W,C] images, got shape {images.shape}")
+    channels = images.shape[-1]
+    if channels in (1, 2):  # grey, or grey + alpha
+        images = np.repeat(images[..., :1], 3, axis=-1)
+    elif channels == 4:
+        images = images[..., :3]
+    elif channels != 3:
+        raise ValueError(f"expected 1, 2, 3 or 4 channels, got {channels}")
+    if images.dtype != np.uint8:
+        images = np.clip(images, 0, 255).astype(np.uint8)
+    return images
+
+
+def resize(images: np.ndarray, size: int, batch: int = 512) -> np.ndarray:
+    """Resizes uint8 RGB images to `size`×`size` (bilinear), in batches."""
+    import tensorflow as tf
+
+    if images.shape[1:3] == (size, size):
+        return images
+    out = np.empty((len(images), size, size, images.shape[-1]), np.uint8)
+    for start in range(0, len(images), batch):
+        chunk = tf.image.resize(images[start : start + batch], (size, size), method="bilinear")
+        out[start : start + batch] = np.clip(np.round(chunk.numpy()), 0, 255).astype(np.uint8)
+    return out
+
+
+def standardize(images: np.ndarray, size: int) -> np.ndarray:
+    """Channels to RGB, then resize: the form every split is kept in."""
+    return resize(to_rgb(images), size)
+
+
+def decode_file(path: Path, size: int) -> np.ndarray:
+    """Decodes one image file to uint8 `[size,size,3]`; raises `DataError` naming the file."""
+    import tensorflow as tf
+
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise DataError(f"{path}: cannot read image: {error.strerror}") from None
+    if not data:
+        raise DataError(f"{path}: empty file (0 bytes); remove it or replace it with the real image")
+    try:
+        image = tf.io.decode_image(data, expand_animations=False).numpy()
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
+        reason = str(error.message).strip().splitlines()[0] if getattr(error, "message", None) else "unknown format"
+        raise DataError(
+            f"{path}: not a decodable image ({reason}); remove it or replace it with a JPEG, PNG, BMP or GIF"
+        ) from None
+    return standardize(image[None], size)[0]
+
+
+def decode_files(paths: list[Path], size: int, title: str = "decoding images") -> np.ndarray:
+    """Decodes many files with a progress bar; the first bad file raises `DataError`."""
+    from keras.utils import Progbar
+
+    out = np.empty((len(paths), size, size, 3), np.uint8)
+    bar = Progbar(len(paths), unit_name="image") if len(paths) > 200 else None
+    if bar:
+        print(title)
+    for i, path in enumerate(paths):
+        out[i] = decode_file(path, size)
+        if bar and (i + 1) % 50 == 0:
+            bar.update(i + 1)
+    if bar:
+        bar.update(len(paths), finalize=True)
+    return out

@@ -1,0 +1,1 @@
+"""Evaluation: metrics (pure functions), plots and the run report."""

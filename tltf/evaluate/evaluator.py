@@ -1,0 +1,87 @@
+"""Evaluate a trained model on its splits and write metrics.json, report.md and plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from tltf.evaluate.metrics import evaluate_predictions
+from tltf.evaluate.plots import plot_confusion, plot_learning_curves, plot_roc
+from tltf.evaluate.report import write_report
+
+
+def predict_probabilities(model, images: np.ndarray, batch_size: int = 64, verbose: int = 0) -> np.ndarray:
+    """`[N]` positive-class probabilities for binary models, `[N,C]` for multiclass."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size).map(lambda x: tf.cast(x, tf.float32))
+    probabilities = model.predict(ds.prefetch(tf.data.AUTOTUNE), verbose=verbose)
+    return probabilities[:, 0] if probabilities.shape[-1] == 1 else probabilities
+
+
+def evaluate_splits(model, splits, bootstrap: int = 1000, seed: int = 0, batch_size: int = 64, verbose: int = 0) -> dict:
+    """Metrics for val (which chooses the threshold) and test (or val, when there is no test split).
+
+    Returns `{"val": {...}, "test": {...}, "class_names": [...]}`, plus the
+    predictions under `"_predictions"` for plotting (not written to JSON).
+    """
+    names = splits.class_names
+    val_probs = predict_probabilities(model, splits.val.images, batch_size, verbose)
+    val = evaluate_predictions(splits.val.labels, val_probs, names, None, bootstrap, seed)
+    test_split = splits.test if splits.test is not None else splits.val
+    test_probs = val_probs if splits.test is None else predict_probabilities(model, test_split.images, batch_size, verbose)
+    test = evaluate_predictions(test_split.labels, test_probs, names, val.get("threshold"), bootstrap, seed)
+    val["split"] = "val"
+    test["split"] = "test" if splits.test is not None else "val (no test split)"
+    return {"class_names": names, "val": val, "test": test,
+            "_predictions": {"test": (test_split.labels, test_probs)}}
+
+
+def write_evaluation(run_dir: Path, metrics: dict, history: dict, phase_starts, recipe, plan_rows) -> None:
+    """Writes metrics.json, report.md, roc.png, learning_curves.png and confusion_matrix.png."""
+    run_dir = Path(run_dir)
+    public = {k: v for k, v in metrics.items() if not k.startswith("_")}
+    (run_dir / "metrics.json").write_text(json.dumps(public, indent=2, allow_nan=True) + "\n")
+    labels, probs = metrics["_predictions"]["test"]
+    names = metrics["class_names"]
+    plot_roc(run_dir / "roc.png", labels, probs, names, title=f"ROC on {metrics['test']['split']}")
+    plot_learning_curves(run_dir / "learning_curves.png", history, phase_starts)
+    plot_confusion(run_dir / "confusion_matrix.png", metrics["test"]["confusion"], names,
+                   title=f"confusion on {metrics['test']['split']} (threshold 0.5)")
+    write_report(run_dir / "report.md", recipe, public, plan_rows)
+
+
+def evaluate_run(run_dir, split: str = "test") -> dict:
+    """Re-evaluates `RUN_DIR/model.keras` on one split of the run's own recipe data.
+
+    The binary threshold is the one stored in `RUN_DIR/metrics.json` (chosen
+    on val at training time).
+    """
+    import yaml
+
+    from tltf.data.sources import load_splits
+    from tltf.errors import TltfError
+    from tltf.models.loading import load_run_model
+    from tltf.recipe import validate_recipe
+
+    run_dir = Path(run_dir)
+    recipe_path = run_dir / "recipe.yaml"
+    if not recipe_path.is_file():
+        raise TltfError(f"{run_dir}: not a tltf run directory (no recipe.yaml)")
+    recipe = validate_recipe(yaml.safe_load(recipe_path.read_text()), source=str(recipe_path))
+    model = load_run_model(run_dir)
+    splits = load_splits(recipe.data, seed=recipe.train.seed)
+    chosen = getattr(splits, split)
+    if chosen is None:
+        raise TltfError(f"--split {split}: the run's data has no {split} split")
+    threshold = None
+    metrics_path = run_dir / "metrics.json"
+    if metrics_path.is_file():
+        threshold = json.loads(metrics_path.read_text()).get("val", {}).get("threshold")
+    probs = predict_probabilities(model, chosen.images, recipe.train.batch_size)
+    result = evaluate_predictions(chosen.labels, probs, splits.class_names, threshold,
+                                  recipe.evaluate.bootstrap, recipe.train.seed)
+    result["split"] = split
+    return result

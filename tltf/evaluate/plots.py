@@ -1,0 +1,79 @@
+"""Matplotlib figures for a run: ROC curve, learning curves, confusion matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; works without a display
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_roc(path, labels, probabilities, class_names, title="ROC"):
+    """Writes the ROC curve (one curve per class, one-vs-rest, for multiclass)."""
+    from sklearn.metrics import roc_curve
+
+    from tltf.evaluate.metrics import roc_auc
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(5, 5))
+    labels = np.asarray(labels).ravel()
+    probabilities = np.asarray(probabilities)
+    if len(class_names) == 2:
+        curves = [(class_names[1], labels == 1, probabilities.reshape(-1))]
+    else:
+        curves = [(name, labels == c, probabilities[:, c]) for c, name in enumerate(class_names)]
+    for name, positive, score in curves:
+        if positive.all() or not positive.any():
+            continue
+        fpr, tpr, _ = roc_curve(positive, score)
+        ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc(positive, score):.3f})")
+    ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
+    ax.set(xlabel="false positive rate (1 − specificity)", ylabel="true positive rate (sensitivity)", title=title)
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_learning_curves(path, history: dict, phase_starts: list[tuple[str, int]] = ()):
+    """Writes loss and AUC per epoch for train and val, with phase boundaries marked."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = np.arange(1, len(history.get("loss", [])) + 1)
+    for ax, metric in zip(axes, ("loss", "auc")):
+        for prefix, style in (("", "-"), ("val_", "--")):
+            values = history.get(prefix + metric)
+            if values:
+                ax.plot(epochs[: len(values)], values, style, label=(prefix or "train_") + metric)
+        for name, start in phase_starts:
+            ax.axvline(start + 0.5, color="grey", linewidth=0.6)
+            ax.text(start + 0.6, ax.get_ylim()[1], name, fontsize=7, va="top", color="grey")
+        ax.set(xlabel="epoch", title=metric)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_confusion(path, matrix, class_names, title="confusion matrix"):
+    """Writes the confusion matrix with counts in each cell."""
+    plt = _pyplot()
+    matrix = np.asarray(matrix)
+    size = max(4, 0.6 * len(class_names) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(matrix, cmap="Blues")
+    ax.set_xticks(range(len(class_names)), class_names, rotation=45, ha="right")
+    ax.set_yticks(range(len(class_names)), class_names)
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, str(count), ha="center", va="center",
+                color="white" if count > matrix.max() / 2 else "black")
+    ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

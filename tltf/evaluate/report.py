@@ -1,0 +1,75 @@
+"""Human-readable summaries: the console metrics table and report.md."""
+
+from __future__ import annotations
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return "nan" if value != value else f"{value:.4f}"
+    return str(value)
+
+
+def metrics_rows(metrics: dict) -> list[tuple[str, str, str]]:
+    """(metric, val, test) rows for the splits in `metrics`."""
+    val, test = metrics.get("val", {}), metrics.get("test", {})
+    rows = [("n", _fmt(val.get("n")), _fmt(test.get("n")))]
+    for key in ("auc",):
+        rows.append((key, _fmt(val.get(key)), _fmt(test.get(key))))
+    rows.append(("auc 95% CI", *("[" + ", ".join(_fmt(x) for x in m["auc_ci"]) + "]" if "auc_ci" in m else "–"
+                                  for m in (val, test))))
+    rows.append(("accuracy (0.5)" if "at_0_5" in test else "accuracy", _fmt(val.get("accuracy")), _fmt(test.get("accuracy"))))
+    if "at_0_5" in test:
+        for where, label in (("at_0_5", "0.5"), ("at_threshold", f"val threshold {test['threshold']:.3f}")):
+            for rate in ("sensitivity", "specificity"):
+                rows.append((f"{rate} @ {label}", _fmt(val[where][rate] if where in val else None),
+                             _fmt(test[where][rate])))
+    return rows
+
+
+def format_table(rows, header=("metric", "val", "test")) -> str:
+    """A plain-text table, columns padded to fit."""
+    rows = [tuple(header)] + [tuple(r) for r in rows]
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def write_report(path, recipe, metrics: dict, plan_rows) -> None:
+    """Writes report.md: what ran, the plan, the metrics and the figures."""
+    test_split = metrics["test"].get("split", "test")
+    lines = [
+        f"# tltf run: {recipe.name}",
+        "",
+        f"- backbone: `{recipe.model.backbone}`, weights `{recipe.model.weights}`, head `{recipe.model.head}`, "
+        f"BatchNorm `{recipe.model.bn}`",
+        f"- data: `{recipe.data.source}`, {recipe.data.image_size} px, classes: {', '.join(metrics['class_names'])}",
+        f"- strategy: `{recipe.train.strategy}`, {recipe.train.epochs} epochs, batch {recipe.train.batch_size}, "
+        f"{recipe.train.optimizer} lr {recipe.train.lr:g}",
+        f"- best checkpoint (by validation AUC): epoch {metrics.get('best_epoch', '–')}",
+        "",
+        "## Plan",
+        "",
+        "| phase | epochs | lr | backbone | trainable params | frozen params | feature cache |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in plan_rows:
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    lines += ["", f"## Metrics (test column: {test_split})", "", "| metric | val | test |", "|---|---|---|"]
+    for row in metrics_rows(metrics):
+        lines.append("| " + " | ".join(row) + " |")
+    lines += [
+        "",
+        "Confusion matrix (rows true, columns predicted, threshold 0.5 for binary):",
+        "",
+        "```",
+        *["  ".join(f"{c:>6}" for c in row) for row in metrics["test"]["confusion"]],
+        "```",
+        "",
+        "![ROC](roc.png) ![learning curves](learning_curves.png) ![confusion](confusion_matrix.png)",
+        "",
+    ]
+    with open(path, "w") as handle:
+        handle.write("\n".join(lines))

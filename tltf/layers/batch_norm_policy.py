@@ -1,0 +1,57 @@
+import keras
+
+BN_MODES = ("frozen", "train")
+
+
+@keras.saving.register_keras_serializable(package="tltf")
+class BatchNormPolicy(keras.layers.Layer):
+    """Runs a wrapped backbone with its BatchNorm in a declared mode.
+
+    With `mode="frozen"` the wrapped layer is always called with
+    `training=False`, so BatchNorm uses and keeps its moving statistics
+    whatever `trainable` says and whatever `fit` passes. A wrapper is needed
+    because a functional model overrides a nested layer's explicit
+    `training=False` with the outer call's value.
+
+    Example:
+        backbone = keras.applications.MobileNetV2(include_top=False, pooling="avg", weights=None)
+        features = BatchNormPolicy(backbone, mode="frozen")(inputs)
+
+    Args:
+        layer: the backbone (any layer or model).
+        mode: `"frozen"` (inference-mode BN) or `"train"` (BN follows
+            `training`, i.e. batch statistics while fitting trainable layers).
+    """
+
+    def __init__(self, layer, mode: str = "frozen", **kwargs):
+        super().__init__(**kwargs)
+        if mode not in BN_MODES:
+            raise ValueError(f"mode must be one of {BN_MODES}, got {mode!r}")
+        self.layer = layer
+        self.mode = mode
+
+    def build(self, input_shape):
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        self.built = True
+
+    def call(self, inputs, training=None):
+        if self.mode == "frozen":
+            training = False
+        return self.layer(inputs, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "layer": keras.saving.serialize_keras_object(self.layer),
+            "mode": self.mode,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["layer"] = keras.saving.deserialize_keras_object(config["layer"])
+        return cls(**config)

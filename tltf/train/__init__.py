@@ -1,0 +1,1 @@
+"""Training: phases (a strategy as data), the optimizer, callbacks and fit."""

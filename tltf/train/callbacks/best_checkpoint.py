@@ -1,0 +1,56 @@
+import os
+
+import keras
+import numpy as np
+
+
+class BestModelCheckpoint(keras.callbacks.Callback):
+    """Saves a model whenever a monitored metric improves, atomically.
+
+    Unlike `keras.callbacks.ModelCheckpoint` it can save a model other than
+    the one being fitted (tltf fits the head on cached features but saves
+    the full backbone+head model), and it keeps its best value across
+    several `fit` calls, one per phase. The best weights are also kept in
+    memory for `restore_best`.
+
+    Example:
+        best = BestModelCheckpoint("run/model.keras", model, monitor="val_auc")
+        head.fit(features, labels, validation_data=val, callbacks=[best])
+        best.restore_best()
+
+    Args:
+        path: the `.keras` file to write.
+        model: the model to save (default: the one being fitted).
+        monitor: a metric in the epoch logs.
+        mode: `"max"` or `"min"`.
+    """
+
+    def __init__(self, path, model=None, monitor: str = "val_auc", mode: str = "max"):
+        super().__init__()
+        self.path = str(path)
+        self.target = model
+        self.monitor = monitor
+        self.mode = mode
+        self.best = -np.inf if mode == "max" else np.inf
+        self.best_epoch = None
+        self.best_weights = None
+
+    def _improved(self, value) -> bool:
+        return value > self.best if self.mode == "max" else value < self.best
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or np.isnan(value) or not self._improved(value):
+            return
+        self.best, self.best_epoch = float(value), epoch
+        target = self.target or self.model
+        self.best_weights = target.get_weights()
+        # Write next to the final file, then rename: a crash never leaves half a model.
+        partial = self.path + ".partial.keras"
+        target.save(partial)
+        os.replace(partial, self.path)
+
+    def restore_best(self) -> None:
+        """Sets the saved model's weights back to the best epoch's."""
+        if self.best_weights is not None:
+            (self.target or self.model).set_weights(self.best_weights)

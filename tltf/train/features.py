@@ -1,0 +1,23 @@
+"""The feature cache: run a frozen backbone once, train the head on its output."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def extract_features(model, images: np.ndarray, batch_size: int, verbose: int = 1) -> np.ndarray:
+    """Pooled backbone features for `images`, computed once with a progress bar.
+
+    Args:
+        model: a model from `tltf.build_model`.
+        images: uint8 `[N,S,S,3]`.
+        batch_size: inference batch size.
+        verbose: Keras progress-bar verbosity.
+    """
+    import tensorflow as tf
+
+    from tltf.models.build import feature_extractor
+
+    extractor = feature_extractor(model)
+    ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size).map(lambda x: tf.cast(x, tf.float32))
+    return extractor.predict(ds.prefetch(tf.data.AUTOTUNE), verbose=verbose)

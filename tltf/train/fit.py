@@ -1,0 +1,243 @@
+"""fit(recipe): data → model → phases → model.fit per phase → evaluation → run dir.
+
+Nothing here replaces `model.fit`: each phase is one ordinary `fit` call on
+a compiled Keras model, with standard callbacks. What tltf adds is the
+bookkeeping between phases: the trainable flags, the recompile Keras needs
+after they change, one optimizer whose slots carry over, and the feature
+cache when the backbone is frozen and the images are not augmented.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from tltf.data.pipeline import build_augmenter, make_dataset
+from tltf.data.sources import ImageSplits, class_weights, load_splits
+from tltf.models.build import backbone_of, build_model_from_recipe, head_of
+from tltf.run_dir import new_run_dir, staged_run_dir
+from tltf.train.features import extract_features
+from tltf.train.optimizers import build_optimizer
+from tltf.train.phases import Phase, plan_phases
+from tltf.train.schedules import PhaseSchedule
+
+
+@dataclasses.dataclass
+class FitResult:
+    run_dir: Path
+    metrics: dict
+    history: dict
+    plan: list
+
+
+def fit(recipe, run_dir=None, *, runs_root: str = "runs", log: Callable[[str], None] = print,
+        verbose: Optional[int] = None) -> FitResult:
+    """Trains and evaluates a recipe, writing a complete run directory.
+
+    Example:
+        result = tltf.fit(tltf.load_recipe("recipes/pneumonia-mobilenet.yaml"))
+        print(result.metrics["test"]["auc"])
+
+    Args:
+        recipe: a validated `tltf.recipe.Recipe`.
+        run_dir: where to write; default `runs/<name>-<UTC timestamp>`.
+        runs_root: parent folder of default run directories.
+        log: receives progress lines.
+        verbose: Keras verbosity; default a progress bar on a terminal,
+            one line per epoch otherwise.
+
+    Raises:
+        TltfError: bad data, weights or run dir, before anything is written.
+    """
+    import keras
+
+    from tltf.evaluate.evaluator import evaluate_splits, write_evaluation
+
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    keras.utils.set_random_seed(recipe.train.seed)
+    final_dir = new_run_dir(recipe.name, run_dir, runs_root)
+    splits = load_splits(recipe.data, seed=recipe.train.seed)
+    log(f"data: {splits.summary()}")
+    model = build_model_from_recipe(recipe, splits.num_classes)
+    phases = plan_phases(recipe.train)
+    trainer = PhaseTrainer(model, splits, recipe, verbose=verbose)
+    plan = trainer.plan_rows(phases)
+    log(_plan_text(recipe, plan))
+
+    with staged_run_dir(final_dir) as work_dir:
+        (work_dir / "recipe.yaml").write_text(recipe.to_yaml())
+        history = trainer.run(phases, work_dir, log=log)
+        log("evaluating the best checkpoint")
+        metrics = evaluate_splits(model, splits, recipe.evaluate.bootstrap, recipe.train.seed, recipe.train.batch_size)
+        metrics["best_epoch"] = trainer.best_epoch
+        write_evaluation(work_dir, metrics, history, trainer.phase_starts, recipe, plan)
+    log(f"run written to {final_dir}")
+    return FitResult(final_dir, {k: v for k, v in metrics.items() if not k.startswith("_")}, history, plan)
+
+
+class PhaseTrainer:
+    """Runs a list of `Phase`s on one model with one optimizer.
+
+    Example:
+        trainer = PhaseTrainer(model, splits, recipe)
+        history = trainer.run(plan_phases(recipe.train), Path("run"))
+
+    Args:
+        model: from `tltf.build_model`.
+        splits: the loaded `ImageSplits`.
+        recipe: the validated recipe (augment, train, data sections).
+        verbose: Keras `fit` verbosity.
+    """
+
+    def __init__(self, model, splits: ImageSplits, recipe, verbose: int = 2):
+        self.model = model
+        self.splits = splits
+        self.recipe = recipe
+        self.verbose = verbose
+        self.steps_per_epoch = math.ceil(len(splits.train) / recipe.train.batch_size)
+        self.phase_starts: list[tuple[str, int]] = []
+        self.best_epoch: Optional[int] = None
+        self.compiled: list[tuple[str, str]] = []  # (phase, model name) per compile, for tests and logs
+        self._features: Optional[dict] = None
+        self.log: Callable[[str], None] = print
+        self._augmenter = build_augmenter(recipe.augment, recipe.train.seed)
+
+    # ------------------------------------------------------------- planning
+
+    def uses_feature_cache(self, phase: Phase) -> bool:
+        """A frozen backbone on unaugmented images gives the same features every epoch."""
+        return not phase.train_backbone and not self.recipe.augment.enabled and self.recipe.train.feature_cache
+
+    def plan_rows(self, phases: list[Phase]) -> list[tuple]:
+        backbone = backbone_of(self.model)
+        rows = []
+        for phase in phases:
+            backbone.trainable = phase.train_backbone
+            trainable = _count(self.model.trainable_weights)
+            frozen = _count(self.model.non_trainable_weights)
+            rows.append((phase.name, phase.epochs, f"{phase.lr:g}", "trains" if phase.train_backbone else "frozen",
+                         f"{trainable:,}", f"{frozen:,}", "yes" if self.uses_feature_cache(phase) else "no"))
+        return rows
+
+    def schedule(self, phases: list[Phase]) -> PhaseSchedule:
+        spe = self.steps_per_epoch
+        return PhaseSchedule([
+            {"steps": p.epochs * spe, "lr": p.lr, "warmup_steps": round(p.warmup_epochs * spe), "decay": p.schedule}
+            for p in phases
+        ])
+
+    # -------------------------------------------------------------- running
+
+    def run(self, phases: list[Phase], work_dir: Path, log: Callable[[str], None] = print) -> dict:
+        """Fits every phase in order; returns the merged per-epoch history."""
+        import keras
+
+        from tltf.train.callbacks import BestModelCheckpoint
+
+        self.log = log
+        schedule = self.schedule(phases)
+        boundaries = schedule.boundaries()
+        self.optimizer = build_optimizer(self.recipe.train, schedule)
+        backbone = backbone_of(self.model)
+        # Build the slots for every variable any phase trains, once: the head's
+        # moments then carry over when the backbone is unfrozen.
+        backbone.trainable = any(p.train_backbone for p in phases)
+        self.optimizer.build(self.model.trainable_variables)
+        best = BestModelCheckpoint(work_dir / "model.keras", self.model, monitor="val_auc", mode="max")
+        shared_callbacks = [
+            best,
+            keras.callbacks.CSVLogger(str(work_dir / "history.csv"), append=True),
+            keras.callbacks.TensorBoard(str(work_dir / "logs"), write_graph=False),
+        ]
+        history: dict[str, list] = {}
+        epoch = 0
+        for index, phase in enumerate(phases):
+            self.phase_starts.append((phase.name, epoch))
+            log(f"phase {index + 1}/{len(phases)}: {phase.name}, {phase.epochs} epochs, lr {phase.lr:g}, "
+                f"backbone {'trains' if phase.train_backbone else 'frozen'}")
+            backbone.trainable = phase.train_backbone
+            target = head_of(self.model) if self.uses_feature_cache(phase) else self.model
+            self._compile(target, phase)
+            train_ds, val_ds = self._datasets(target is not self.model)
+            callbacks = list(shared_callbacks)
+            if self.recipe.train.early_stopping:
+                es = self.recipe.train.early_stopping
+                callbacks.append(keras.callbacks.EarlyStopping(
+                    monitor="val_auc", mode="max", patience=es.patience, min_delta=es.min_delta))
+            result = target.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + phase.epochs,
+                                callbacks=callbacks, verbose=self.verbose, shuffle=False)
+            for key, values in result.history.items():
+                history.setdefault(key, []).extend(float(v) for v in values)
+            epoch += len(result.epoch)
+            if int(self.optimizer.iterations.numpy()) < boundaries[index + 1]:
+                # Stopped early: start the next phase on its own schedule.
+                self.optimizer.iterations.assign(boundaries[index + 1])
+        best.restore_best()
+        self.best_epoch = None if best.best_epoch is None else best.best_epoch + 1
+        # The full model is the deliverable, compiled with the optimizer that trained it.
+        self._compile(self.model, phases[-1])
+        return history
+
+    def _compile(self, target, phase: Phase) -> None:
+        """(Re)compiles `target`: Keras bakes the trainable variables into the train function."""
+        import keras
+
+        binary = self.splits.num_classes == 2
+        if binary:
+            loss = keras.losses.BinaryCrossentropy()
+            metrics = [keras.metrics.AUC(name="auc"), keras.metrics.BinaryAccuracy(name="accuracy")]
+        else:
+            loss = keras.losses.CategoricalCrossentropy()
+            metrics = [keras.metrics.AUC(name="auc", multi_label=True, num_labels=self.splits.num_classes),
+                       keras.metrics.CategoricalAccuracy(name="accuracy")]
+        target.compile(optimizer=self.optimizer, loss=loss, metrics=metrics)
+        self.compiled.append((phase.name, target.name))
+
+    def _datasets(self, on_features: bool):
+        train, val = self.splits.train, self.splits.val
+        t = self.recipe.train
+        weights = None
+        if self.recipe.data.class_weight == "auto":
+            # Sample weights, not fit(class_weight=...): Keras ignores the latter with tf.data in some versions.
+            weights = class_weights(train.labels, self.splits.num_classes)[train.labels]
+        if on_features:
+            features = self.cached_features()
+            train_x, val_x, augmenter = features["train"], features["val"], None
+        else:
+            train_x, val_x, augmenter = train.images, val.images, self._augmenter
+        n = self.splits.num_classes
+        train_ds = make_dataset(train_x, train.labels, n, t.batch_size, training=True, augmenter=augmenter,
+                                sample_weights=weights, seed=t.seed)
+        val_ds = make_dataset(val_x, val.labels, n, t.batch_size)
+        return train_ds, val_ds
+
+    def cached_features(self) -> dict:
+        """Backbone features of train and val, computed on first use and kept."""
+        if self._features is None:
+            self.log("computing backbone features once (the backbone is frozen and images are not augmented)")
+            bs = self.recipe.train.batch_size
+            self._features = {
+                "train": extract_features(self.model, self.splits.train.images, bs, self.verbose),
+                "val": extract_features(self.model, self.splits.val.images, bs, self.verbose),
+            }
+        return self._features
+
+
+def _count(weights) -> int:
+    return int(sum(np.prod(w.shape) for w in weights))
+
+
+def _plan_text(recipe, rows) -> str:
+    from tltf.evaluate.report import format_table
+
+    header = ("phase", "epochs", "lr", "backbone", "trainable params", "frozen params", "feature cache")
+    m = recipe.model
+    title = (f"plan: {recipe.train.strategy} on {m.backbone} (weights {m.weights}, BatchNorm {m.bn}), "
+             f"{recipe.train.optimizer}, batch {recipe.train.batch_size}")
+    return title + "\n" + format_table(rows, header)
