@@ -216,18 +216,21 @@ def _load_medmnist(data):
         md5 = data.md5 or MEDMNIST_MD5.get(data.name)
         url = data.url or MEDMNIST_URL.format(name=data.name)
         root.mkdir(parents=True, exist_ok=True)
+        # Download under a temporary name: Keras leaves a file that fails its hash check in place.
+        partial = root / f"{path.name}.download"
         try:
-            # get_file removes a partial download itself and checks the hash.
             keras.utils.get_file(
-                fname=path.name, origin=url, file_hash=md5, hash_algorithm="md5",
+                fname=partial.name, origin=url, file_hash=md5, hash_algorithm="md5",
                 cache_dir=str(root), cache_subdir="",
             )
         except Exception as error:
+            partial.unlink(missing_ok=True)
             reason = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise DataError(
                 f"{path}: not found and the download from {url} failed ({reason}); "
                 f"copy {data.name}.npz into {root} or set data.root to the folder that has it"
             ) from None
+        os.replace(partial, path)
         if md5 is None:
             print(f"warning: no known MD5 for {data.name}; the download was not checked")
     class_names = data.class_names or MEDMNIST_CLASS_NAMES.get(data.name)

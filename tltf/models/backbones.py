@@ -122,7 +122,7 @@ def create_backbone(name: str, image_size: int, weights=None, alpha=None):
 def _weights_error(spec: BackboneSpec, weights, error: Exception) -> Exception:
     message = str(error)
     if weights == "imagenet":
-        url = re.search(r"(https?://\S+?\.h5)", message)
+        url = re.search(r"(\w+://\S+?\.h5)", message)
         if url or "URL fetch failure" in message or isinstance(error, OSError):
             filename = url.group(1).rsplit("/", 1)[-1] if url else f"the {spec.name} ImageNet weights file"
             cache = os.path.join(keras_home(), "models")
@@ -145,5 +145,10 @@ def _weights_error(spec: BackboneSpec, weights, error: Exception) -> Exception:
 
 
 def keras_home() -> str:
-    """Where Keras caches downloads: `$KERAS_HOME`, else `~/.keras`."""
-    return os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    """Where Keras caches downloads: `$KERAS_HOME` as it was when Keras was imported, else `~/.keras`."""
+    try:
+        from keras.src.backend.config import keras_home as _keras_home  # Keras reads the variable once, at import
+
+        return _keras_home()
+    except ImportError:
+        return os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")

@@ -36,7 +36,7 @@ class FitResult:
 
 
 def fit(recipe, run_dir=None, *, runs_root: str = "runs", log: Callable[[str], None] = print,
-        verbose: Optional[int] = None) -> FitResult:
+        verbose: Optional[int] = None, callbacks=()) -> FitResult:
     """Trains and evaluates a recipe, writing a complete run directory.
 
     Example:
@@ -50,6 +50,7 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", log: Callable[[str], N
         log: receives progress lines.
         verbose: Keras verbosity; default a progress bar on a terminal,
             one line per epoch otherwise.
+        callbacks: extra Keras callbacks, passed to every phase's `fit`.
 
     Raises:
         TltfError: bad data, weights or run dir, before anything is written.
@@ -72,7 +73,7 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", log: Callable[[str], N
 
     with staged_run_dir(final_dir) as work_dir:
         (work_dir / "recipe.yaml").write_text(recipe.to_yaml())
-        history = trainer.run(phases, work_dir, log=log)
+        history = trainer.run(phases, work_dir, log=log, callbacks=callbacks)
         log("evaluating the best checkpoint")
         metrics = evaluate_splits(model, splits, recipe.evaluate.bootstrap, recipe.train.seed, recipe.train.batch_size)
         metrics["best_epoch"] = trainer.best_epoch
@@ -134,8 +135,11 @@ class PhaseTrainer:
 
     # -------------------------------------------------------------- running
 
-    def run(self, phases: list[Phase], work_dir: Path, log: Callable[[str], None] = print) -> dict:
-        """Fits every phase in order; returns the merged per-epoch history."""
+    def run(self, phases: list[Phase], work_dir: Path, log: Callable[[str], None] = print, callbacks=()) -> dict:
+        """Fits every phase in order; returns the merged per-epoch history.
+
+        `callbacks` are extra Keras callbacks given to every phase's `fit`.
+        """
         import keras
 
         from tltf.train.callbacks import BestModelCheckpoint
@@ -165,13 +169,13 @@ class PhaseTrainer:
             target = head_of(self.model) if self.uses_feature_cache(phase) else self.model
             self._compile(target, phase)
             train_ds, val_ds = self._datasets(target is not self.model)
-            callbacks = list(shared_callbacks)
+            phase_callbacks = [*shared_callbacks, *callbacks]
             if self.recipe.train.early_stopping:
                 es = self.recipe.train.early_stopping
-                callbacks.append(keras.callbacks.EarlyStopping(
+                phase_callbacks.append(keras.callbacks.EarlyStopping(
                     monitor="val_auc", mode="max", patience=es.patience, min_delta=es.min_delta))
             result = target.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + phase.epochs,
-                                callbacks=callbacks, verbose=self.verbose, shuffle=False)
+                                callbacks=phase_callbacks, verbose=self.verbose, shuffle=False)
             for key, values in result.history.items():
                 history.setdefault(key, []).extend(float(v) for v in values)
             epoch += len(result.epoch)

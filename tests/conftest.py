@@ -1,0 +1,106 @@
+"""Shared fixtures: a tiny real backbone, small generated datasets, ../shared assets."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import tempfile
+
+import numpy as np
+import pytest
+
+# Keras reads KERAS_HOME once, at import: give the whole session its own empty
+# cache, so no test sees or fills the developer's ~/.keras.
+os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="tltf-tests-keras-home-")
+
+import tltf  # noqa: E402,F401  (quiet TF import, registrations)
+import keras  # noqa: E402
+from keras import ops  # noqa: E402
+
+from tltf.models.backbones import BackboneSpec, register_backbone  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+PNEUMONIA_NPZ = SHARED / "data" / "pneumoniamnist.npz"
+MOBILENET_WEIGHTS = SHARED / "weights" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
+
+
+def needs_shared(path: Path):
+    return pytest.mark.skipif(not path.exists(), reason=f"{path} is absent (../shared holds the real test assets)")
+
+
+@keras.saving.register_keras_serializable(package="tltf_tests")
+class CountImages(keras.layers.Layer):
+    """Identity that counts the images passing through it (a real layer, not a mock)."""
+
+    def build(self, input_shape):
+        self.count = self.add_weight(shape=(), initializer="zeros", trainable=False, name="count")
+
+    def call(self, x):
+        self.count.assign_add(ops.cast(ops.shape(x)[0], "float32"))
+        return x
+
+
+def tiny_backbone(input_shape, weights=None):
+    """A two-block conv net with BatchNorm, in the keras.applications calling style."""
+    inputs = keras.Input(input_shape)
+    x = CountImages(name="count_images")(inputs)
+    for block, filters in enumerate((4, 8), start=1):
+        x = keras.layers.Conv2D(filters, 3, strides=2, padding="same", name=f"block{block}_conv")(x)
+        x = keras.layers.BatchNormalization(name=f"block{block}_bn")(x)
+        x = keras.layers.ReLU(name=f"block{block}_relu")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    model = keras.Model(inputs, x, name="tiny")
+    if weights is not None:
+        model.load_weights(weights)
+    return model
+
+
+register_backbone(BackboneSpec("tiny_test", tiny_backbone, "tf", "tiny", min_size=8))
+
+
+def images_seen(model) -> int:
+    from tltf.models import backbone_of
+
+    return int(backbone_of(model).layer.get_layer("count_images").count.numpy())
+
+
+def separable_images(n: int, size: int, num_classes: int = 2, seed: int = 0, channels: int = 1):
+    """uint8 images whose brightness depends on the class, so a tiny net learns them."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % num_classes
+    rng.shuffle(labels)
+    base = 40 + 160 * labels / max(num_classes - 1, 1)
+    images = base[:, None, None, None] + rng.normal(0, 25, (n, size, size, channels))
+    images = np.clip(images, 0, 255).astype(np.uint8)
+    if channels == 1:
+        images = images[..., 0]
+    return images, labels
+
+
+@pytest.fixture
+def npz_path(tmp_path) -> Path:
+    """A MedMNIST-layout npz: grey 16 px, train/val/test, binary."""
+    arrays = {}
+    for split, n, seed in (("train", 64, 0), ("val", 24, 1), ("test", 24, 2)):
+        images, labels = separable_images(n, 16, seed=seed)
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels[:, None]
+    path = tmp_path / "tiny.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def write_recipe(path: Path, data: dict, **sections) -> Path:
+    import yaml
+
+    recipe = {
+        "name": "tiny",
+        "data": {"image_size": 16, **data},
+        "model": {"backbone": "tiny_test", "weights": None, "dropout": 0.0},
+        "train": {"strategy": "fine_tune", "epochs": 2, "batch_size": 16, "lr": 1e-2, "seed": 1},
+        "evaluate": {"bootstrap": 50},
+    }
+    for key, value in sections.items():
+        recipe[key] = {**recipe.get(key, {}), **value}
+    path.write_text(yaml.safe_dump(recipe))
+    return path
