@@ -106,6 +106,7 @@ class PhaseTrainer:
         self.best_epoch: Optional[int] = None
         self.compiled: list[tuple[str, str]] = []  # (phase, model name) per compile, for tests and logs
         self._features: Optional[dict] = None
+        self._head_trainer = None
         self.log: Callable[[str], None] = print
         self._augmenter = build_augmenter(recipe.augment, recipe.train.seed)
 
@@ -166,7 +167,7 @@ class PhaseTrainer:
             log(f"phase {index + 1}/{len(phases)}: {phase.name}, {phase.epochs} epochs, lr {phase.lr:g}, "
                 f"backbone {'trains' if phase.train_backbone else 'frozen'}")
             backbone.trainable = phase.train_backbone
-            target = head_of(self.model) if self.uses_feature_cache(phase) else self.model
+            target = self._head_on_features() if self.uses_feature_cache(phase) else self.model
             self._compile(target, phase)
             train_ds, val_ds = self._datasets(target is not self.model)
             phase_callbacks = [*shared_callbacks, *callbacks]
@@ -184,9 +185,26 @@ class PhaseTrainer:
                 self.optimizer.iterations.assign(boundaries[index + 1])
         best.restore_best()
         self.best_epoch = None if best.best_epoch is None else best.best_epoch + 1
-        # The full model is the deliverable, compiled with the optimizer that trained it.
+        # The deliverable: the full model at its best epoch, compiled with the optimizer
+        # that trained it, and trainable as that optimizer was built, so its state reloads.
+        backbone.trainable = any(p.train_backbone for p in phases)
         self._compile(self.model, phases[-1])
+        best.save()
         return history
+
+    def _head_on_features(self):
+        """The head wrapped in its own model, to fit on cached features.
+
+        A wrapper rather than the head layer itself: a compiled nested layer
+        would carry the optimizer into the full model's .keras file twice.
+        """
+        import keras
+
+        if self._head_trainer is None:
+            head = head_of(self.model)
+            features = keras.Input(head.input_shape[1:], name="features")
+            self._head_trainer = keras.Model(features, head(features), name="head_on_features")
+        return self._head_trainer
 
     def _compile(self, target, phase: Phase) -> None:
         """(Re)compiles `target`: Keras bakes the trainable variables into the train function."""

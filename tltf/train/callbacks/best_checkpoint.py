@@ -45,12 +45,15 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         self.best, self.best_epoch = float(value), epoch
         target = self.target or self.model
         self.best_weights = target.get_weights()
-        # Write next to the final file, then rename: a crash never leaves half a model.
+        self.save()
+
+    def save(self) -> None:
+        """Writes the model as it is now; next to the final file, then renamed, so a crash never leaves half a model."""
         partial = self.path + ".partial.keras"
-        target.save(partial)
+        (self.target or self.model).save(partial)
         os.replace(partial, self.path)
 
     def restore_best(self) -> None:
-        """Sets the saved model's weights back to the best epoch's."""
+        """Sets the model's weights back to the best epoch's."""
         if self.best_weights is not None:
             (self.target or self.model).set_weights(self.best_weights)

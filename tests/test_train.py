@@ -1,0 +1,173 @@
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+import yaml
+from sklearn.metrics import roc_auc_score
+
+import tltf
+from conftest import images_seen, separable_images, write_recipe
+from tltf.data.sources import load_splits
+from tltf.models import backbone_of, build_model_from_recipe
+from tltf.recipe import load_recipe, validate_recipe
+from tltf.train.fit import PhaseTrainer
+from tltf.train.phases import Phase, plan_phases
+from tltf.train.schedules import PhaseSchedule
+
+
+def train_section(**train):
+    return validate_recipe({"data": {"source": "npz", "path": "x"}, "train": train}).train
+
+
+def test_strategies_compile_to_phases():
+    assert plan_phases(train_section(strategy="feature_extraction", epochs=4, lr=1e-3)) == [
+        Phase("feature_extraction", 4, False, 1e-3)]
+    assert plan_phases(train_section(strategy="fine_tune", epochs=5)) == [Phase("fine_tune", 5, True, 1e-4)]
+    assert plan_phases(train_section(strategy="warmup_then_finetune", epochs=10, head_warmup={"epochs": 3, "lr": 1e-2},
+                                     schedule="cosine")) == [
+        Phase("head_warmup", 3, False, 1e-2, schedule="cosine"), Phase("fine_tune", 7, True, 1e-4, schedule="cosine")]
+
+
+def test_phase_schedule_follows_each_phase():
+    schedule = PhaseSchedule([
+        {"steps": 10, "lr": 1e-2},
+        {"steps": 20, "lr": 1e-3, "warmup_steps": 4, "decay": "cosine"},
+    ])
+    rate = lambda step: float(schedule(step))  # noqa: E731
+    assert rate(0) == pytest.approx(1e-2) and rate(9) == pytest.approx(1e-2)
+    assert rate(10) == pytest.approx(1e-3 / 4) and rate(13) == pytest.approx(1e-3)
+    assert rate(14) == pytest.approx(1e-3)
+    assert rate(10 + 4 + 8) == pytest.approx(0.5 * 1e-3 * (1 + math.cos(math.pi * 0.5)), rel=1e-5)
+    assert rate(29) == pytest.approx(0.5 * 1e-3 * (1 + math.cos(math.pi * 15 / 16)), rel=1e-4)
+    assert rate(500) == pytest.approx(0.0, abs=1e-12)  # stays at the end of the last phase
+    again = PhaseSchedule.from_config(schedule.get_config())
+    assert [float(again(s)) for s in (0, 12, 25)] == [rate(0), rate(12), rate(25)]
+    assert schedule.boundaries() == [0, 10, 30]
+
+
+def tiny_recipe(tmp_path, npz_path, **train):
+    path = write_recipe(tmp_path / "tiny.yaml", {"source": "npz", "path": str(npz_path)}, train=train)
+    return load_recipe(path)
+
+
+def prepared_trainer(recipe):
+    splits = load_splits(recipe.data, seed=recipe.train.seed)
+    model = build_model_from_recipe(recipe, splits.num_classes)
+    return PhaseTrainer(model, splits, recipe, verbose=0), model, splits
+
+
+class Recorder(keras.callbacks.Callback):
+    """Snapshots of the optimizer and the weights at each fit's start and end."""
+
+    def __init__(self, tltf_model):
+        super().__init__()
+        self.tltf_model = tltf_model
+        self.events = []
+
+    def _snapshot(self, when):
+        optimizer = self.model.optimizer
+        momentum = [v.numpy().copy() for v in optimizer.variables if v.path.endswith("logit_kernel_momentum")]
+        backbone = [w.copy() for w in backbone_of(self.tltf_model).get_weights()]
+        self.events.append({"when": when, "model": self.model.name, "iterations": int(optimizer.iterations.numpy()),
+                            "momentum": momentum[0], "backbone": backbone})
+
+    def on_train_begin(self, logs=None):
+        self._snapshot("begin")
+
+    def on_train_end(self, logs=None):
+        self._snapshot("end")
+
+
+def test_warmup_then_finetune_recompiles_and_keeps_head_slots(tmp_path, npz_path):
+    recipe = tiny_recipe(tmp_path, npz_path, strategy="warmup_then_finetune", epochs=3, head_warmup={"epochs": 1})
+    trainer, model, splits = prepared_trainer(recipe)
+    recorder = Recorder(model)
+    trainer.run(plan_phases(recipe.train), tmp_path, log=lambda _: None, callbacks=[recorder])
+    warm_begin, warm_end, tune_begin, tune_end = recorder.events
+
+    # Warm-up trained the head on cached features; the switch recompiled the full model.
+    assert [c for c in trainer.compiled[:2]] == [("head_warmup", "head_on_features"), ("fine_tune", model.name)]
+    assert (warm_end["model"], tune_begin["model"]) == ("head_on_features", model.name)
+    # The head's Adam moments and the step count survive the switch.
+    assert np.any(warm_end["momentum"] != 0)
+    assert np.array_equal(warm_end["momentum"], tune_begin["momentum"])
+    assert warm_end["iterations"] == tune_begin["iterations"] == trainer.steps_per_epoch
+    assert tune_end["iterations"] == 3 * trainer.steps_per_epoch
+    # Frozen during warm-up (bit-identical), trained after the switch.
+    assert all(np.array_equal(a, b) for a, b in zip(warm_begin["backbone"], warm_end["backbone"]))
+    assert not all(np.array_equal(a, b) for a, b in zip(tune_begin["backbone"], tune_end["backbone"]))
+
+
+@pytest.mark.parametrize("feature_cache, passes", [(True, 1), (False, 3)])
+def test_feature_cache_runs_the_backbone_once(tmp_path, npz_path, feature_cache, passes):
+    recipe = tiny_recipe(tmp_path, npz_path, strategy="feature_extraction", epochs=3, feature_cache=feature_cache)
+    trainer, model, splits = prepared_trainer(recipe)
+    before = images_seen(model)
+    counted = []  # read at the end of fit: restoring the best epoch's weights rewinds the counter too
+    at_end = keras.callbacks.LambdaCallback(on_train_end=lambda logs: counted.append(images_seen(model)))
+    trainer.run(plan_phases(recipe.train), tmp_path, log=lambda _: None, callbacks=[at_end])
+    assert counted[-1] - before == passes * (len(splits.train) + len(splits.val))
+    assert trainer.uses_feature_cache(plan_phases(recipe.train)[0]) is feature_cache
+    saved = keras.models.load_model(tmp_path / "model.keras")
+    assert saved.get_layer("backbone") is not None  # the deliverable is the full model
+
+
+def test_augmentation_disables_the_feature_cache(tmp_path, npz_path):
+    path = write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(npz_path)},
+                        train={"strategy": "feature_extraction"}, augment={"flip": "horizontal"})
+    trainer, _, _ = prepared_trainer(load_recipe(path))
+    assert not trainer.uses_feature_cache(plan_phases(trainer.recipe.train)[0])
+
+
+def test_fit_writes_a_complete_run_and_its_auc_matches_sklearn(tmp_path, npz_path):
+    recipe = tiny_recipe(tmp_path, npz_path, strategy="warmup_then_finetune", epochs=3, head_warmup={"epochs": 1})
+    result = tltf.fit(recipe, tmp_path / "run", log=lambda _: None, verbose=0)
+    run = tmp_path / "run"
+    for name in ("recipe.yaml", "history.csv", "model.keras", "metrics.json", "report.md", "roc.png",
+                 "learning_curves.png", "confusion_matrix.png", "logs"):
+        assert (run / name).exists(), name
+    assert not (tmp_path / "run.partial").exists()
+    assert validate_recipe(yaml.safe_load((run / "recipe.yaml").read_text())).model.bn == "train"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics == json.loads(json.dumps(result.metrics))
+    assert len(metrics["test"]["auc_ci"]) == 2 and 0 <= metrics["test"]["accuracy"] <= 1
+    model = keras.models.load_model(run / "model.keras")
+    splits = load_splits(recipe.data, seed=recipe.train.seed)
+    probabilities = model.predict(splits.test.images.astype("float32"), verbose=0)[:, 0]
+    assert metrics["test"]["auc"] == pytest.approx(roc_auc_score(splits.test.labels, probabilities), abs=1e-9)
+    assert metrics["test"]["auc"] > 0.9  # the classes differ in brightness: a working pipeline learns them
+    assert len((run / "history.csv").read_text().splitlines()) == 1 + 3
+
+
+def test_fit_multiclass(tmp_path):
+    arrays = {}
+    for split, n, seed in (("train", 90, 0), ("val", 30, 1)):
+        images, labels = separable_images(n, 16, num_classes=3, seed=seed)
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels
+    np.savez(tmp_path / "three.npz", **arrays)
+    path = write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(tmp_path / "three.npz")},
+                        train={"epochs": 2}, model={"head": "mlp", "hidden_units": [8]})
+    result = tltf.fit(load_recipe(path), tmp_path / "run", log=lambda _: None, verbose=0)
+    assert result.metrics["test"]["split"] == "val (no test split)"
+    assert set(result.metrics["test"]["per_class_auc"]) == {"class_0", "class_1", "class_2"}
+    assert np.array(result.metrics["test"]["confusion"]).shape == (3, 3)
+
+
+def test_class_weight_auto_trains(tmp_path, npz_path):
+    path = write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(npz_path), "class_weight": "auto"},
+                        train={"epochs": 1})
+    result = tltf.fit(load_recipe(path), tmp_path / "run", log=lambda _: None, verbose=0)
+    assert not np.isnan(result.metrics["val"]["auc"])
+
+
+def test_early_stopping_moves_to_the_next_phase_on_schedule(tmp_path, npz_path):
+    recipe = tiny_recipe(tmp_path, npz_path, strategy="warmup_then_finetune", epochs=8, head_warmup={"epochs": 5},
+                         early_stopping={"patience": 1, "min_delta": 0.5})
+    trainer, model, _ = prepared_trainer(recipe)
+    recorder = Recorder(model)
+    trainer.run(plan_phases(recipe.train), tmp_path, log=lambda _: None, callbacks=[recorder])
+    warm_end, tune_begin = recorder.events[1], recorder.events[2]
+    assert warm_end["iterations"] < 5 * trainer.steps_per_epoch  # stopped early
+    assert tune_begin["iterations"] == 5 * trainer.steps_per_epoch  # fine-tuning starts at its own rate
