@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 
 import click
 
@@ -40,6 +41,12 @@ def main():
     model (model.keras), history, metrics.json, report.md and plots.
     See recipes/ for worked examples and docs/ for the recipe reference.
     """
+    warnings.showwarning = _warning_to_stdout
+
+
+def _warning_to_stdout(message, category, filename, lineno, file=None, line=None):
+    # stderr is kept for the one-line error a failing command ends with.
+    click.echo(f"warning: {message}")
 
 
 @main.command()

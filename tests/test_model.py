@@ -89,6 +89,13 @@ def test_bn_train_updates_moving_statistics():
     assert not np.array_equal(mean, batch_norms(model)[0].moving_mean.numpy())
 
 
+def test_bn_momentum_applies_to_every_backbone_batch_norm_and_survives_saving(tmp_path):
+    model = tltf.build_model("mobilenet_v2", alpha=0.35, image_size=32, weights=None, bn_momentum=0.9)
+    assert {bn.momentum for bn in batch_norms(model)} == {0.9} and len(batch_norms(model)) == 52
+    model.save(tmp_path / "m.keras")
+    assert {bn.momentum for bn in batch_norms(keras.models.load_model(tmp_path / "m.keras"))} == {0.9}
+
+
 def test_saved_model_loads_with_plain_keras(tmp_path):
     model = tltf.build_model("mobilenet_v2", alpha=0.35, image_size=32, weights=None, bn="frozen")
     path = tmp_path / "model.keras"

@@ -28,6 +28,7 @@ def test_shipped_recipes_validate(path):
 def test_defaults_are_filled_in():
     recipe = validate_recipe(BASE)
     assert (recipe.model.backbone, recipe.model.weights, recipe.model.bn) == ("resnet50", "imagenet", "frozen")
+    assert recipe.model.bn_momentum is None  # the pretrained backbone's own
     assert (recipe.train.strategy, recipe.train.optimizer, recipe.train.lr) == ("fine_tune", "adamw", 1e-4)
     resolved = yaml.safe_load(recipe.to_yaml())
     assert list(resolved["data"])[0] == "source"
@@ -40,6 +41,7 @@ def test_no_weights_spellings_and_bn_default(weights):
     recipe = validate_recipe({**BASE, "model": {"weights": weights}})
     assert recipe.model.weights is None
     assert recipe.model.bn == "train"  # frozen BN without pretrained statistics predicts a constant
+    assert recipe.model.bn_momentum == 0.9  # and slow moving averages never settle in a few hundred steps
 
 
 def test_explicit_bn_wins_over_default():

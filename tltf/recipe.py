@@ -136,6 +136,11 @@ class ModelConfig(_Section):
     bn: Optional[Literal["frozen", "train"]] = Field(
         None, description="frozen: BatchNorm always in inference mode. Default: frozen with pretrained weights, else train."
     )
+    bn_momentum: Optional[float] = Field(
+        None, gt=0, lt=1,
+        description="Moving-average momentum of the backbone's BatchNorm. Default: the backbone's own with "
+                    "pretrained weights; 0.9 when BN trains from scratch.",
+    )
 
     @field_validator("backbone")
     @classmethod
@@ -277,6 +282,11 @@ def _check_consistency(recipe: Recipe, source: str) -> None:
         # Without pretrained statistics, frozen BN would normalise with the
         # initial moving averages forever and the model predicts a constant.
         recipe.model.bn = "frozen" if recipe.model.weights else "train"
+    if recipe.model.bn_momentum is None and recipe.model.bn == "train" and not recipe.model.weights:
+        # keras.applications use momentum 0.99-0.999, tuned for ImageNet's millions of steps; after a few
+        # hundred steps the moving statistics are still mostly their initial values and a model
+        # trained from scratch predicts a constant at inference.
+        recipe.model.bn_momentum = 0.9
     if recipe.data.image_size < spec.min_size:
         raise RecipeError(
             f"{source}: data.image_size: {recipe.data.image_size} px is smaller than the "

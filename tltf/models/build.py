@@ -20,6 +20,7 @@ def build_model(
     hidden_units=(256,),
     dropout: float = 0.2,
     bn: str | None = None,
+    bn_momentum: float | None = None,
 ):
     """A transfer-learning classifier as a plain functional `keras.Model`.
 
@@ -46,6 +47,8 @@ def build_model(
         dropout: the head's dropout rate.
         bn: `"frozen"` (BatchNorm always in inference mode) or `"train"`.
             Default: frozen with pretrained weights, train without.
+        bn_momentum: if given, the moving-average momentum of every
+            BatchNormalization in the backbone (lower settles faster).
     """
     import keras
 
@@ -55,11 +58,22 @@ def build_model(
     if bn is None:
         bn = "frozen" if weights else "train"
     net = create_backbone(backbone, image_size, weights=weights, alpha=alpha)
+    if bn_momentum is not None:
+        for layer in _all_layers(net):
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = bn_momentum
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = ImagePreprocessing(spec.preprocessing, name="preprocessing")(inputs)
     features = BatchNormPolicy(net, mode=bn, name=BACKBONE_LAYER)(x)
     outputs = build_head(features.shape[-1], num_classes, head, hidden_units, dropout)(features)
     return keras.Model(inputs, outputs, name=f"tltf_{backbone}")
+
+
+def _all_layers(model):
+    for layer in model.layers:
+        yield layer
+        if hasattr(layer, "layers"):
+            yield from _all_layers(layer)
 
 
 def build_model_from_recipe(recipe, num_classes: int):
@@ -68,6 +82,7 @@ def build_model_from_recipe(recipe, num_classes: int):
     return build_model(
         m.backbone, num_classes=num_classes, image_size=recipe.data.image_size, weights=m.weights,
         alpha=m.alpha, head=m.head, hidden_units=tuple(m.hidden_units), dropout=m.dropout, bn=m.bn,
+        bn_momentum=m.bn_momentum,
     )
 
 
