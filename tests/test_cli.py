@@ -1,4 +1,6 @@
 import json
+import os
+from pathlib import Path
 import subprocess
 import sys
 
@@ -8,7 +10,7 @@ import yaml
 from click.testing import CliRunner
 from PIL import Image
 
-from conftest import write_recipe
+from conftest import MOBILENET_WEIGHTS, PNEUMONIA_NPZ, SHARED, write_recipe
 from tltf.cli.main import main
 
 
@@ -140,3 +142,14 @@ def test_real_process_prints_one_line_and_exits_2(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"tltf: error: {root / 'a' / 'empty.png'}: empty file (0 bytes); remove it or replace it with the real image"]
     assert not (tmp_path / "runs").exists()
+
+
+def test_library_route_example_runs(tmp_path):
+    """docs/examples/library_route.py, shortened: the library docs stay runnable."""
+    if not (MOBILENET_WEIGHTS.exists() and PNEUMONIA_NPZ.exists()):
+        pytest.skip("../shared assets are absent")
+    script = Path(__file__).resolve().parents[1] / "docs" / "examples" / "library_route.py"
+    result = subprocess.run([sys.executable, str(script), "1", "1", "256"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=300, env={**os.environ, "SHARED": str(SHARED)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "test AUC" in result.stdout and (tmp_path / "library-route.keras").exists()

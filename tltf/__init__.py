@@ -1,7 +1,8 @@
 """tltf: transfer learning on Keras 3 for small image datasets.
 
-Public API: `build_model`, `load_recipe`, `fit`, and the Keras objects in
-`tltf.layers`, `tltf.callbacks` and `tltf.optimizers`.
+Public API: `build_model`, `load_recipe`, `fit`, and standard Keras objects
+for a user's own `model.fit`: `tltf.layers`, `tltf.callbacks`,
+`tltf.schedules.PhaseSchedule` and `tltf.optimizers.build_optimizer`.
 """
 
 __version__ = "0.1.0"
@@ -12,11 +13,13 @@ import_tensorflow()
 
 # isort: split
 
-from tltf import layers  # noqa: F401  (registers the serializable layers)
-from tltf.train import schedules as _schedules  # noqa: F401  (registers PhaseSchedule)
-from tltf.models import build_model
+from tltf import layers  # registers the serializable layers
+from tltf.models import backbone_of, build_model, head_of
 from tltf.recipe import load_recipe
-from tltf.train import callbacks
+from tltf.train import callbacks, optimizers, schedules  # schedules registers PhaseSchedule
 from tltf.train.fit import fit
 
-__all__ = ["build_model", "callbacks", "fit", "layers", "load_recipe", "__version__"]
+__all__ = [
+    "backbone_of", "build_model", "callbacks", "fit", "head_of", "layers", "load_recipe", "optimizers",
+    "schedules", "__version__",
+]

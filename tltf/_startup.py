@@ -1,9 +1,10 @@
 """Importing TensorFlow without its native start-up notices.
 
-TF 2.21 prints oneDNN/CUDA notices from C++ at import and device discovery, straight to file
-descriptor 2, ignoring TF_CPP_MIN_LOG_LEVEL. They would bury tltf's one-line
-errors, so the import runs with fd 2 pointed at /dev/null. Python exceptions
-still propagate. Set TLTF_TF_STARTUP_LOGS=1 to see the notices.
+TF 2.21 prints oneDNN/CUDA notices from C++ at import and at device
+discovery, straight to file descriptor 2, ignoring TF_CPP_MIN_LOG_LEVEL.
+They would bury tltf's one-line errors, so both run with fd 2 pointed at
+/dev/null. Python exceptions still propagate. Set TLTF_TF_STARTUP_LOGS=1 to
+see the notices.
 """
 
 import contextlib
@@ -26,13 +27,13 @@ def _native_stderr_silenced():
 
 
 def import_tensorflow() -> None:
-    if "tensorflow" in sys.modules or os.environ.get("TLTF_TF_STARTUP_LOGS") == "1":
-        import tensorflow  # noqa: F401
+    if os.environ.get("TLTF_TF_STARTUP_LOGS") == "1":
+        import keras  # noqa: F401
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     with _native_stderr_silenced():
         import keras  # noqa: F401
         import tensorflow
 
-        # Device discovery prints a CUDA notice on machines without a GPU.
+        # Device discovery prints a CUDA notice on machines without a GPU; a no-op once done.
         tensorflow.config.list_logical_devices()
