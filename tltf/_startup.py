@@ -36,4 +36,7 @@ def import_tensorflow() -> None:
         import tensorflow
 
         # Device discovery prints a CUDA notice on machines without a GPU; a no-op once done.
-        tensorflow.config.list_logical_devices()
+        # Not in a TF_CONFIG cluster: MultiWorkerMirroredStrategy must configure collective
+        # ops before the runtime starts.
+        if "TF_CONFIG" not in os.environ:
+            tensorflow.config.list_logical_devices()

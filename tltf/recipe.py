@@ -185,6 +185,12 @@ class TrainConfig(_Section):
     seed: int = 42
     early_stopping: Optional[EarlyStoppingConfig] = None
     feature_cache: bool = Field(True, description="Cache frozen-backbone features when augmentation is off.")
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field(
+        "float32", description="Keras dtype policy: mixed_float16 on GPUs, mixed_bfloat16 on TPUs and recent CPUs."
+    )
+    distribution: Literal["default", "mirrored", "multi_worker"] = Field(
+        "default", description="tf.distribute strategy; batch_size is the global batch."
+    )
 
 
 class EvaluateConfig(_Section):
@@ -298,6 +304,11 @@ def _check_consistency(recipe: Recipe, source: str) -> None:
         raise RecipeError(
             f"{source}: train.head_warmup.epochs: {recipe.train.head_warmup.epochs} leaves no fine-tuning epoch "
             f"out of train.epochs={recipe.train.epochs}; make it smaller than train.epochs"
+        )
+    if recipe.train.distribution == "multi_worker":
+        raise RecipeError(
+            f"{source}: train.distribution: multi_worker is not supported: Keras 3's model.fit fails under "
+            "MultiWorkerMirroredStrategy (keras-team/keras#20585); use mirrored on one machine"
         )
     if recipe.data.class_weight == "auto" and (recipe.augment.mixup or recipe.augment.cutmix):
         raise RecipeError(

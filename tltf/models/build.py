@@ -63,7 +63,8 @@ def build_model(
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = bn_momentum
     inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = ImagePreprocessing(spec.preprocessing, name="preprocessing")(inputs)
+    # float32 even under mixed precision: bfloat16 cannot hold normalised pixels to 8 bits.
+    x = ImagePreprocessing(spec.preprocessing, name="preprocessing", dtype="float32")(inputs)
     features = BatchNormPolicy(net, mode=bn, name=BACKBONE_LAYER)(x)
     outputs = build_head(features.shape[-1], num_classes, head, hidden_units, dropout)(features)
     return keras.Model(inputs, outputs, name=f"tltf_{backbone}")

@@ -20,4 +20,5 @@ def extract_features(model, images: np.ndarray, batch_size: int, verbose: int = 
 
     extractor = feature_extractor(model)
     ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size).map(lambda x: tf.cast(x, tf.float32))
-    return extractor.predict(ds.prefetch(tf.data.AUTOTUNE), verbose=verbose)
+    # float32 whatever the compute precision: the head's input is float32.
+    return extractor.predict(ds.prefetch(tf.data.AUTOTUNE), verbose=verbose).astype("float32")

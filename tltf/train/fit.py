@@ -21,6 +21,7 @@ from tltf.data.pipeline import build_augmenter, make_dataset
 from tltf.data.sources import ImageSplits, class_weights, load_splits
 from tltf.models.build import backbone_of, build_model_from_recipe, head_of
 from tltf.run_dir import new_run_dir, staged_run_dir
+from tltf.train.distribution import dtype_policy, make_strategy, wrap_for_precision
 from tltf.train.features import extract_features
 from tltf.train.optimizers import build_optimizer
 from tltf.train.phases import Phase, plan_phases
@@ -61,23 +62,26 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", log: Callable[[str], N
 
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
+    strategy = make_strategy(recipe.train.distribution)
     keras.utils.set_random_seed(recipe.train.seed)
     final_dir = new_run_dir(recipe.name, run_dir, runs_root)
     splits = load_splits(recipe.data, seed=recipe.train.seed)
     log(f"data: {splits.summary()}")
-    model = build_model_from_recipe(recipe, splits.num_classes)
-    phases = plan_phases(recipe.train)
-    trainer = PhaseTrainer(model, splits, recipe, verbose=verbose)
-    plan = trainer.plan_rows(phases)
-    log(_plan_text(recipe, plan))
+    with dtype_policy(recipe.train.precision), strategy.scope():
+        model = build_model_from_recipe(recipe, splits.num_classes)
+        phases = plan_phases(recipe.train)
+        trainer = PhaseTrainer(model, splits, recipe, verbose=verbose)
+        plan = trainer.plan_rows(phases)
+        log(_plan_text(recipe, plan, strategy.num_replicas_in_sync))
 
-    with staged_run_dir(final_dir) as work_dir:
-        (work_dir / "recipe.yaml").write_text(recipe.to_yaml())
-        history = trainer.run(phases, work_dir, log=log, callbacks=callbacks)
-        log("evaluating the best checkpoint")
-        metrics = evaluate_splits(model, splits, recipe.evaluate.bootstrap, recipe.train.seed, recipe.train.batch_size)
-        metrics["best_epoch"] = trainer.best_epoch
-        write_evaluation(work_dir, metrics, history, trainer.phase_starts, recipe, plan)
+        with staged_run_dir(final_dir) as work_dir:
+            (work_dir / "recipe.yaml").write_text(recipe.to_yaml())
+            history = trainer.run(phases, work_dir, log=log, callbacks=callbacks)
+            log("evaluating the best checkpoint")
+            metrics = evaluate_splits(model, splits, recipe.evaluate.bootstrap, recipe.train.seed,
+                                      recipe.train.batch_size)
+            metrics["best_epoch"] = trainer.best_epoch
+            write_evaluation(work_dir, metrics, history, trainer.phase_starts, recipe, plan)
     log(f"run written to {final_dir}")
     return FitResult(final_dir, {k: v for k, v in metrics.items() if not k.startswith("_")}, history, plan)
 
@@ -148,7 +152,7 @@ class PhaseTrainer:
         self.log = log
         schedule = self.schedule(phases)
         boundaries = schedule.boundaries()
-        self.optimizer = build_optimizer(self.recipe.train, schedule)
+        self.optimizer = wrap_for_precision(build_optimizer(self.recipe.train, schedule), self.recipe.train.precision)
         backbone = backbone_of(self.model)
         # Build the slots for every variable any phase trains, once: the head's
         # moments then carry over when the backbone is unfrozen.
@@ -255,11 +259,12 @@ def _count(weights) -> int:
     return int(sum(np.prod(w.shape) for w in weights))
 
 
-def _plan_text(recipe, rows) -> str:
+def _plan_text(recipe, rows, replicas: int = 1) -> str:
     from tltf.evaluate.report import format_table
 
     header = ("phase", "epochs", "lr", "backbone", "trainable params", "frozen params", "feature cache")
     m = recipe.model
     title = (f"plan: {recipe.train.strategy} on {m.backbone} (weights {m.weights}, BatchNorm {m.bn}), "
-             f"{recipe.train.optimizer}, batch {recipe.train.batch_size}")
+             f"{recipe.train.optimizer}, batch {recipe.train.batch_size}, {recipe.train.precision}, "
+             f"{recipe.train.distribution} distribution ({replicas} replica{'s' if replicas > 1 else ''})")
     return title + "\n" + format_table(rows, header)
