@@ -112,5 +112,79 @@ def evaluate(run_dir, split, json_path):
             json.dump(metrics, handle, indent=2)
 
 
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), default="exports", show_default=True,
+              help="TF Serving base folder; the model goes in OUT/<recipe name>/<version>/.")
+@click.option("--version", "version", type=click.IntRange(min=1), default=None,
+              help="Version number (default: one more than the highest present).")
+@click.option("--force", is_flag=True, help="Replace an existing version folder.")
+@click.option("--verify/--no-verify", default=True, show_default=True,
+              help="Reload the SavedModel and compare both signatures with the Keras model before publishing.")
+@click.option("--verify-images", type=click.IntRange(min=2), default=16, show_default=True,
+              help="Validation images the parity check uses.")
+@user_errors
+def export(run_dir, out, version, force, verify, verify_images):
+    """Export RUN_DIR's best model as a SavedModel for TF Serving.
+
+    Two signatures: serving_default (float32 images, raw 0-255 pixels, any
+    size) and serving_bytes (encoded JPEG/PNG/BMP/GIF strings). Both return
+    probabilities, class_id (binary: at the threshold chosen on val) and
+    class_name. Also writes warm-up requests and OUT/<name>/model_card.md.
+    The version is built aside and renamed into place only once verified.
+    """
+    from tltf.export import export_run
+
+    result = export_run(run_dir, out, version, force, verify, verify_images, log=click.echo)
+    click.echo(f"model card: {result.model_card}")
+
+
+@main.command()
+@click.argument("target", type=click.Path(exists=True))
+@click.argument("images", nargs=-1, required=True)
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@user_errors
+def predict(target, images, fmt):
+    """Predict IMAGES (files, folders or globs) with TARGET.
+
+    TARGET is a run directory (model.keras), a SavedModel version folder, or
+    a TF Serving model folder (its highest version is used). A file that
+    cannot be decoded gets an error row and the others go on; the exit code
+    is 1 when any file failed.
+    """
+    from tltf.export.predict import Predictor, expand_inputs
+
+    rows = Predictor(target).predict(expand_inputs(images))
+    click.echo(format_predictions(rows, fmt), nl=False)
+    failed = sum(row.error is not None for row in rows)
+    if failed:
+        click.echo(f"tltf: {failed} of {len(rows)} files could not be predicted", err=True)
+        sys.exit(1)
+
+
+def format_predictions(rows, fmt: str) -> str:
+    import csv
+    import dataclasses
+    import io
+    import json
+
+    records = [{k: v for k, v in dataclasses.asdict(row).items() if k != "probabilities" or v is not None}
+               for row in rows]
+    if fmt == "json":
+        return json.dumps(records, indent=2) + "\n"
+    columns = ["file", "class_name", "probability", "error"]
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+        return buffer.getvalue()
+    from tltf.evaluate.report import format_table
+
+    table = [(r.file, r.class_name or "-", f"{r.probability:.4f}" if r.probability is not None else "-",
+              r.error or "") for r in rows]
+    return format_table(table, header=("file", "class", "probability", "error")) + "\n"
+
+
 if __name__ == "__main__":
     main()

@@ -13,13 +13,13 @@ import_tensorflow()
 
 # isort: split
 
-from tltf import layers  # registers the serializable layers
+from tltf import export, layers  # layers registers the serializable classes
 from tltf.models import backbone_of, build_model, head_of
 from tltf.recipe import load_recipe
 from tltf.train import callbacks, optimizers, schedules  # schedules registers PhaseSchedule
 from tltf.train.fit import fit
 
 __all__ = [
-    "backbone_of", "build_model", "callbacks", "fit", "head_of", "layers", "load_recipe", "optimizers",
+    "backbone_of", "build_model", "callbacks", "export", "fit", "head_of", "layers", "load_recipe", "optimizers",
     "schedules", "__version__",
 ]

@@ -35,22 +35,42 @@ def to_rgb(images: np.ndarray) -> np.ndarray:
     return images
 
 
-def resize(images: np.ndarray, size: int, batch: int = 512) -> np.ndarray:
-    """Resizes uint8 RGB images to `size`×`size` (bilinear), in batches."""
+def resize_pixels(images, size: int):
+    """Bilinear resize to `size`×`size`, rounded to whole 0–255 pixel values (a TF op).
+
+    The one resize of tltf: training data goes through it once, and the
+    exported SavedModel runs it in its graph, so serving sees the pixels
+    training saw.
+    """
     import tensorflow as tf
 
+    resized = tf.image.resize(tf.cast(images, tf.float32), (size, size), method="bilinear")
+    return tf.round(tf.clip_by_value(resized, 0.0, 255.0))
+
+
+def resize(images: np.ndarray, size: int, batch: int = 512) -> np.ndarray:
+    """Resizes uint8 RGB images to `size`×`size` with `resize_pixels`, in batches."""
     if images.shape[1:3] == (size, size):
         return images
     out = np.empty((len(images), size, size, images.shape[-1]), np.uint8)
     for start in range(0, len(images), batch):
-        chunk = tf.image.resize(images[start : start + batch], (size, size), method="bilinear")
-        out[start : start + batch] = np.clip(np.round(chunk.numpy()), 0, 255).astype(np.uint8)
+        out[start : start + batch] = resize_pixels(images[start : start + batch], size).numpy().astype(np.uint8)
     return out
 
 
 def standardize(images: np.ndarray, size: int) -> np.ndarray:
     """Channels to RGB, then resize: the form every split is kept in."""
     return resize(to_rgb(images), size)
+
+
+def decode_pixels(data):
+    """Decodes JPEG/PNG/BMP/GIF bytes to RGB uint8 `[H,W,3]` (a TF op): grey repeated, alpha dropped.
+
+    The decoder of both training files and the exported `serving_bytes` signature.
+    """
+    import tensorflow as tf
+
+    return tf.io.decode_image(data, channels=3, expand_animations=False)
 
 
 def decode_file(path: Path, size: int) -> np.ndarray:
@@ -65,7 +85,7 @@ def decode_file(path: Path, size: int) -> np.ndarray:
     if not data:
         raise DataError(f"{path}: empty file (0 bytes); remove it or replace it with the real image")
     try:
-        image = tf.io.decode_image(data, expand_animations=False).numpy()
+        image = decode_pixels(data).numpy()
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
         reason = str(error.message).strip().splitlines()[0] if getattr(error, "message", None) else "unknown format"
         raise DataError(

@@ -1,0 +1,255 @@
+import io
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from click.testing import CliRunner
+from PIL import Image
+
+import tltf
+from conftest import PNEUMONIA_NPZ, needs_shared, separable_images, write_recipe
+from tltf.cli.main import main
+from tltf.data.sources import load_splits
+from tltf.errors import TltfError
+from tltf.evaluate.evaluator import predict_probabilities
+from tltf.evaluate.metrics import roc_auc
+from tltf.export import export_run
+from tltf.export.parity import FLOAT_TOLERANCE
+from tltf.export.warmup import read_warmup_requests
+from tltf.models.loading import load_run_model
+from tltf.recipe import load_recipe
+
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+def train_run(root: Path, num_classes: int, name: str) -> Path:
+    arrays = {}
+    for split, n, seed in (("train", 60, 0), ("val", 24, 1)):
+        images, labels = separable_images(n, 20, num_classes=num_classes, seed=seed, channels=3)
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels
+    np.savez(root / f"{name}.npz", **arrays)
+    recipe = write_recipe(root / f"{name}.yaml", {"source": "npz", "path": str(root / f"{name}.npz")},
+                          train={"epochs": 2}, evaluate={"bootstrap": 0})
+    raw = load_recipe(recipe)
+    raw.name = name
+    tltf.fit(raw, root / f"run-{name}", log=lambda _: None, verbose=0)
+    return root / f"run-{name}"
+
+
+@pytest.fixture(scope="module")
+def binary_run(tmp_path_factory):
+    return train_run(tmp_path_factory.mktemp("binary"), 2, "binary")
+
+
+@pytest.fixture(scope="module")
+def multiclass_run(tmp_path_factory):
+    return train_run(tmp_path_factory.mktemp("multi"), 3, "multi")
+
+
+def quiet(*_):
+    pass
+
+
+def png(array: np.ndarray, mode=None) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array, mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("which", ["binary", "multiclass"])
+def test_export_reload_parity(which, binary_run, multiclass_run, tmp_path):
+    run = binary_run if which == "binary" else multiclass_run
+    result = export_run(run, tmp_path / "serving", log=quiet)
+    assert result.parity.ok and result.parity.float_max_abs_diff <= FLOAT_TOLERANCE
+    assert result.parity.png_max_abs_diff <= FLOAT_TOLERANCE
+    loaded = tf.saved_model.load(str(result.version_dir))
+    model = load_run_model(run)
+    images = separable_images(5, 16, num_classes=3, seed=9, channels=3)[0]
+    out = loaded.signatures["serving_default"](images=tf.constant(images, tf.float32))
+    expected = predict_probabilities(model, images)
+    assert np.abs(out["probabilities"].numpy() - expected).max() <= FLOAT_TOLERANCE
+    names = json.loads((run / "metrics.json").read_text())["class_names"]
+    assert [n.decode() for n in out["class_name"].numpy()] == [names[i] for i in out["class_id"].numpy()]
+    if which == "binary":
+        assert out["probabilities"].shape == (5,)
+    else:
+        assert out["probabilities"].shape == (5, 3)
+        assert np.array_equal(out["class_id"].numpy(), expected.argmax(axis=1))
+
+
+def test_binary_class_id_uses_the_stored_threshold(binary_run, tmp_path):
+    metrics = json.loads((binary_run / "metrics.json").read_text())
+    threshold = metrics["val"]["threshold"]
+    result = export_run(binary_run, tmp_path / "serving", log=quiet, verify=False)
+    loaded = tf.saved_model.load(str(result.version_dir))
+    images = separable_images(40, 20, seed=5, channels=3)[0].astype("float32")
+    out = loaded.signatures["serving_default"](images=tf.constant(images))
+    assert np.array_equal(out["class_id"].numpy(), (out["probabilities"].numpy() >= threshold).astype(int))
+
+
+def test_float_signature_resizes_any_input_size(binary_run, tmp_path):
+    result = export_run(binary_run, tmp_path / "serving", log=quiet, verify=False)
+    loaded = tf.saved_model.load(str(result.version_dir))
+    big = separable_images(3, 50, seed=3, channels=3)[0]
+    out = loaded.signatures["serving_default"](images=tf.constant(big, tf.float32))
+    from tltf.data.images import standardize
+
+    expected = predict_probabilities(load_run_model(binary_run), standardize(big, 16))
+    assert np.abs(out["probabilities"].numpy() - expected).max() <= FLOAT_TOLERANCE
+
+
+def test_bytes_signature_decodes_png_jpeg_grey_rgba_and_rejects_non_images(binary_run, tmp_path):
+    result = export_run(binary_run, tmp_path / "serving", log=quiet, verify=False)
+    loaded = tf.saved_model.load(str(result.version_dir))
+    serve_bytes = loaded.signatures["serving_bytes"]
+    serve_float = loaded.signatures["serving_default"]
+    rgb = separable_images(1, 16, seed=7, channels=3)[0][0]
+    grey = rgb[..., 0]
+    rgba = np.concatenate([rgb, np.full((16, 16, 1), 77, np.uint8)], axis=-1)
+
+    def float_probability(array):
+        return serve_float(images=tf.constant(array[None], tf.float32))["probabilities"].numpy()
+
+    def bytes_probability(data):
+        return serve_bytes(image_bytes=tf.constant([data]))["probabilities"].numpy()
+
+    assert np.abs(bytes_probability(png(rgb)) - float_probability(rgb)).max() <= FLOAT_TOLERANCE
+    assert np.abs(bytes_probability(png(grey)) - float_probability(np.repeat(grey[..., None], 3, -1))).max() <= FLOAT_TOLERANCE
+    assert np.abs(bytes_probability(png(rgba, "RGBA")) - float_probability(rgb)).max() <= FLOAT_TOLERANCE
+    jpeg = tf.io.encode_jpeg(rgb, quality=95).numpy()
+    assert np.abs(bytes_probability(jpeg) - float_probability(tf.io.decode_jpeg(jpeg).numpy())).max() <= FLOAT_TOLERANCE
+    batch = serve_bytes(image_bytes=tf.constant([png(rgb), jpeg, png(grey)]))
+    assert batch["probabilities"].shape == (3,)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
+        serve_bytes(image_bytes=tf.constant([b"this is not an image"]))
+
+
+def test_versioned_layout_model_card_and_warmup(binary_run, tmp_path):
+    first = export_run(binary_run, tmp_path / "serving", log=quiet)
+    second = export_run(binary_run, tmp_path / "serving", log=quiet, verify=False)
+    model_dir = tmp_path / "serving" / "binary"
+    assert (first.version_dir, second.version_dir) == (model_dir / "1", model_dir / "2")
+    for name in ("saved_model.pb", "variables/variables.index", "assets.extra/tf_serving_warmup_requests"):
+        assert (first.version_dir / name).exists(), name
+    assert sorted(p.name for p in model_dir.iterdir()) == ["1", "2", "model_card.md"]
+    card = first.model_card.read_text()
+    for fragment in ("## Classes", "## Input contract", "## Test metrics", "## Recipe", "TensorFlow 2.", "Keras 3.",
+                     "serving_bytes", "Youden"):
+        assert fragment in card, fragment
+
+    logs = read_warmup_requests(first.version_dir)
+    assert [log.predict_log.request.model_spec.signature_name for log in logs] == ["serving_default", "serving_bytes"]
+    loaded = tf.saved_model.load(str(first.version_dir))
+    for log in logs:
+        request = log.predict_log.request
+        inputs = {name: tf.constant(tf.make_ndarray(proto)) for name, proto in request.inputs.items()}
+        out = loaded.signatures[request.model_spec.signature_name](**inputs)
+        assert out["probabilities"].shape[0] == 2
+
+
+def test_existing_version_needs_force_and_force_replaces_atomically(binary_run, tmp_path):
+    first = export_run(binary_run, tmp_path / "s", log=quiet, verify=False)
+    stamp = (first.version_dir / "saved_model.pb").stat().st_mtime_ns
+    with pytest.raises(TltfError, match="version 1 already exists; pass --force"):
+        export_run(binary_run, tmp_path / "s", version=1, log=quiet, verify=False)
+    time.sleep(0.01)
+    export_run(binary_run, tmp_path / "s", version=1, force=True, log=quiet, verify=False)
+    assert (first.version_dir / "saved_model.pb").stat().st_mtime_ns != stamp
+    assert sorted(p.name for p in (tmp_path / "s" / "binary").iterdir()) == ["1", "model_card.md"]
+
+
+def test_failed_export_leaves_no_version_folder(binary_run, tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("tltf.export.exporter.write_warmup_requests", broken)
+    with pytest.raises(OSError):
+        export_run(binary_run, tmp_path / "s", log=quiet)
+    assert list((tmp_path / "s" / "binary").iterdir()) == []
+
+
+def test_killed_export_leaves_no_version_folder(binary_run, tmp_path):
+    model_dir = tmp_path / "s" / "binary"
+    command = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import conftest; "
+               "from tltf.cli.main import main; main()")
+    process = subprocess.Popen([sys.executable, "-c", command, "export", str(binary_run), "--out", str(tmp_path / "s")],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and process.poll() is None and not (
+            model_dir.exists() and any(p.name.startswith(".tmp") for p in model_dir.iterdir())):
+        time.sleep(0.02)
+    assert process.poll() is None, f"the export ended before it could be killed: {process.stderr.read()[-1500:]}"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not [p for p in model_dir.iterdir() if p.name.isdigit()]
+
+
+def test_saved_model_cli_signatures_golden(binary_run, tmp_path):
+    result = export_run(binary_run, tmp_path / "s", log=quiet, verify=False)
+    shown = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir",
+                            str(result.version_dir), "--all"], capture_output=True, text=True, check=True).stdout
+    signatures = shown[shown.index("signature_def['serving_bytes']"): shown.index("The MetaGraph with tag set")]
+    assert signatures.strip() == (GOLDEN / "saved_model_cli_binary.txt").read_text().strip()
+
+
+def test_predict_cli_rows_errors_and_exit_code(binary_run, tmp_path):
+    images = separable_images(3, 20, seed=4, channels=3)[0]
+    for i, image in enumerate(images):
+        Image.fromarray(image).save(tmp_path / f"img{i}.png")
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    export_run(binary_run, tmp_path / "s", log=quiet, verify=False)
+    runner = CliRunner()
+    by_run = runner.invoke(main, ["predict", str(binary_run), str(tmp_path / "*.png"), "--format", "json"])
+    assert by_run.exit_code == 0, by_run.output
+    by_saved_model = runner.invoke(main, ["predict", str(tmp_path / "s" / "binary"), str(tmp_path), "--format", "json"])
+    assert by_saved_model.exit_code == 1
+    assert "1 of 4 files could not be predicted" in by_saved_model.stderr
+    run_rows = json.loads(by_run.stdout)
+    model_rows = {row["file"]: row for row in json.loads(by_saved_model.stdout)}
+    assert "not a decodable image" in model_rows[str(tmp_path / "broken.jpg")]["error"]
+    for row in run_rows:
+        assert row["probability"] == pytest.approx(model_rows[row["file"]]["probability"], abs=FLOAT_TOLERANCE)
+        assert row["class_name"] == model_rows[row["file"]]["class_name"]
+    csv_out = runner.invoke(main, ["predict", str(binary_run), str(tmp_path / "img0.png"), "--format", "csv"]).stdout
+    assert csv_out.splitlines()[0] == "file,class_name,probability,error"
+
+
+@needs_shared(PNEUMONIA_NPZ)
+def test_predict_on_pneumonia_pngs_matches_evaluate(tmp_path):
+    recipe_path = write_recipe(tmp_path / "p.yaml", {"source": "medmnist", "name": "pneumoniamnist",
+                                                    "root": str(PNEUMONIA_NPZ.parent), "image_size": 32},
+                               train={"epochs": 1, "batch_size": 64})
+    recipe = load_recipe(recipe_path)
+    run = tmp_path / "run"
+    tltf.fit(recipe, run, log=quiet, verbose=0)
+    test = np.load(PNEUMONIA_NPZ)
+    files = []
+    for i, (image, label) in enumerate(zip(test["test_images"], test["test_labels"].ravel())):
+        folder = tmp_path / "pngs" / ("pneumonia" if label else "normal")
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i:04d}.png")
+        files.append(folder / f"{i:04d}.png")
+    exported = export_run(run, tmp_path / "s", log=quiet, verify=False)
+
+    runner = CliRunner()
+    evaluated = runner.invoke(main, ["evaluate", str(run), "--split", "test", "--json", str(tmp_path / "e.json")])
+    assert evaluated.exit_code == 0, evaluated.output
+    expected_auc = json.loads((tmp_path / "e.json").read_text())["auc"]
+    splits = load_splits(recipe.data)
+    in_process = predict_probabilities(load_run_model(run), splits.test.images)
+    for target in (run, exported.version_dir.parent):
+        out = runner.invoke(main, ["predict", str(target), str(tmp_path / "pngs"), "--format", "json"])
+        assert out.exit_code == 0, out.output
+        rows = {Path(row["file"]): row["probability"] for row in json.loads(out.stdout)}
+        probabilities = np.array([rows[f] for f in files])
+        assert np.abs(probabilities - in_process).max() <= FLOAT_TOLERANCE
+        assert roc_auc(test["test_labels"].ravel(), probabilities) == pytest.approx(
+            expected_auc, abs=1e-6)

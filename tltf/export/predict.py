@@ -1,0 +1,144 @@
+"""Predicting on image files with a run's model or an exported SavedModel.
+
+Each file gets a row; a file that cannot be decoded gets an error row and
+the others go on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from tltf.data.images import IMAGE_SUFFIXES
+from tltf.errors import TltfError
+
+
+@dataclasses.dataclass
+class Prediction:
+    file: str
+    class_name: Optional[str] = None
+    class_id: Optional[int] = None
+    probability: Optional[float] = None  # of the positive class (binary) or of the predicted class
+    probabilities: Optional[list] = None
+    error: Optional[str] = None
+
+
+def expand_inputs(inputs) -> list[Path]:
+    """Files, folders (searched recursively for images) and glob patterns, in order, without repeats."""
+    paths: list[Path] = []
+    for item in inputs:
+        matches = sorted(glob.glob(str(item), recursive=True)) if glob.has_magic(str(item)) else [str(item)]
+        if not matches:
+            raise TltfError(f"{item}: no file matches this pattern")
+        for match in matches:
+            path = Path(match)
+            if path.is_dir():
+                paths += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            elif path.exists():
+                paths.append(path)
+            else:
+                raise TltfError(f"{path}: no such file or folder")
+    return list(dict.fromkeys(paths))
+
+
+class Predictor:
+    """Predicts from a run directory (model.keras) or a SavedModel (a version folder or its parent).
+
+    Example:
+        rows = Predictor.open("exports/pneumonia").predict([Path("xray.png")])
+
+    Args:
+        target: a `tltf fit` run directory, a SavedModel folder, or a TF
+            Serving model folder whose highest numeric version is used.
+    """
+
+    def __init__(self, target):
+        target = Path(target)
+        if (target / "model.keras").is_file():
+            self._init_run(target)
+        else:
+            self._init_saved_model(_saved_model_dir(target))
+
+    def _init_run(self, run_dir: Path) -> None:
+        from tltf.export.exporter import RunArtifacts
+        from tltf.models.loading import load_run_model
+
+        artifacts = RunArtifacts.read(run_dir)
+        self.model = load_run_model(run_dir)
+        self.size = int(self.model.input.shape[1])
+        self.class_names = artifacts.class_names
+        self.threshold = artifacts.threshold
+        self.signature = None
+
+    def _init_saved_model(self, version_dir: Path) -> None:
+        import tensorflow as tf
+
+        from tltf.export.signatures import BYTES_SIGNATURE
+
+        self.signature = tf.saved_model.load(str(version_dir)).signatures[BYTES_SIGNATURE]
+        self.model = None
+
+    def predict(self, paths: list[Path], batch_size: int = 64) -> list[Prediction]:
+        rows, good = [], []
+        for path in paths:
+            row = Prediction(str(path))
+            rows.append(row)
+            try:
+                good.append((row, self._load(path)))
+            except TltfError as error:
+                row.error = str(error)
+        for start in range(0, len(good), batch_size):
+            chunk = good[start : start + batch_size]
+            self._fill([row for row, _ in chunk], [item for _, item in chunk])
+        return rows
+
+    def _load(self, path: Path):
+        """Decoded pixels (run) or the checked file bytes (SavedModel); `TltfError` if not an image."""
+        from tltf.data.images import decode_file, decode_pixels
+
+        if self.model is not None:
+            return decode_file(path, self.size)
+        data = path.read_bytes()
+        try:
+            decode_pixels(data)  # the check the graph would fail on, per file
+        except Exception:
+            raise TltfError(f"{path}: not a decodable image (JPEG, PNG, BMP or GIF)") from None
+        return data
+
+    def _fill(self, rows: list[Prediction], items: list) -> None:
+        import tensorflow as tf
+
+        from tltf.evaluate.evaluator import predict_probabilities
+        from tltf.export.signatures import BYTES_INPUT
+
+        if self.model is not None:
+            probabilities = predict_probabilities(self.model, np.stack(items))
+            if probabilities.ndim == 1:
+                ids = (probabilities >= self.threshold).astype(int)
+            else:
+                ids = probabilities.argmax(axis=1)
+            names = [self.class_names[i] for i in ids]
+        else:
+            out = self.signature(**{BYTES_INPUT: tf.constant(items)})
+            probabilities, ids = out["probabilities"].numpy(), out["class_id"].numpy()
+            names = [n.decode() for n in out["class_name"].numpy()]
+        for i, row in enumerate(rows):
+            row.class_id, row.class_name = int(ids[i]), names[i]
+            if probabilities.ndim == 1:
+                row.probability = float(probabilities[i])
+            else:
+                row.probability = float(probabilities[i, ids[i]])
+                row.probabilities = [float(p) for p in probabilities[i]]
+
+
+def _saved_model_dir(target: Path) -> Path:
+    if (target / "saved_model.pb").is_file():
+        return target
+    versions = sorted((int(p.name), p) for p in target.iterdir() if p.name.isdigit()) if target.is_dir() else []
+    if versions and (versions[-1][1] / "saved_model.pb").is_file():
+        return versions[-1][1]
+    raise TltfError(f"{target}: neither a tltf run directory (model.keras) nor a SavedModel (saved_model.pb)")
