@@ -24,10 +24,14 @@ def train_section(**train):
 def test_strategies_compile_to_phases():
     assert plan_phases(train_section(strategy="feature_extraction", epochs=4, lr=1e-3)) == [
         Phase("feature_extraction", 4, False, 1e-3)]
-    assert plan_phases(train_section(strategy="fine_tune", epochs=5)) == [Phase("fine_tune", 5, True, 1e-4)]
+    assert plan_phases(train_section(strategy="fine_tune", epochs=5)) == [
+        Phase("fine_tune", 5, True, 1e-4, layerwise=True)]
     assert plan_phases(train_section(strategy="warmup_then_finetune", epochs=10, head_warmup={"epochs": 3, "lr": 1e-2},
                                      schedule="cosine")) == [
-        Phase("head_warmup", 3, False, 1e-2, schedule="cosine"), Phase("fine_tune", 7, True, 1e-4, schedule="cosine")]
+        Phase("head_warmup", 3, False, 1e-2, schedule="cosine"),
+        Phase("fine_tune", 7, True, 1e-4, schedule="cosine", layerwise=True)]
+    assert plan_phases(train_section(strategy="gradual_unfreeze", epochs=9, gradual={"every": 3, "start_epochs": 2})) == [
+        Phase("gradual_unfreeze", 9, True, 1e-4, layerwise=True, unfreeze_every=3, unfreeze_start=2)]
 
 
 def test_phase_schedule_follows_each_phase():

@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Optional, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tltf.errors import RecipeError
 from tltf.models.backbones import backbone_names, get_backbone_spec
 
 SOURCE_NAMES = ("npz", "directory", "csv", "medmnist", "tfds")
-STRATEGIES = ("feature_extraction", "fine_tune", "warmup_then_finetune")
+STRATEGIES = ("feature_extraction", "fine_tune", "warmup_then_finetune", "gradual_unfreeze")
 
 
 class _Section(BaseModel):
@@ -172,8 +172,29 @@ class HeadWarmupConfig(_Section):
     lr: float = Field(1e-3, gt=0)
 
 
+class DiscriminativeConfig(_Section):
+    """Discriminative learning rates: a rate for the head and one per group of backbone units."""
+
+    head: float = Field(gt=0, description="The head's learning rate.")
+    groups: Optional[list[Annotated[float, Field(gt=0)]]] = Field(
+        None, min_length=1, description="One rate per contiguous group of units, stem first.")
+    range: Optional[tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]]] = Field(
+        None, description="[low, high], spread geometrically from the stem to the last unit.")
+
+    @model_validator(mode="after")
+    def _one_of(self):
+        if (self.groups is None) == (self.range is None):
+            raise ValueError("give exactly one of groups: [rates...] or range: [low, high]")
+        return self
+
+
+class GradualConfig(_Section):
+    every: int = Field(2, ge=1, description="Epochs between two unfreezings.")
+    start_epochs: int = Field(1, ge=0, description="Head-only epochs before the first unit is unfrozen.")
+
+
 class TrainConfig(_Section):
-    strategy: Literal["feature_extraction", "fine_tune", "warmup_then_finetune"] = "fine_tune"
+    strategy: Literal["feature_extraction", "fine_tune", "warmup_then_finetune", "gradual_unfreeze"] = "fine_tune"
     epochs: int = Field(20, ge=1, description="Total epochs over all phases.")
     batch_size: int = Field(32, ge=1)
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
@@ -191,6 +212,12 @@ class TrainConfig(_Section):
     distribution: Literal["default", "mirrored", "multi_worker"] = Field(
         "default", description="tf.distribute strategy; batch_size is the global batch."
     )
+    unit: Literal["block", "stage"] = Field("block", description="What one unit of the block map is.")
+    layer_decay: Optional[float] = Field(
+        None, gt=0, le=1, description="Layer-wise lr decay: lr × decay^(units from the head).")
+    discriminative: Optional[DiscriminativeConfig] = None
+    gradual: GradualConfig = GradualConfig()
+    intent_check: bool = Field(True, description="Check frozen weights and BatchNorm at each phase's first step.")
 
 
 class EvaluateConfig(_Section):
@@ -305,6 +332,12 @@ def _check_consistency(recipe: Recipe, source: str) -> None:
             f"{source}: train.head_warmup.epochs: {recipe.train.head_warmup.epochs} leaves no fine-tuning epoch "
             f"out of train.epochs={recipe.train.epochs}; make it smaller than train.epochs"
         )
+    if recipe.train.layer_decay is not None and recipe.train.discriminative is not None:
+        raise RecipeError(f"{source}: train.layer_decay: give layer_decay or discriminative, not both")
+    if recipe.train.strategy == "feature_extraction" and (recipe.train.layer_decay or recipe.train.discriminative):
+        key = "layer_decay" if recipe.train.layer_decay else "discriminative"
+        raise RecipeError(f"{source}: train.{key}: has no effect with feature_extraction (the backbone is frozen); "
+                          "use fine_tune, warmup_then_finetune or gradual_unfreeze")
     if recipe.train.distribution == "multi_worker":
         raise RecipeError(
             f"{source}: train.distribution: multi_worker is not supported: Keras 3's model.fit fails under "

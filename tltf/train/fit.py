@@ -19,11 +19,13 @@ import numpy as np
 
 from tltf.data.pipeline import build_augmenter, make_dataset
 from tltf.data.sources import ImageSplits, class_weights, load_splits
+from tltf.models.blocks import BlockMap
 from tltf.models.build import backbone_of, build_model_from_recipe, head_of
 from tltf.run_dir import new_run_dir, staged_run_dir
 from tltf.train.distribution import dtype_policy, make_strategy, wrap_for_precision
 from tltf.train.features import extract_features
-from tltf.train.optimizers import build_optimizer
+from tltf.train.layerwise import recipe_unit_multipliers_checked, variable_multipliers
+from tltf.train.optimizers import build_optimizer, inner_optimizer
 from tltf.train.phases import Phase, plan_phases
 from tltf.train.schedules import PhaseSchedule
 
@@ -111,6 +113,7 @@ class PhaseTrainer:
         self.compiled: list[tuple[str, str]] = []  # (phase, model name) per compile, for tests and logs
         self._features: Optional[dict] = None
         self._head_trainer = None
+        self._block_map = None
         self.log: Callable[[str], None] = print
         self._augmenter = build_augmenter(recipe.augment, recipe.train.seed)
 
@@ -147,12 +150,14 @@ class PhaseTrainer:
         """
         import keras
 
-        from tltf.train.callbacks import BestModelCheckpoint
+        from tltf.train.callbacks import BestModelCheckpoint, GradualUnfreezing, IntentCheck
 
         self.log = log
         schedule = self.schedule(phases)
         boundaries = schedule.boundaries()
-        self.optimizer = wrap_for_precision(build_optimizer(self.recipe.train, schedule), self.recipe.train.precision)
+        multipliers = self.lr_multipliers()
+        self.optimizer = wrap_for_precision(build_optimizer(self.recipe.train, schedule, multipliers),
+                                            self.recipe.train.precision)
         backbone = backbone_of(self.model)
         # Build the slots for every variable any phase trains, once: the head's
         # moments then carry over when the backbone is unfrozen.
@@ -171,10 +176,16 @@ class PhaseTrainer:
             log(f"phase {index + 1}/{len(phases)}: {phase.name}, {phase.epochs} epochs, lr {phase.lr:g}, "
                 f"backbone {'trains' if phase.train_backbone else 'frozen'}")
             backbone.trainable = phase.train_backbone
+            inner_optimizer(self.optimizer).set_lr_multipliers(multipliers if phase.layerwise else {})
             target = self._head_on_features() if self.uses_feature_cache(phase) else self.model
             self._compile(target, phase)
             train_ds, val_ds = self._datasets(target is not self.model)
             phase_callbacks = [*shared_callbacks, *callbacks]
+            if phase.unfreeze_every:
+                phase_callbacks.append(GradualUnfreezing(phase.unfreeze_every, self.recipe.train.unit,
+                                                         phase.unfreeze_start, verbose=1))
+            if self.recipe.train.intent_check:
+                phase_callbacks.append(IntentCheck(self.model))
             if self.recipe.train.early_stopping:
                 es = self.recipe.train.early_stopping
                 phase_callbacks.append(keras.callbacks.EarlyStopping(
@@ -195,6 +206,17 @@ class PhaseTrainer:
         self._compile(self.model, phases[-1])
         best.save()
         return history
+
+    def block_map(self) -> BlockMap:
+        if self._block_map is None:
+            self._block_map = BlockMap.of(self.model, self.recipe.train.unit)
+        return self._block_map
+
+    def lr_multipliers(self) -> dict:
+        """Variable path → learning-rate multiplier from the recipe's discriminative rates or layer decay."""
+        block_map = self.block_map()
+        units = recipe_unit_multipliers_checked(self.recipe.train, block_map.names)
+        return variable_multipliers(block_map.path_to_unit(), units)
 
     def _head_on_features(self):
         """The head wrapped in its own model, to fit on cached features.

@@ -1,31 +1,148 @@
-"""The optimizer tltf trains with: one instance for every phase."""
+"""Optimizers with a learning-rate multiplier per variable.
+
+Keras has no per-layer learning rate (keras-team/keras#21741), and its
+`MultiOptimizer` does not fit fine-tuning: it insists on a gradient for
+every variable it was built with (so blocks cannot be frozen and unfrozen),
+each inner optimizer counts its own steps (so a block unfrozen late starts
+its warm-up and cosine schedule from zero), and it cannot sit inside a
+`LossScaleOptimizer`.
+
+So tltf's optimizers are the stock Keras ones plus one mixin: the update of
+each variable uses `learning_rate × multiplier[variable.path]`, and the
+decoupled weight decay scales the same way (as PyTorch parameter groups do).
+One step counter, one schedule, one set of slots; standard `model.fit`,
+`.keras` saving, `LossScaleOptimizer` and `tf.distribute` all keep working.
+"""
 
 from __future__ import annotations
+
+import keras
 
 # BatchNorm scales/offsets and biases are not regularised toward zero.
 NO_WEIGHT_DECAY = ["bias", "gamma", "beta"]
 
 
-def build_optimizer(train, schedule):
-    """AdamW (default), Adam or SGD from the recipe's `train` section.
+class LayerwiseLearningRates:
+    """Mixin: per-variable learning-rate multipliers for a Keras optimizer.
 
     Example:
-        optimizer = build_optimizer(recipe.train, PhaseSchedule([...]))
+        optimizer = LayerwiseAdamW(learning_rate=1e-4, lr_multipliers={"head/logit/kernel": 10.0})
+
+    Args:
+        lr_multipliers: variable path → multiplier of the learning rate
+            (and of the decoupled weight decay). Unlisted variables use 1.
+    """
+
+    def __init__(self, *args, lr_multipliers=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lr_multipliers = {str(k): float(v) for k, v in (lr_multipliers or {}).items()}
+        self._multiplier_by_key = {}
+
+    def set_lr_multipliers(self, lr_multipliers: dict) -> None:
+        """Replaces the multipliers; they take effect when the train function is next traced (recompile)."""
+        self.lr_multipliers = {str(k): float(v) for k, v in lr_multipliers.items()}
+        if self.built:
+            self._index_multipliers(self._trainable_variables)
+
+    def multiplier(self, variable) -> float:
+        return self.lr_multipliers.get(variable.path, 1.0)
+
+    def build(self, var_list):
+        super().build(var_list)
+        self._index_multipliers(var_list)
+
+    def _index_multipliers(self, var_list):
+        # update_step sees backend variables, which have no Keras path: key by the optimizer's own variable key.
+        self._multiplier_by_key = {self._var_key(v): self.multiplier(v) for v in var_list}
+
+    def update_step(self, gradient, variable, learning_rate):
+        scale = self._multiplier_by_key.get(self._var_key(variable), 1.0)
+        learning_rate = learning_rate * scale if scale != 1.0 else learning_rate
+        if self.weight_decay and self._use_weight_decay(variable):
+            decay = keras.ops.cast(self.weight_decay, variable.dtype) * keras.ops.cast(learning_rate, variable.dtype)
+            variable.assign(variable - variable * decay)
+        return super().update_step(gradient, variable, learning_rate)
+
+    def _apply_weight_decay(self, variables):
+        # Applied per variable in update_step instead, so it follows the variable's multiplier.
+        return
+
+    def get_config(self):
+        return {**super().get_config(), "lr_multipliers": self.lr_multipliers}
+
+
+@keras.saving.register_keras_serializable(package="tltf")
+class LayerwiseAdamW(LayerwiseLearningRates, keras.optimizers.AdamW):
+    """AdamW with per-variable learning-rate multipliers (see `LayerwiseLearningRates`)."""
+
+
+@keras.saving.register_keras_serializable(package="tltf")
+class LayerwiseAdam(LayerwiseLearningRates, keras.optimizers.Adam):
+    """Adam with per-variable learning-rate multipliers (see `LayerwiseLearningRates`)."""
+
+
+@keras.saving.register_keras_serializable(package="tltf")
+class LayerwiseSGD(LayerwiseLearningRates, keras.optimizers.SGD):
+    """SGD with per-variable learning-rate multipliers (see `LayerwiseLearningRates`)."""
+
+
+_CLASSES = {"adamw": LayerwiseAdamW, "adam": LayerwiseAdam, "sgd": LayerwiseSGD}
+
+
+def build_optimizer(train, schedule, lr_multipliers=None):
+    """AdamW (default), Adam or SGD (momentum 0.9) from the recipe's `train` section.
+
+    Example:
+        optimizer = build_optimizer(recipe.train, PhaseSchedule([...]), {"head/logit/kernel": 10.0})
 
     Args:
         train: the recipe's `train` section (`optimizer`, `weight_decay`).
         schedule: a learning rate or `keras.optimizers.schedules.LearningRateSchedule`.
+        lr_multipliers: variable path → learning-rate multiplier.
     """
-    import keras
-
-    if train.optimizer == "adamw":
-        optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=train.weight_decay)
-    elif train.optimizer == "adam":
-        optimizer = keras.optimizers.Adam(learning_rate=schedule)
-    elif train.optimizer == "sgd":
-        optimizer = keras.optimizers.SGD(learning_rate=schedule, momentum=0.9, weight_decay=train.weight_decay or None)
-    else:
-        raise ValueError(f"unknown optimizer {train.optimizer!r}")
+    kwargs = {"learning_rate": schedule, "lr_multipliers": lr_multipliers}
+    if train.optimizer == "sgd":
+        kwargs["momentum"] = 0.9
+    if train.optimizer != "adam":
+        kwargs["weight_decay"] = train.weight_decay or None
+    optimizer = _CLASSES[train.optimizer](**kwargs)
     if train.optimizer != "adam" and train.weight_decay:
         optimizer.exclude_from_weight_decay(var_names=NO_WEIGHT_DECAY)
     return optimizer
+
+
+def inner_optimizer(optimizer):
+    """The optimizer that holds the slots (unwraps a LossScaleOptimizer)."""
+    return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+def ensure_slots(optimizer, variables) -> list:
+    """Makes sure `optimizer` has slots for every variable in `variables`.
+
+    An unbuilt optimizer is built on them. A built one that lacks some is
+    rebuilt on the union, and the existing slots' values are copied back, so
+    the moments of variables it already trained and the step count survive.
+    Keras has no public way to add variables to a built optimizer; this is
+    the one place tltf reaches into its internals.
+
+    Returns:
+        the variables that were added.
+    """
+    inner = inner_optimizer(optimizer)
+    if not inner.built:
+        optimizer.build(list(variables))
+        return list(variables)
+    known = set(inner._trainable_variables_indices)
+    missing = [v for v in variables if inner._var_key(v) not in known]
+    if not missing:
+        return []
+    kept = [inner.iterations] + ([inner._learning_rate] if isinstance(inner._learning_rate, keras.Variable) else [])
+    saved = {v.path: v.numpy() for v in inner.variables if all(v is not k for k in kept)}
+    # In place: the optimizer's variable tracker holds this very list.
+    inner._variables[:] = [v for v in inner._variables if any(v is k for k in kept)]
+    inner.built = False
+    inner.build(list(inner._trainable_variables) + missing)
+    for v in inner.variables:
+        if v.path in saved:
+            v.assign(saved[v.path])
+    return missing

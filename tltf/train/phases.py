@@ -7,6 +7,7 @@ warm-up is a field here; one trainer (`tltf.train.fit`) runs them all.
 from __future__ import annotations
 
 import dataclasses
+from typing import Optional
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,6 +21,11 @@ class Phase:
         lr: the phase's peak learning rate.
         warmup_epochs: linear learning-rate warm-up at the phase's start.
         schedule: `"constant"` or `"cosine"` decay after warm-up.
+        layerwise: whether the recipe's per-unit multipliers (discriminative
+            rates, layer decay) apply in this phase.
+        unfreeze_every: gradual unfreezing: epochs between two unfreezings
+            (None: the backbone is all trainable or all frozen).
+        unfreeze_start: gradual unfreezing: head-only epochs first.
     """
 
     name: str
@@ -28,6 +34,9 @@ class Phase:
     lr: float
     warmup_epochs: float = 0.0
     schedule: str = "constant"
+    layerwise: bool = False
+    unfreeze_every: Optional[int] = None
+    unfreeze_start: int = 0
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -45,11 +54,14 @@ def plan_phases(train) -> list[Phase]:
     if train.strategy == "feature_extraction":
         return [Phase("feature_extraction", train.epochs, False, train.lr, **common)]
     if train.strategy == "fine_tune":
-        return [Phase("fine_tune", train.epochs, True, train.lr, **common)]
+        return [Phase("fine_tune", train.epochs, True, train.lr, layerwise=True, **common)]
     if train.strategy == "warmup_then_finetune":
         head = train.head_warmup
         return [
             Phase("head_warmup", head.epochs, False, head.lr, **common),
-            Phase("fine_tune", train.epochs - head.epochs, True, train.lr, **common),
+            Phase("fine_tune", train.epochs - head.epochs, True, train.lr, layerwise=True, **common),
         ]
+    if train.strategy == "gradual_unfreeze":
+        return [Phase("gradual_unfreeze", train.epochs, True, train.lr, layerwise=True,
+                      unfreeze_every=train.gradual.every, unfreeze_start=train.gradual.start_epochs, **common)]
     raise ValueError(f"unknown strategy {train.strategy!r}")

@@ -1,5 +1,7 @@
 """Keras callbacks tltf uses; each works in a user's own `model.fit`."""
 
 from tltf.train.callbacks.best_checkpoint import BestModelCheckpoint
+from tltf.train.callbacks.gradual_unfreezing import GradualUnfreezing
+from tltf.train.callbacks.intent_check import IntentCheck, IntentViolation
 
-__all__ = ["BestModelCheckpoint"]
+__all__ = ["BestModelCheckpoint", "GradualUnfreezing", "IntentCheck", "IntentViolation"]
