@@ -169,6 +169,24 @@ def _first_index(layers: list[str], layer_names: list[str]) -> int:
     return layer_names.index(layers[0])
 
 
+def variable_key(variable) -> str:
+    """`layer/variable`: the last two parts of a variable's path.
+
+    Keras gives the head's variables different paths in a built model
+    (`head/logit/kernel`) and in the same model loaded from `.keras`
+    (`logit/kernel`); layer names are unique in a model, so this key is stable.
+    """
+    return "/".join(variable.path.split("/")[-2:])
+
+
+def parameters(layer) -> list:
+    """The variables that train when the layer is trainable: not BatchNorm statistics or counters.
+
+    Keras keeps them in this list whatever the layer's current `trainable` flag.
+    """
+    return list(getattr(layer, "_trainable_variables", []))
+
+
 @dataclasses.dataclass
 class BlockMap:
     """A model's units from the stem to the head, with their variables.
@@ -221,8 +239,8 @@ class BlockMap:
         return [backbone.get_layer(layer) for layer in unit.layers]
 
     def path_to_unit(self) -> dict[str, str]:
-        """Variable path → unit name, for every variable of the model's backbone and head."""
-        return {v.path: name for name, variables in self.variables.items() for v in variables}
+        """`variable_key` → unit name, for every variable of the model's backbone and head."""
+        return {variable_key(v): name for name, variables in self.variables.items() for v in variables}
 
     def params(self, name: str) -> int:
         import numpy as np

@@ -61,10 +61,12 @@ def discriminative_multipliers(units: list[str], base_lr: float, head_lr: float,
     return {name: float(rates[name] / base_lr) for name in units}
 
 
-def variable_multipliers(path_to_unit: dict[str, str], unit_multipliers: dict[str, float]) -> dict[str, float]:
-    """Variable path → multiplier; variables whose multiplier is 1 are left out."""
-    return {path: unit_multipliers[unit] for path, unit in path_to_unit.items()
-            if unit_multipliers.get(unit, 1.0) != 1.0}
+def variable_multipliers(key_to_unit: dict[str, str], unit_multipliers: dict[str, float]) -> dict[str, float]:
+    """`layer/variable` key → multiplier, from `BlockMap.path_to_unit()`; multipliers of 1 are left out.
+
+    BatchNorm statistics are listed too; the optimizer never sees them, so they cost nothing.
+    """
+    return {key: unit_multipliers[unit] for key, unit in key_to_unit.items() if unit_multipliers.get(unit, 1.0) != 1.0}
 
 
 def recipe_unit_multipliers(train, units: list[str]) -> dict[str, float]:

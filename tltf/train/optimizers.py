@@ -8,7 +8,7 @@ its warm-up and cosine schedule from zero), and it cannot sit inside a
 `LossScaleOptimizer`.
 
 So tltf's optimizers are the stock Keras ones plus one mixin: the update of
-each variable uses `learning_rate × multiplier[variable.path]`, and the
+each variable uses `learning_rate × multiplier[layer/variable]`, and the
 decoupled weight decay scales the same way (as PyTorch parameter groups do).
 One step counter, one schedule, one set of slots; standard `model.fit`,
 `.keras` saving, `LossScaleOptimizer` and `tf.distribute` all keep working.
@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import keras
 
+from tltf.models.blocks import variable_key
+
 # BatchNorm scales/offsets and biases are not regularised toward zero.
 NO_WEIGHT_DECAY = ["bias", "gamma", "beta"]
 
@@ -26,11 +28,12 @@ class LayerwiseLearningRates:
     """Mixin: per-variable learning-rate multipliers for a Keras optimizer.
 
     Example:
-        optimizer = LayerwiseAdamW(learning_rate=1e-4, lr_multipliers={"head/logit/kernel": 10.0})
+        optimizer = LayerwiseAdamW(learning_rate=1e-4, lr_multipliers={"logit/kernel": 10.0})
 
     Args:
-        lr_multipliers: variable path → multiplier of the learning rate
-            (and of the decoupled weight decay). Unlisted variables use 1.
+        lr_multipliers: `layer/variable` key (`tltf.models.blocks.variable_key`,
+            e.g. `"conv1_conv/kernel"`) → multiplier of the learning rate and
+            of the decoupled weight decay. Unlisted variables use 1.
     """
 
     def __init__(self, *args, lr_multipliers=None, **kwargs):
@@ -45,7 +48,7 @@ class LayerwiseLearningRates:
             self._index_multipliers(self._trainable_variables)
 
     def multiplier(self, variable) -> float:
-        return self.lr_multipliers.get(variable.path, 1.0)
+        return self.lr_multipliers.get(variable_key(variable), 1.0)
 
     def build(self, var_list):
         super().build(var_list)
@@ -93,18 +96,18 @@ def build_optimizer(train, schedule, lr_multipliers=None):
     """AdamW (default), Adam or SGD (momentum 0.9) from the recipe's `train` section.
 
     Example:
-        optimizer = build_optimizer(recipe.train, PhaseSchedule([...]), {"head/logit/kernel": 10.0})
+        optimizer = build_optimizer(recipe.train, PhaseSchedule([...]), {"logit/kernel": 10.0})
 
     Args:
         train: the recipe's `train` section (`optimizer`, `weight_decay`).
         schedule: a learning rate or `keras.optimizers.schedules.LearningRateSchedule`.
-        lr_multipliers: variable path → learning-rate multiplier.
+        lr_multipliers: `layer/variable` key → learning-rate multiplier.
     """
     kwargs = {"learning_rate": schedule, "lr_multipliers": lr_multipliers}
     if train.optimizer == "sgd":
-        kwargs["momentum"] = 0.9
-    if train.optimizer != "adam":
-        kwargs["weight_decay"] = train.weight_decay or None
+        kwargs.update(momentum=0.9, weight_decay=train.weight_decay or None)
+    elif train.optimizer == "adamw":
+        kwargs["weight_decay"] = train.weight_decay
     optimizer = _CLASSES[train.optimizer](**kwargs)
     if train.optimizer != "adam" and train.weight_decay:
         optimizer.exclude_from_weight_decay(var_names=NO_WEIGHT_DECAY)

@@ -2,6 +2,7 @@ import keras
 import numpy as np
 
 from tltf.layers import BatchNormPolicy
+from tltf.models.blocks import parameters
 
 
 class IntentViolation(RuntimeError):
@@ -67,8 +68,8 @@ class IntentCheck(keras.callbacks.Callback):
         if not self._armed:
             return
         model = self.inspected or self.model
-        self._frozen = [(layer, [(v, np.array(v.numpy())) for v in _parameters(layer)])
-                        for layer in _leaf_layers(model) if not layer.trainable and _parameters(layer)]
+        self._frozen = [(layer, [(v, np.array(v.numpy())) for v in parameters(layer)])
+                        for layer in _leaf_layers(model) if not layer.trainable and parameters(layer)]
         # The backbone only runs in this fit if it is part of the fitted model.
         runs_backbone = self.inspected is None or self.inspected is self.model
         self._batch_norms = [(bn, mode, np.array(bn.moving_mean.numpy()))
@@ -93,9 +94,3 @@ class IntentCheck(keras.callbacks.Callback):
                                       "moving mean did not change in the first training step")
         self.checks += 1
         self._frozen = self._batch_norms = None
-
-
-def _parameters(layer) -> list:
-    # The variables that would train if the layer were trainable (not BatchNorm statistics or counters);
-    # Keras keeps them in this list whatever the layer's current flag.
-    return list(getattr(layer, "_trainable_variables", []))
