@@ -1,0 +1,179 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tltf
+from conftest import separable_images, write_recipe
+from tltf.callbacks import GradualUnfreezing, IntentCheck, IntentViolation
+from tltf.models.blocks import HEAD, BlockMap, variable_key
+from tltf.recipe import load_recipe
+from tltf.train.layerwise import layer_decay_multipliers, variable_multipliers
+from tltf.train.optimizers import LayerwiseAdamW, LayerwiseSGD
+from tltf.train.unfreezing import unfrozen_count
+
+
+def test_unfreezing_schedule():
+    assert [unfrozen_count(e, 3, every=2, start_epochs=1) for e in range(8)] == [0, 1, 1, 2, 2, 3, 3, 3]
+    assert [unfrozen_count(e, 2, every=1, start_epochs=0) for e in range(3)] == [1, 2, 2]
+
+
+def tiny_model():
+    return tltf.build_model("tiny_test", image_size=16, weights=None, bn="frozen", dropout=0.0)
+
+
+def data(n=16):
+    images, labels = separable_images(n, 16, seed=3, channels=3)
+    return images.astype("float32"), labels.astype("float32")[:, None]
+
+
+class EpochRecorder(keras.callbacks.Callback):
+    def __init__(self, model):
+        super().__init__()
+        self.tracked = model
+        self.begin, self.end = [], []
+
+    def snapshot(self):
+        optimizer = self.model.optimizer
+        slots = {v.path.rsplit("/", 1)[1]: v.numpy().copy() for v in optimizer.variables}
+        return {"train_function": self.model.train_function, "iterations": int(optimizer.iterations.numpy()),
+                "trainable": [variable_key(v) for v in self.model.trainable_variables], "slots": slots,
+                "weights": {variable_key(v): v.numpy().copy() for v in self.tracked.weights}}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.begin.append(self.snapshot())
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.end.append(self.snapshot())
+
+
+def test_gradual_unfreezing_in_a_plain_keras_fit():
+    model = tiny_model()
+    model.compile(LayerwiseAdamW(1e-2), "binary_crossentropy")
+    unfreezing = GradualUnfreezing(every=1, unit="block", start_epochs=1, verbose=0)
+    recorder = EpochRecorder(model)
+    x, y = data()
+    model.fit(x, y, batch_size=8, epochs=5, callbacks=[unfreezing, recorder], verbose=0)
+    # Units top down: block2, block1, then the stem (whose only variable is the test's image counter).
+    assert unfreezing.unfrozen == ["stem", "block1", "block2"]
+    trainable = [set(k.split("/")[0] for k in b["trainable"]) for b in recorder.begin]
+    assert trainable[0] == {"logit"}
+    assert trainable[1] == {"logit", "block2_conv", "block2_bn"}
+    assert trainable[2] == trainable[4] == {"logit", "block2_conv", "block2_bn", "block1_conv", "block1_bn"}
+    # Each unfreezing rebuilt the train function; no unfreezing, no rebuild.
+    functions = [b["train_function"] for b in recorder.begin]
+    assert len({id(f) for f in functions[:4]}) == 4 and functions[3] is functions[4]
+    # Slots and the step count carry over each switch.
+    for end, begin in zip(recorder.end[:-1], recorder.begin[1:]):
+        assert begin["iterations"] == end["iterations"]
+        assert all(np.array_equal(end["slots"][k], begin["slots"][k]) for k in end["slots"])
+    assert np.any(recorder.begin[1]["slots"]["head_logit_kernel_momentum"] != 0)
+    # Frozen blocks do not move; once unfrozen they do.
+    first, second = recorder.begin[0]["weights"], recorder.end[0]["weights"]
+    assert np.array_equal(first["block2_conv/kernel"], second["block2_conv/kernel"])
+    assert not np.array_equal(recorder.begin[1]["weights"]["block2_conv/kernel"],
+                              recorder.end[1]["weights"]["block2_conv/kernel"])
+    assert np.array_equal(recorder.begin[1]["weights"]["block1_conv/kernel"],
+                          recorder.end[1]["weights"]["block1_conv/kernel"])
+
+
+def test_newly_unfrozen_blocks_get_their_layer_decay_rate():
+    model = tiny_model()
+    block_map = BlockMap.of(model, "block")
+    units = layer_decay_multipliers(block_map.names, 0.5)
+    optimizer = LayerwiseSGD(0.1, lr_multipliers=variable_multipliers(block_map.path_to_unit(), units))
+    model.compile(optimizer, "binary_crossentropy")
+    x, y = data(8)
+    recorder = EpochRecorder(model)
+    # One step per epoch: epoch 1 is block2's first step.
+    model.fit(x, y, batch_size=8, epochs=2, callbacks=[GradualUnfreezing(1, "block", 1, verbose=0), recorder],
+              verbose=0, shuffle=False)
+    kernel = model.get_layer("backbone").layer.get_layer("block2_conv").kernel
+    for v in model.weights:  # back to the state before epoch 1's step, to recompute its gradient
+        v.assign(recorder.begin[1]["weights"][variable_key(v)])
+    with tf.GradientTape() as tape:
+        loss = keras.ops.mean(keras.losses.binary_crossentropy(y, model(x, training=True)))
+    grad = tape.gradient(loss, kernel).numpy()
+    expected = recorder.begin[1]["weights"]["block2_conv/kernel"] - grad * np.float32(0.1 * units["block2"])
+    np.testing.assert_allclose(recorder.end[1]["weights"]["block2_conv/kernel"], expected, rtol=1e-5, atol=1e-7)
+    assert units["block2"] == 0.5 and units[HEAD] == 1.0
+
+
+def test_gradual_unfreezing_extends_an_already_built_optimizer():
+    model = tiny_model()
+    optimizer = LayerwiseAdamW(1e-2)
+    model.get_layer("backbone").trainable = False
+    model.compile(optimizer, "binary_crossentropy")
+    x, y = data()
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    head_slots = {v.path.rsplit("/", 1)[1]: v.numpy().copy() for v in optimizer.variables}
+    assert len(head_slots) == 6  # iteration, learning rate, 2 moments × (kernel, bias)
+    recorder = EpochRecorder(model)
+    model.fit(x, y, batch_size=8, epochs=2, callbacks=[GradualUnfreezing(1, "block", 0, verbose=0), recorder],
+              verbose=0)
+    begin = recorder.begin[0]
+    assert begin["iterations"] == 2
+    assert all(np.array_equal(head_slots[k], begin["slots"][k]) for k in head_slots)
+    assert "block1_conv_kernel_momentum" in begin["slots"]
+
+
+def test_recipe_strategies_train_end_to_end(tmp_path, npz_path):
+    for name, train in {
+        "gradual": {"strategy": "gradual_unfreeze", "epochs": 3, "gradual": {"every": 1, "start_epochs": 1}},
+        "llrd": {"strategy": "fine_tune", "epochs": 2, "layer_decay": 0.7},
+        "discriminative": {"strategy": "warmup_then_finetune", "epochs": 3, "head_warmup": {"epochs": 1},
+                           "discriminative": {"head": 1e-2, "range": [1e-4, 1e-3]}},
+    }.items():
+        path = write_recipe(tmp_path / f"{name}.yaml", {"source": "npz", "path": str(npz_path)}, train=train)
+        checks = IntentCheck(None)
+        result = tltf.fit(load_recipe(path), tmp_path / name, log=lambda _: None, verbose=0, callbacks=[checks])
+        assert np.isfinite(result.metrics["val"]["auc"]), name
+        saved = keras.models.load_model(tmp_path / name / "model.keras")
+        if name != "gradual":
+            assert saved.optimizer.lr_multipliers  # the fine-tuning phase's multipliers were saved
+
+
+def test_too_many_discriminative_groups_is_a_recipe_error(tmp_path, npz_path):
+    path = write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(npz_path)},
+                        train={"discriminative": {"head": 1e-2, "groups": [1e-4] * 9}})
+    with pytest.raises(tltf.errors.RecipeError, match="train.discriminative.groups: 9 rates for 3 backbone blocks"):
+        tltf.fit(load_recipe(path), tmp_path / "run", log=lambda _: None, verbose=0)
+
+
+class Saboteur(keras.callbacks.Callback):
+    def __init__(self, variable):
+        super().__init__()
+        self.variable = variable
+
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 0:
+            self.variable.assign(self.variable + 1.0)
+
+
+def test_intent_check_names_a_frozen_layer_that_moved():
+    model = tiny_model()
+    model.get_layer("backbone").trainable = False
+    model.compile(LayerwiseAdamW(1e-2), "binary_crossentropy")
+    kernel = model.get_layer("backbone").layer.get_layer("block1_conv").kernel
+    x, y = data()
+    with pytest.raises(IntentViolation, match="layer 'block1_conv' is frozen but its kernel changed"):
+        model.fit(x, y, batch_size=8, epochs=1, callbacks=[Saboteur(kernel), IntentCheck()], verbose=0)
+
+
+def test_intent_check_names_frozen_batch_norm_statistics_that_moved():
+    model = tiny_model()
+    model.compile(LayerwiseAdamW(1e-2), "binary_crossentropy")
+    moving_mean = model.get_layer("backbone").layer.get_layer("block2_bn").moving_mean
+    x, y = data()
+    with pytest.raises(IntentViolation, match="BatchNorm 'block2_bn' is declared frozen"):
+        model.fit(x, y, batch_size=8, epochs=1, callbacks=[Saboteur(moving_mean), IntentCheck()], verbose=0)
+
+
+def test_intent_check_passes_an_honest_fit_each_phase():
+    model = tltf.build_model("tiny_test", image_size=16, weights=None, bn="train", dropout=0.0)
+    model.compile(LayerwiseAdamW(1e-2), "binary_crossentropy")
+    check = IntentCheck()
+    x, y = data()
+    model.fit(x, y, batch_size=8, epochs=2, callbacks=[check], verbose=0)
+    model.fit(x, y, batch_size=8, epochs=1, callbacks=[check], verbose=0)
+    assert check.checks == 2
