@@ -88,6 +88,35 @@ def validate(recipe, overrides):
 
 
 @main.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the explanation to this JSON file.")
+@user_errors
+def explain(recipe, overrides, json_path):
+    """Show the fine-tuning RECIPE asks for, block by block, without training.
+
+    For each phase (and each step of a gradual unfreezing) and each block from
+    the stem to the head: trainable or frozen, BatchNorm mode, parameters,
+    effective learning rate at the phase's start, peak and end, and weight
+    decay. Reads only the class names and counts of the data; builds the
+    backbone without weights. Warns about pixel ranges, class weights and
+    replica scaling.
+    """
+    import json
+
+    import tltf
+    from tltf.train.explain import explain as explain_recipe
+    from tltf.train.explain import format_explanation
+
+    explanation = explain_recipe(tltf.load_recipe(recipe, list(overrides)))
+    click.echo(format_explanation(explanation), nl=False)
+    if json_path:
+        with open(json_path, "w") as handle:
+            json.dump(explanation, handle, indent=2)
+
+
+@main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--split", type=click.Choice(["test", "val", "train"]), default="test", show_default=True,
               help="Which split of the run's data to evaluate.")

@@ -271,6 +271,97 @@ def _load_tfds(data):
     return raw, class_names or None
 
 
+# ---------------------------------------------------------------------- peek
+
+
+@dataclasses.dataclass
+class DataPeek:
+    """What a dry run needs from the data, read without decoding images."""
+
+    class_names: list[str]
+    train_count: int  # images that will train (after a carved val split)
+    class_counts: list[int]
+    warnings: list[str]
+
+
+# Split sizes of MedMNIST files, for a dry run before the file is downloaded.
+MEDMNIST_TRAIN_COUNTS = {"pneumoniamnist": [1214, 3494]}
+
+
+def peek_data(data) -> DataPeek:
+    """Classes, training-set size and range warnings, reading labels and folder names only.
+
+    Raises:
+        DataError: the data cannot be found.
+    """
+    warnings: list[str] = []
+    if data.source in ("npz", "medmnist"):
+        if data.source == "medmnist":
+            path = Path(data.root).expanduser() / f"{data.name}.npz"
+            if not path.exists():
+                counts = MEDMNIST_TRAIN_COUNTS.get(data.name)
+                if counts is None:
+                    raise DataError(f"{path}: not found; tltf explain does not download data")
+                names = data.class_names or MEDMNIST_CLASS_NAMES.get(data.name) or [f"class_{i}" for i in range(len(counts))]
+                return _peek(names, np.repeat(np.arange(len(counts)), counts), True, data, warnings)
+        else:
+            path = _existing(data.path, "data.path")
+        with np.load(path) as archive:
+            labels = np.asarray(archive["train_labels"]).reshape(-1).astype(np.int64)
+            has_val = "val_labels" in archive.files
+            sample = archive["train_images"][:256]
+            all_labels = [np.asarray(archive[f"{s}_labels"]).reshape(-1) for s in SPLITS if f"{s}_labels" in archive.files]
+        warnings += _range_warnings(sample, path)
+        count = int(max(label.max() for label in all_labels)) + 1
+        names = data.class_names or (MEDMNIST_CLASS_NAMES.get(getattr(data, "name", "")) if data.source == "medmnist"
+                                     else None) or [f"class_{i}" for i in range(count)]
+        return _peek(names, labels, has_val, data, warnings)
+    if data.source == "directory":
+        root = _existing(data.path, "data.path")
+        train_root = root / "train" if (root / "train").is_dir() else root
+        names = _class_folders(train_root)
+        labels = np.concatenate([np.full(sum(1 for p in (train_root / n).iterdir() if p.is_file()), i)
+                                 for i, n in enumerate(names)])
+        return _peek(names, labels.astype(np.int64), (root / "val").is_dir(), data, warnings)
+    if data.source == "csv":
+        path = _existing(data.path, "data.path")
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        train_rows = [r for r in rows if not data.split_column or r[data.split_column].strip().lower() == "train"]
+        has_val = bool(data.split_column) and any(r[data.split_column].strip().lower() in ("val", "validation")
+                                                   for r in rows)
+        names, ids = _csv_labels([r[data.label_column].strip() for r in train_rows], data.class_names, path)
+        return _peek(names, ids, has_val, data, warnings)
+    raw, names = _load_tfds(data)  # tfds: the builder's metadata would do, but datasets are small here
+    return _peek(names or [f"class_{i}" for i in range(int(raw["train"].labels.max()) + 1)], raw["train"].labels,
+                 "val" in raw, data, warnings)
+
+
+def _peek(names, labels: np.ndarray, has_val: bool, data, warnings) -> DataPeek:
+    counts = np.bincount(labels, minlength=len(names)).tolist()
+    train_count = len(labels) if has_val else len(labels) - int(round(len(labels) * data.val_fraction))
+    present = [c for c in counts if c]
+    if data.class_weight == "none" and len(present) > 1 and max(present) >= 1.5 * min(present):
+        warnings.append(f"data.class_weight: classes are imbalanced ({' / '.join(map(str, counts))} training images) "
+                        "and class_weight is none; set it to auto to weight them (tltf applies it as sample weights, "
+                        "which Keras never ignores)")
+    if data.class_weight == "auto" and len(present) > 1 and max(present) < 1.05 * min(present):
+        warnings.append("data.class_weight: auto has no effect here: the classes are balanced")
+    return DataPeek(list(names), int(train_count), counts, warnings)
+
+
+def _range_warnings(sample: np.ndarray, path: Path) -> list[str]:
+    if sample.size == 0:
+        return []
+    if np.issubdtype(sample.dtype, np.floating) and float(sample.max()) <= 1.0:
+        return [f"{path}: images are floats in [0, 1] but tltf's backbones expect raw 0–255 pixels; they would be "
+                "clipped to 0 and 1. Multiply them by 255 before training"]
+    if float(sample.max()) > 255:
+        return [f"{path}: pixel values up to {float(sample.max()):g}, above the 0–255 the backbones expect; "
+                "they would be clipped to 255. Rescale them to 0–255"]
+    return []
+
+
 # ------------------------------------------------------------------- helpers
 
 

@@ -26,8 +26,7 @@ from tltf.train.distribution import dtype_policy, make_strategy, wrap_for_precis
 from tltf.train.features import extract_features
 from tltf.train.layerwise import recipe_unit_multipliers_checked, variable_multipliers
 from tltf.train.optimizers import build_optimizer, inner_optimizer
-from tltf.train.phases import Phase, plan_phases
-from tltf.train.schedules import PhaseSchedule
+from tltf.train.phases import Phase, phase_schedule, plan_phases
 
 
 @dataclasses.dataclass
@@ -134,13 +133,6 @@ class PhaseTrainer:
                          f"{trainable:,}", f"{frozen:,}", "yes" if self.uses_feature_cache(phase) else "no"))
         return rows
 
-    def schedule(self, phases: list[Phase]) -> PhaseSchedule:
-        spe = self.steps_per_epoch
-        return PhaseSchedule([
-            {"steps": p.epochs * spe, "lr": p.lr, "warmup_steps": round(p.warmup_epochs * spe), "decay": p.schedule}
-            for p in phases
-        ])
-
     # -------------------------------------------------------------- running
 
     def run(self, phases: list[Phase], work_dir: Path, log: Callable[[str], None] = print, callbacks=()) -> dict:
@@ -153,7 +145,7 @@ class PhaseTrainer:
         from tltf.train.callbacks import BestModelCheckpoint, GradualUnfreezing, IntentCheck
 
         self.log = log
-        schedule = self.schedule(phases)
+        schedule = phase_schedule(phases, self.steps_per_epoch)
         boundaries = schedule.boundaries()
         multipliers = self.lr_multipliers()
         self.optimizer = wrap_for_precision(build_optimizer(self.recipe.train, schedule, multipliers),

@@ -65,3 +65,14 @@ def plan_phases(train) -> list[Phase]:
         return [Phase("gradual_unfreeze", train.epochs, True, train.lr, layerwise=True,
                       unfreeze_every=train.gradual.every, unfreeze_start=train.gradual.start_epochs, **common)]
     raise ValueError(f"unknown strategy {train.strategy!r}")
+
+
+def phase_schedule(phases: list[Phase], steps_per_epoch: int):
+    """The `PhaseSchedule` that drives one optimizer through `phases`."""
+    from tltf.train.schedules import PhaseSchedule
+
+    return PhaseSchedule([
+        {"steps": p.epochs * steps_per_epoch, "lr": p.lr, "warmup_steps": round(p.warmup_epochs * steps_per_epoch),
+         "decay": p.schedule}
+        for p in phases
+    ])

@@ -1,0 +1,95 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from conftest import write_recipe
+from tltf.cli.main import main
+from tltf.recipe import load_recipe
+from tltf.train.explain import _replica_warnings, explain
+
+RECIPES = Path(__file__).resolve().parents[1] / "recipes"
+BLOCK_KEYS = {"name", "trainable", "bn", "params", "lr", "weight_decay"}
+
+
+def recipe(tmp_path, npz_path, **train):
+    return load_recipe(write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(npz_path)}, train=train))
+
+
+def test_json_contract_and_layer_decay_rates(tmp_path, npz_path):
+    result = explain(recipe(tmp_path, npz_path, strategy="warmup_then_finetune", epochs=4, head_warmup={"epochs": 1},
+                            lr=1e-3, layer_decay=0.5, weight_decay=0.01))
+    warmup, tune = result["phases"]
+    assert (warmup["name"], warmup["epochs"], tune["name"], tune["epochs"]) == ("head_warmup", 1, "fine_tune", 3)
+    names = [b["name"] for b in tune["blocks"]]
+    assert names == ["stem", "block1", "block2", "head"]  # stem to head, head last
+    for block in tune["blocks"]:
+        assert set(block) == BLOCK_KEYS and set(block["lr"]) == {"start", "peak", "end"}
+    assert [b["trainable"] for b in warmup["blocks"]] == [False, False, False, True]
+    assert warmup["blocks"][0]["lr"] == {"start": 0.0, "peak": 0.0, "end": 0.0}
+    assert warmup["blocks"][-1]["lr"]["peak"] == pytest.approx(1e-3)  # head_warmup.lr, no multiplier
+    peaks = [b["lr"]["peak"] for b in tune["blocks"]]
+    assert peaks == pytest.approx([1e-3 * 0.125, 1e-3 * 0.25, 1e-3 * 0.5, 1e-3])
+    assert all(b["bn"] == "train" for b in tune["blocks"])  # weights none: bn defaults to train
+    assert tune["blocks"][1]["weight_decay"] == 0.01
+    assert json.loads(json.dumps(result))  # JSON-ready
+
+
+def test_gradual_unfreezing_is_explained_step_by_step(tmp_path, npz_path):
+    result = explain(recipe(tmp_path, npz_path, strategy="gradual_unfreeze", epochs=5,
+                            gradual={"every": 2, "start_epochs": 1}, schedule="cosine"))
+    phases = result["phases"]
+    assert [p["name"] for p in phases] == ["gradual_unfreeze (head only)", "gradual_unfreeze (+block2)",
+                                           "gradual_unfreeze (+block1)"]
+    assert [p["epochs"] for p in phases] == [1, 2, 2]
+    assert [[b["trainable"] for b in p["blocks"]] for p in phases] == [
+        [False, False, False, True], [False, False, True, True], [False, True, True, True]]
+    head = [p["blocks"][-1]["lr"] for p in phases]
+    assert head[0]["start"] > head[2]["end"]  # one cosine over the whole phase
+    assert head[1]["start"] == pytest.approx(head[0]["end"], rel=0.3)
+
+
+def test_explain_reads_folder_names_not_images(tmp_path):
+    for name in ("cat", "dog"):
+        (tmp_path / "data" / name).mkdir(parents=True)
+        for i in range(3):
+            (tmp_path / "data" / name / f"{i}.png").write_bytes(b"not decoded by explain")
+    path = write_recipe(tmp_path / "r.yaml", {"source": "directory", "path": str(tmp_path / "data")})
+    result = explain(load_recipe(path))
+    assert result["phases"][0]["blocks"][-1]["params"] == 8 * 1 + 1  # head: 8 features → 1 logit
+
+
+def test_warnings_for_pixel_range_and_class_balance(tmp_path):
+    images = np.random.default_rng(0).random((40, 8, 8)).astype("float32")  # [0, 1] floats
+    labels = np.array([0] * 30 + [1] * 10)
+    np.savez(tmp_path / "f.npz", train_images=images, train_labels=labels)
+    path = write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(tmp_path / "f.npz")})
+    warnings = explain(load_recipe(path))["warnings"]
+    assert any("floats in [0, 1]" in w and "Multiply them by 255" in w for w in warnings)
+    assert any("classes are imbalanced (30 / 10" in w for w in warnings)
+
+
+def test_replica_warning(tmp_path, npz_path, monkeypatch):
+    import tensorflow as tf
+
+    # No GPU here: pretend four are visible to check the wording of the advice.
+    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: ["gpu"] * 4)
+    warnings = _replica_warnings(recipe(tmp_path, npz_path, distribution="mirrored", batch_size=32))
+    assert warnings and "global batch over 4 replicas (8 each)" in warnings[0]
+    assert "train.distribution: 4 GPUs are visible" in _replica_warnings(recipe(tmp_path, npz_path))[0]
+
+
+@pytest.mark.parametrize("name", ["pneumonia-discriminative", "pneumonia-llrd", "pneumonia-gradual"])
+def test_shipped_fine_tuning_recipes_explain(name, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["explain", str(RECIPES / f"{name}.yaml"), "--set", "data.root=nowhere",
+                                       "--json", "e.json"])
+    assert result.exit_code == 0, result.output
+    explanation = json.loads(Path("e.json").read_text())
+    last = explanation["phases"][-1]["blocks"]
+    assert last[-1]["name"] == "head" and last[0]["name"] == "stem"
+    assert all(b["trainable"] for b in last)
+    assert "lr peak" in result.stdout
