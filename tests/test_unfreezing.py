@@ -150,23 +150,18 @@ class Saboteur(keras.callbacks.Callback):
             self.variable.assign(self.variable + 1.0)
 
 
-def test_intent_check_names_a_frozen_layer_that_moved():
+@pytest.mark.parametrize("layer, variable, freeze_backbone, message", [
+    ("block1_conv", "kernel", True, "layer 'block1_conv' is frozen but its kernel changed"),
+    ("block2_bn", "moving_mean", False, "BatchNorm 'block2_bn' is declared frozen"),
+])
+def test_intent_check_names_what_moved_against_the_plan(layer, variable, freeze_backbone, message):
     model = tiny_model()
-    model.get_layer("backbone").trainable = False
+    model.get_layer("backbone").trainable = not freeze_backbone
     model.compile(LayerwiseAdamW(1e-2), "binary_crossentropy")
-    kernel = model.get_layer("backbone").layer.get_layer("block1_conv").kernel
+    target = getattr(model.get_layer("backbone").layer.get_layer(layer), variable)
     x, y = data()
-    with pytest.raises(IntentViolation, match="layer 'block1_conv' is frozen but its kernel changed"):
-        model.fit(x, y, batch_size=8, epochs=1, callbacks=[Saboteur(kernel), IntentCheck()], verbose=0)
-
-
-def test_intent_check_names_frozen_batch_norm_statistics_that_moved():
-    model = tiny_model()
-    model.compile(LayerwiseAdamW(1e-2), "binary_crossentropy")
-    moving_mean = model.get_layer("backbone").layer.get_layer("block2_bn").moving_mean
-    x, y = data()
-    with pytest.raises(IntentViolation, match="BatchNorm 'block2_bn' is declared frozen"):
-        model.fit(x, y, batch_size=8, epochs=1, callbacks=[Saboteur(moving_mean), IntentCheck()], verbose=0)
+    with pytest.raises(IntentViolation, match=message):
+        model.fit(x, y, batch_size=8, epochs=1, callbacks=[Saboteur(target), IntentCheck()], verbose=0)
 
 
 def test_intent_check_passes_an_honest_fit_each_phase():
