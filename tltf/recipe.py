@@ -220,6 +220,29 @@ class TrainConfig(_Section):
     intent_check: bool = Field(True, description="Check frozen weights and BatchNorm at each phase's first step.")
 
 
+class LambdaConfig(_Section):
+    schedule: Literal["ganin", "constant"] = "ganin"
+    gamma: float = Field(10.0, gt=0)
+    max: float = Field(1.0, ge=0)
+
+
+class DomainHeadConfig(_Section):
+    hidden: list[int] = [256]
+    dropout: float = Field(0.5, ge=0, lt=1)
+
+
+class AdaptationConfig(_Section):
+    """Domain-adversarial training (DANN) toward an unlabelled target domain."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
+
+    method: Literal["dann"] = "dann"
+    target: DataSource
+    lambda_: LambdaConfig = Field(LambdaConfig(), alias="lambda")
+    domain_head: DomainHeadConfig = DomainHeadConfig()
+    compare_source_only: bool = Field(False, description="Also train without adaptation, at the same budget.")
+
+
 class EvaluateConfig(_Section):
     bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples for the AUC confidence interval.")
 
@@ -234,11 +257,15 @@ class Recipe(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    adaptation: Optional[AdaptationConfig] = None
 
     def to_yaml(self) -> str:
         """The fully resolved recipe as YAML, `data.source` first."""
-        resolved = self.model_dump(mode="json")
+        resolved = self.model_dump(mode="json", by_alias=True)
         resolved["data"] = {"source": resolved["data"].pop("source"), **resolved["data"]}
+        if resolved.get("adaptation"):
+            target = resolved["adaptation"]["target"]
+            resolved["adaptation"]["target"] = {"source": target.pop("source"), **target}
         return yaml.safe_dump(resolved, sort_keys=False)
 
 
@@ -338,6 +365,8 @@ def _check_consistency(recipe: Recipe, source: str) -> None:
         key = "layer_decay" if recipe.train.layer_decay else "discriminative"
         raise RecipeError(f"{source}: train.{key}: has no effect with feature_extraction (the backbone is frozen); "
                           "use fine_tune, warmup_then_finetune or gradual_unfreeze")
+    if recipe.adaptation is not None and recipe.data.class_weight == "auto":
+        raise RecipeError(f"{source}: data.class_weight: auto is not supported with adaptation yet; set it to none")
     if recipe.train.distribution == "multi_worker":
         raise RecipeError(
             f"{source}: train.distribution: multi_worker is not supported: Keras 3's model.fit fails under "
@@ -357,7 +386,8 @@ def _did_you_mean(word: str, choices: list[str]) -> str:
 
 def _yaml_path(loc: tuple) -> str:
     # Tagged unions put the tag in the location (data.npz.path); users wrote data.path.
-    parts = [str(p) for i, p in enumerate(loc) if not (i > 0 and loc[i - 1] == "data" and p in SOURCE_NAMES)]
+    parts = [str(p) for i, p in enumerate(loc)
+             if not (i > 0 and loc[i - 1] in ("data", "target") and p in SOURCE_NAMES)]
     return ".".join(parts) or "(top level)"
 
 

@@ -103,3 +103,19 @@ def make_dataset(
 
     ds = ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def make_unlabelled_dataset(images: np.ndarray, batch_size: int, *, augmenter=None, seed: int = 0):
+    """An endless, shuffled, batched dataset of float32 images (a domain-adaptation target)."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices(images).shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.repeat().batch(batch_size, drop_remainder=True)
+
+    def prepare(x):
+        x = tf.cast(x, tf.float32)
+        if augmenter is not None:
+            x, _ = augmenter(x, tf.zeros((tf.shape(x)[0], 1)))
+        return x
+
+    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -74,6 +74,12 @@ def load_splits(data, seed: int = 0, verbose: bool = True) -> ImageSplits:
         seed: seeds the carved validation split.
         verbose: print progress for long decodes and downloads.
     """
+    raw, class_names = load_raw(data)
+    return _finish(raw, class_names, data, seed)
+
+
+def load_raw(data) -> tuple[dict, Optional[list[str]]]:
+    """The source's own splits (`{"train": Split, ...}`) and class names, before any val split is carved."""
     loader = {
         "npz": _load_npz_source,
         "directory": _load_directory,
@@ -81,8 +87,7 @@ def load_splits(data, seed: int = 0, verbose: bool = True) -> ImageSplits:
         "medmnist": _load_medmnist,
         "tfds": _load_tfds,
     }[data.source]
-    raw, class_names = loader(data)
-    return _finish(raw, class_names, data, seed)
+    return loader(data)
 
 
 # ------------------------------------------------------------------- sources

@@ -68,23 +68,77 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", log: Callable[[str], N
     final_dir = new_run_dir(recipe.name, run_dir, runs_root)
     splits = load_splits(recipe.data, seed=recipe.train.seed)
     log(f"data: {splits.summary()}")
+    target = None
+    if recipe.adaptation is not None:
+        from tltf.adapt.target import load_target
+
+        target = load_target(recipe.adaptation.target, recipe.data.image_size, splits.class_names)
+        log(target.summary())
     with dtype_policy(recipe.train.precision), strategy.scope():
         model = build_model_from_recipe(recipe, splits.num_classes)
         phases = plan_phases(recipe.train)
-        trainer = PhaseTrainer(model, splits, recipe, verbose=verbose)
+        trainer = PhaseTrainer(model, splits, recipe, verbose=verbose, target=target)
         plan = trainer.plan_rows(phases)
         log(_plan_text(recipe, plan, strategy.num_replicas_in_sync))
 
         with staged_run_dir(final_dir) as work_dir:
             (work_dir / "recipe.yaml").write_text(recipe.to_yaml())
+            before = _domain_features(model, splits, target, recipe) if target is not None else None
             history = trainer.run(phases, work_dir, log=log, callbacks=callbacks)
             log("evaluating the best checkpoint")
             metrics = evaluate_splits(model, splits, recipe.evaluate.bootstrap, recipe.train.seed,
                                       recipe.train.batch_size)
             metrics["best_epoch"] = trainer.best_epoch
+            if target is not None:
+                metrics.update(_adaptation_metrics(model, splits, target, recipe, before, work_dir, log, verbose))
             write_evaluation(work_dir, metrics, history, trainer.phase_starts, recipe, plan)
     log(f"run written to {final_dir}")
     return FitResult(final_dir, {k: v for k, v in metrics.items() if not k.startswith("_")}, history, plan)
+
+
+def _domain_features(model, splits, target, recipe, limit: int = 1000):
+    """Pooled backbone features of up to `limit` source-train and target images."""
+    bs = recipe.train.batch_size
+    return (extract_features(model, splits.train.images[:limit], bs, verbose=0),
+            extract_features(model, target.images[:limit], bs, verbose=0))
+
+
+def _adaptation_metrics(model, splits, target, recipe, before, work_dir, log, verbose) -> dict:
+    """Target metrics, the source-only baseline, the proxy A-distance and the embedding plot."""
+    from tltf.adapt.evaluation import plot_embedding, proxy_a_distance
+
+    after = _domain_features(model, splits, target, recipe)
+    result = {"a_distance": {"before": proxy_a_distance(*before, seed=recipe.train.seed),
+                             "after": proxy_a_distance(*after, seed=recipe.train.seed)}}
+    target_labels = None
+    if target.evaluation is not None:
+        result["target"] = _target_metrics(model, target, splits.class_names, recipe)
+        target_labels = target.evaluation.labels[: len(after[1])] if target.evaluation.images is target.images \
+            else None
+        if recipe.adaptation.compare_source_only:
+            import keras
+
+            log("training the source-only baseline at the same budget")
+            keras.utils.set_random_seed(recipe.train.seed)
+            baseline = build_model_from_recipe(recipe, splits.num_classes)
+            trainer = PhaseTrainer(baseline, splits, recipe, verbose=verbose)
+            (work_dir / "source_only").mkdir()
+            trainer.run(plan_phases(recipe.train), work_dir / "source_only", log=log)
+            result["target_source_only"] = _target_metrics(baseline, target, splits.class_names, recipe)
+    plot_embedding(work_dir / "embedding.png", after[0], after[1], splits.train.labels[: len(after[0])],
+                   target_labels, splits.class_names, title="(after adaptation)")
+    log(f"proxy A-distance source↔target: {result['a_distance']['before']:.3f} before, "
+        f"{result['a_distance']['after']:.3f} after")
+    return result
+
+
+def _target_metrics(model, target, class_names, recipe) -> dict:
+    from tltf.evaluate.evaluator import predict_probabilities
+    from tltf.evaluate.metrics import evaluate_predictions
+
+    probabilities = predict_probabilities(model, target.evaluation.images, recipe.train.batch_size)
+    metrics = evaluate_predictions(target.evaluation.labels, probabilities, class_names, threshold=0.5, bootstrap=0)
+    return {"auc": metrics["auc"], "accuracy": metrics["accuracy"]}
 
 
 class PhaseTrainer:
@@ -97,12 +151,16 @@ class PhaseTrainer:
     Args:
         model: from `tltf.build_model`.
         splits: the loaded `ImageSplits`.
-        recipe: the validated recipe (augment, train, data sections).
+        recipe: the validated recipe (augment, train, data, adaptation sections).
         verbose: Keras `fit` verbosity.
+        target: a `tltf.adapt.target.TargetData` to adapt to with DANN
+            (`recipe.adaptation`), or None.
     """
 
-    def __init__(self, model, splits: ImageSplits, recipe, verbose: int = 2):
+    def __init__(self, model, splits: ImageSplits, recipe, verbose: int = 2, target=None):
         self.model = model
+        self.target = target  # TargetData: train domain-adversarially toward it
+        self.dann = None
         self.splits = splits
         self.recipe = recipe
         self.verbose = verbose
@@ -120,7 +178,8 @@ class PhaseTrainer:
 
     def uses_feature_cache(self, phase: Phase) -> bool:
         """A frozen backbone on unaugmented images gives the same features every epoch."""
-        return not phase.train_backbone and not self.recipe.augment.enabled and self.recipe.train.feature_cache
+        return (not phase.train_backbone and not self.recipe.augment.enabled and self.recipe.train.feature_cache
+                and self.target is None)
 
     def plan_rows(self, phases: list[Phase]) -> list[tuple]:
         backbone = backbone_of(self.model)
@@ -154,7 +213,12 @@ class PhaseTrainer:
         # Build the slots for every variable any phase trains, once: the head's
         # moments then carry over when the backbone is unfrozen.
         backbone.trainable = any(p.train_backbone for p in phases)
-        self.optimizer.build(self.model.trainable_variables)
+        if self.target is not None:
+            from tltf.adapt import DomainAdversarialModel
+
+            head = self.recipe.adaptation.domain_head
+            self.dann = DomainAdversarialModel(self.model, head.hidden, head.dropout, name="dann")
+        self.optimizer.build((self.dann or self.model).trainable_variables)
         best = BestModelCheckpoint(work_dir / "model.keras", self.model, monitor="val_auc", mode="max")
         shared_callbacks = [
             best,
@@ -169,10 +233,22 @@ class PhaseTrainer:
                 f"backbone {'trains' if phase.train_backbone else 'frozen'}")
             backbone.trainable = phase.train_backbone
             inner_optimizer(self.optimizer).set_lr_multipliers(multipliers if phase.layerwise else {})
-            target = self._head_on_features() if self.uses_feature_cache(phase) else self.model
-            self._compile(target, phase)
-            train_ds, val_ds = self._datasets(target is not self.model)
+            if self.dann is not None:
+                target = self.dann
+                target.compile(optimizer=self.optimizer)
+                self.compiled.append((phase.name, target.name))
+                train_ds, val_ds = self._adaptation_datasets()
+            else:
+                target = self._head_on_features() if self.uses_feature_cache(phase) else self.model
+                self._compile(target, phase)
+                train_ds, val_ds = self._datasets(target is not self.model)
             phase_callbacks = [*shared_callbacks, *callbacks]
+            if self.dann is not None:
+                from tltf.adapt import GradientReversalSchedule
+
+                strength = self.recipe.adaptation.lambda_
+                phase_callbacks.append(GradientReversalSchedule(self.dann.reversal, boundaries[-1], strength.schedule,
+                                                                strength.gamma, strength.max))
             if phase.unfreeze_every:
                 phase_callbacks.append(GradualUnfreezing(phase.unfreeze_every, self.recipe.train.unit,
                                                          phase.unfreeze_start, verbose=1))
@@ -195,6 +271,9 @@ class PhaseTrainer:
         # The deliverable: the full model at its best epoch, compiled with the optimizer
         # that trained it, and trainable as that optimizer was built, so its state reloads.
         backbone.trainable = any(p.train_backbone for p in phases)
+        if self.dann is not None:
+            # The classifier ships without the domain head, so its optimizer state must not carry one.
+            self.optimizer = _optimizer_for(self.model, self.optimizer, self.recipe.train, schedule, multipliers)
         self._compile(self.model, phases[-1])
         best.save()
         return history
@@ -257,6 +336,17 @@ class PhaseTrainer:
         val_ds = make_dataset(val_x, val.labels, n, t.batch_size)
         return train_ds, val_ds
 
+    def _adaptation_datasets(self):
+        """((source images, labels), target images) batches for DANN; source validation as usual."""
+        import tensorflow as tf
+
+        from tltf.data.pipeline import make_unlabelled_dataset
+
+        train_ds, val_ds = self._datasets(False)
+        t = self.recipe.train
+        target_ds = make_unlabelled_dataset(self.target.images, t.batch_size, augmenter=self._augmenter, seed=t.seed)
+        return tf.data.Dataset.zip((train_ds, target_ds)), val_ds
+
     def cached_features(self) -> dict:
         """Backbone features of train and val, computed on first use and kept."""
         if self._features is None:
@@ -267,6 +357,18 @@ class PhaseTrainer:
                 "val": extract_features(self.model, self.splits.val.images, bs, self.verbose),
             }
         return self._features
+
+
+def _optimizer_for(model, trained, train, schedule, multipliers):
+    """A copy of `trained` holding only `model`'s variables: same step count, same slots for those variables."""
+    fresh = wrap_for_precision(build_optimizer(train, schedule, multipliers), train.precision)
+    fresh.build(model.trainable_variables)
+    slots = {v.path.rsplit("/", 1)[-1]: v for v in inner_optimizer(trained).variables}
+    for variable in inner_optimizer(fresh).variables:
+        source = slots.get(variable.path.rsplit("/", 1)[-1])
+        if source is not None and source.shape == variable.shape:
+            variable.assign(source)
+    return fresh
 
 
 def _count(weights) -> int:

@@ -1,0 +1,94 @@
+"""Domain-adversarial training end to end on small generated domains."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import tltf
+from conftest import separable_images, write_recipe
+from tltf.adapt import DomainAdversarialModel, GradientReversalSchedule
+from tltf.export import export_run
+from tltf.recipe import load_recipe
+
+
+def shifted(images: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Another scanner: gamma, contrast, noise and a lower resolution."""
+    rng = np.random.default_rng(seed)
+    x = images.astype("float32") / 255.0
+    x = 0.2 + 0.6 * x ** 0.6 + rng.normal(0, 0.05, x.shape)
+    small = tf.image.resize(x[..., None] if x.ndim == 3 else x, (x.shape[1] // 2, x.shape[2] // 2))
+    x = tf.image.resize(small, x.shape[1:3]).numpy()
+    return np.clip(x * 255, 0, 255).astype("uint8")
+
+
+@pytest.fixture
+def domains(tmp_path):
+    source, target = {}, {}
+    for split, n, seed in (("train", 64, 0), ("val", 24, 1), ("test", 24, 2)):
+        images, labels = separable_images(n, 16, seed=seed)
+        source[f"{split}_images"], source[f"{split}_labels"] = images, labels
+        other, other_labels = separable_images(n, 16, seed=seed + 10)
+        target[f"{split}_images"], target[f"{split}_labels"] = shifted(other, seed)[..., 0], other_labels
+    np.savez(tmp_path / "source.npz", **source)
+    np.savez(tmp_path / "target.npz", **target)
+    return tmp_path / "source.npz", tmp_path / "target.npz"
+
+
+def test_zipped_fit_under_the_default_strategy():
+    with tf.distribute.get_strategy().scope():
+        model = tltf.build_model("tiny_test", image_size=16, weights=None)
+        dann = DomainAdversarialModel(model, hidden_units=[8], dropout=0.0)
+        dann.compile(optimizer=keras.optimizers.AdamW(1e-3))
+    images, labels = separable_images(32, 16, channels=3)
+    source = tf.data.Dataset.from_tensor_slices((images.astype("float32"), labels[:, None].astype("float32")))
+    target = tf.data.Dataset.from_tensor_slices(shifted(images).astype("float32")).repeat()
+    history = dann.fit(tf.data.Dataset.zip((source.batch(8), target.batch(8))), epochs=2, verbose=0,
+                       callbacks=[GradientReversalSchedule(dann.reversal, total_steps=8)])
+    assert set(history.history) >= {"loss", "auc", "domain_accuracy", "domain_loss", "lambda"}
+    assert history.history["lambda"][-1] == pytest.approx(tltf.adapt.ganin_lambda(7 / 8))
+    # The domain head trains; the classifier's own variables do not include it.
+    assert len(dann.trainable_variables) > len(model.trainable_variables)
+
+
+def test_recipe_reports_target_metrics_baseline_and_a_distance(tmp_path, domains):
+    source, target = domains
+    path = write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(source)},
+                        train={"epochs": 2})
+    recipe = load_recipe(path, [f"adaptation.target={{source: npz, path: {target}}}",
+                                "adaptation.compare_source_only=true", "adaptation.domain_head.hidden=[8]"])
+    result = tltf.fit(recipe, tmp_path / "run", log=lambda _: None, verbose=0)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    for key in ("target", "target_source_only"):
+        assert set(metrics[key]) == {"auc", "accuracy"} and 0 <= metrics[key]["accuracy"] <= 1
+    assert set(metrics["a_distance"]) == {"before", "after"}
+    assert all(0 <= v <= 2 for v in metrics["a_distance"].values())
+    assert (tmp_path / "run" / "embedding.png").exists()
+    assert result.metrics["target"] == metrics["target"]
+    # The shipped model is the task path only, and it reloads with its optimizer state and no warning.
+    model = keras.models.load_model(tmp_path / "run" / "model.keras")
+    assert not any("domain" in layer.name for layer in model.layers)
+    exported = export_run(tmp_path / "run", tmp_path / "serving", log=lambda *_: None)
+    assert exported.parity.ok
+    loaded = tf.saved_model.load(str(exported.version_dir))
+    assert not any("domain" in v.name for v in loaded.variables)
+
+
+def test_directory_target_is_transductive(tmp_path, domains):
+    source, _ = domains
+    images, labels = separable_images(12, 16, seed=5)
+    for i, (image, label) in enumerate(zip(shifted(images)[..., 0], labels)):
+        folder = tmp_path / "target" / f"class_{label}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(folder / f"{i}.png")
+    from tltf.adapt.target import load_target
+    from tltf.recipe import validate_recipe
+
+    recipe = validate_recipe({"data": {"source": "npz", "path": str(source)},
+                              "adaptation": {"target": {"source": "directory", "path": str(tmp_path / "target")}}})
+    target = load_target(recipe.adaptation.target, 16, ["class_0", "class_1"])
+    assert len(target.images) == 12 and target.evaluation.images is target.images
+    assert sorted(np.bincount(target.evaluation.labels)) == [6, 6]

@@ -1,0 +1,41 @@
+"""The target domain: unlabelled images to adapt to, and labelled ones (if any) to evaluate on."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+
+from tltf.data.sources import Split, load_raw
+from tltf.errors import DataError
+
+
+@dataclasses.dataclass
+class TargetData:
+    images: np.ndarray  # uint8 [N,S,S,3], used without labels
+    evaluation: Optional[Split]  # labelled target images, for evaluation only
+
+    def summary(self) -> str:
+        labelled = f", {len(self.evaluation)} labelled for evaluation" if self.evaluation is not None else ""
+        return f"target: {len(self.images)} unlabelled images for adaptation{labelled}"
+
+
+def load_target(target, image_size: int, class_names: list[str]) -> TargetData:
+    """Loads `adaptation.target` at the source's image size.
+
+    An `npz` or `medmnist` target adapts on `train_images` and evaluates on
+    `test_images`/`test_labels` when present. Any other source (class
+    folders, CSV, TFDS) follows the transductive protocol of the Office-31
+    benchmarks: all its images adapt, unlabelled, and its labels serve only
+    for evaluation.
+    """
+    raw, names = load_raw(target.model_copy(update={"image_size": image_size}))
+    if names and list(names) != list(class_names) and target.source not in ("npz", "medmnist"):
+        raise DataError(f"adaptation.target: classes {names} differ from the source's {class_names}; "
+                        "use the same class folders in both domains")
+    if target.source in ("npz", "medmnist"):
+        return TargetData(raw["train"].images, raw.get("test"))
+    images = np.concatenate([split.images for split in raw.values()])
+    labels = np.concatenate([split.labels for split in raw.values()])
+    return TargetData(images, Split(images, labels))
