@@ -64,13 +64,15 @@ def fit(recipe, overrides, run_dir):
     one line; nothing is left half-written.
     """
     import tltf
-    from tltf.evaluate.report import format_table, metrics_rows
+    from tltf.evaluate.report import adaptation_lines, format_table, metrics_rows
     from tltf.train.fit import fit as fit_recipe
 
     loaded = tltf.load_recipe(recipe, list(overrides))
     result = fit_recipe(loaded, run_dir, log=click.echo)
     click.echo(f"\ntest metrics ({result.metrics['test']['split']}):")
     click.echo(format_table(metrics_rows(result.metrics)))
+    for line in adaptation_lines(result.metrics):
+        click.echo(line)
     click.echo(f"\nrun: {result.run_dir}")
 
 

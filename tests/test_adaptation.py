@@ -10,19 +10,15 @@ from PIL import Image
 
 import tltf
 from conftest import separable_images, write_recipe
+from fixtures.shifted_domain import shift_domain
 from tltf.adapt import DomainAdversarialModel, GradientReversalSchedule
 from tltf.export import export_run
 from tltf.recipe import load_recipe
 
 
 def shifted(images: np.ndarray, seed: int = 0) -> np.ndarray:
-    """Another scanner: gamma, contrast, noise and a lower resolution."""
-    rng = np.random.default_rng(seed)
-    x = images.astype("float32") / 255.0
-    x = 0.2 + 0.6 * x ** 0.6 + rng.normal(0, 0.05, x.shape)
-    small = tf.image.resize(x[..., None] if x.ndim == 3 else x, (x.shape[1] // 2, x.shape[2] // 2))
-    x = tf.image.resize(small, x.shape[1:3]).numpy()
-    return np.clip(x * 255, 0, 255).astype("uint8")
+    grey = images[..., 0] if images.ndim == 4 else images
+    return shift_domain(grey, seed)
 
 
 @pytest.fixture
@@ -32,7 +28,7 @@ def domains(tmp_path):
         images, labels = separable_images(n, 16, seed=seed)
         source[f"{split}_images"], source[f"{split}_labels"] = images, labels
         other, other_labels = separable_images(n, 16, seed=seed + 10)
-        target[f"{split}_images"], target[f"{split}_labels"] = shifted(other, seed)[..., 0], other_labels
+        target[f"{split}_images"], target[f"{split}_labels"] = shifted(other, seed), other_labels
     np.savez(tmp_path / "source.npz", **source)
     np.savez(tmp_path / "target.npz", **target)
     return tmp_path / "source.npz", tmp_path / "target.npz"
@@ -45,7 +41,8 @@ def test_zipped_fit_under_the_default_strategy():
         dann.compile(optimizer=keras.optimizers.AdamW(1e-3))
     images, labels = separable_images(32, 16, channels=3)
     source = tf.data.Dataset.from_tensor_slices((images.astype("float32"), labels[:, None].astype("float32")))
-    target = tf.data.Dataset.from_tensor_slices(shifted(images).astype("float32")).repeat()
+    target_images = np.repeat(shifted(images)[..., None], 3, axis=-1).astype("float32")
+    target = tf.data.Dataset.from_tensor_slices(target_images).repeat()
     history = dann.fit(tf.data.Dataset.zip((source.batch(8), target.batch(8))), epochs=2, verbose=0,
                        callbacks=[GradientReversalSchedule(dann.reversal, total_steps=8)])
     assert set(history.history) >= {"loss", "auc", "domain_accuracy", "domain_loss", "lambda"}
@@ -67,6 +64,7 @@ def test_recipe_reports_target_metrics_baseline_and_a_distance(tmp_path, domains
     assert set(metrics["a_distance"]) == {"before", "after"}
     assert all(0 <= v <= 2 for v in metrics["a_distance"].values())
     assert (tmp_path / "run" / "embedding.png").exists()
+    assert "Domain adaptation" in (tmp_path / "run" / "report.md").read_text()
     assert result.metrics["target"] == metrics["target"]
     # The shipped model is the task path only, and it reloads with its optimizer state and no warning.
     model = keras.models.load_model(tmp_path / "run" / "model.keras")
@@ -80,7 +78,7 @@ def test_recipe_reports_target_metrics_baseline_and_a_distance(tmp_path, domains
 def test_directory_target_is_transductive(tmp_path, domains):
     source, _ = domains
     images, labels = separable_images(12, 16, seed=5)
-    for i, (image, label) in enumerate(zip(shifted(images)[..., 0], labels)):
+    for i, (image, label) in enumerate(zip(shifted(images), labels)):
         folder = tmp_path / "target" / f"class_{label}"
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(folder / f"{i}.png")
@@ -92,3 +90,20 @@ def test_directory_target_is_transductive(tmp_path, domains):
     target = load_target(recipe.adaptation.target, 16, ["class_0", "class_1"])
     assert len(target.images) == 12 and target.evaluation.images is target.images
     assert sorted(np.bincount(target.evaluation.labels)) == [6, 6]
+
+
+def test_dann_saves_loads_and_resumes_its_lambda_schedule(tmp_path):
+    model = tltf.build_model("tiny_test", image_size=16, weights=None)
+    dann = DomainAdversarialModel(model, hidden_units=[8], dropout=0.0)
+    dann.compile(optimizer=keras.optimizers.AdamW(1e-3))
+    images, labels = separable_images(32, 16, channels=3)
+    source = tf.data.Dataset.from_tensor_slices((images.astype("float32"), labels[:, None].astype("float32")))
+    target = tf.data.Dataset.from_tensor_slices(images.astype("float32")).repeat()
+    data = tf.data.Dataset.zip((source.batch(8), target.batch(8)))
+    dann.fit(data, epochs=1, verbose=0, shuffle=False, callbacks=[GradientReversalSchedule(dann.reversal, 8)])
+    dann.save(tmp_path / "dann.keras")
+    loaded = keras.models.load_model(tmp_path / "dann.keras")
+    assert int(loaded.optimizer.iterations.numpy()) == 4
+    assert float(loaded.reversal.lambda_.numpy()) == pytest.approx(tltf.adapt.ganin_lambda(3 / 8))
+    loaded.fit(data, epochs=1, verbose=0, shuffle=False, callbacks=[GradientReversalSchedule(loaded.reversal, 8)])
+    assert float(loaded.reversal.lambda_.numpy()) == pytest.approx(tltf.adapt.ganin_lambda(7 / 8))

@@ -16,11 +16,11 @@ import_tensorflow()
 from tltf import export, layers  # layers registers the serializable classes
 from tltf.models import backbone_of, build_model, head_of
 from tltf.recipe import load_recipe
-from tltf import callbacks, errors, optimizers
+from tltf import adapt, callbacks, errors, optimizers
 from tltf.train import schedules  # registers PhaseSchedule
 from tltf.train.fit import fit
 
 __all__ = [
-    "backbone_of", "build_model", "callbacks", "errors", "export", "fit", "head_of", "layers", "load_recipe", "optimizers",
+    "adapt", "backbone_of", "build_model", "callbacks", "errors", "export", "fit", "head_of", "layers", "load_recipe", "optimizers",
     "schedules", "__version__",
 ]

@@ -57,6 +57,8 @@ class DomainAdversarialModel(keras.Model):
                          keras.metrics.AUC(name="auc", multi_label=True, num_labels=classifier.output.shape[-1]))
         self.domain_accuracy = keras.metrics.BinaryAccuracy(name="domain_accuracy", threshold=0.0)
         self.lambda_tracker = keras.metrics.Mean(name="lambda")
+        # Everything above is built; saying so lets a loaded model rebuild its optimizer and restore its state.
+        self.built = True
 
     @property
     def metrics(self):

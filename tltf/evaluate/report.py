@@ -37,6 +37,19 @@ def format_table(rows, header=("metric", "val", "test")) -> str:
     return "\n".join(lines)
 
 
+def adaptation_lines(metrics: dict) -> list[str]:
+    """The domain-adaptation results, as text lines (empty without adaptation)."""
+    if "a_distance" not in metrics:
+        return []
+    lines = ["", "Domain adaptation (target domain, threshold 0.5):", ""]
+    for key, label in (("target", "DANN"), ("target_source_only", "source only, same budget")):
+        if key in metrics:
+            lines.append(f"- {label}: target AUC {_fmt(metrics[key]['auc'])}, accuracy {_fmt(metrics[key]['accuracy'])}")
+    distance = metrics["a_distance"]
+    lines.append(f"- proxy A-distance source↔target: {_fmt(distance['before'])} before, {_fmt(distance['after'])} after")
+    return lines
+
+
 def write_report(path, recipe, metrics: dict, plan_rows) -> None:
     """Writes report.md: what ran, the plan, the metrics and the figures."""
     test_split = metrics["test"].get("split", "test")
@@ -60,6 +73,7 @@ def write_report(path, recipe, metrics: dict, plan_rows) -> None:
     lines += ["", f"## Metrics (test column: {test_split})", "", "| metric | val | test |", "|---|---|---|"]
     for row in metrics_rows(metrics):
         lines.append("| " + " | ".join(row) + " |")
+    lines += adaptation_lines(metrics)
     lines += [
         "",
         "Confusion matrix (rows true, columns predicted, threshold 0.5 for binary):",
@@ -68,7 +82,8 @@ def write_report(path, recipe, metrics: dict, plan_rows) -> None:
         *["  ".join(f"{c:>6}" for c in row) for row in metrics["test"]["confusion"]],
         "```",
         "",
-        "![ROC](roc.png) ![learning curves](learning_curves.png) ![confusion](confusion_matrix.png)",
+        "![ROC](roc.png) ![learning curves](learning_curves.png) ![confusion](confusion_matrix.png)"
+        + (" ![embedding](embedding.png)" if "a_distance" in metrics else ""),
         "",
     ]
     with open(path, "w") as handle:
