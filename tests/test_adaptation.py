@@ -107,3 +107,30 @@ def test_dann_saves_loads_and_resumes_its_lambda_schedule(tmp_path):
     assert float(loaded.reversal.lambda_.numpy()) == pytest.approx(tltf.adapt.ganin_lambda(3 / 8))
     loaded.fit(data, epochs=1, verbose=0, shuffle=False, callbacks=[GradientReversalSchedule(loaded.reversal, 8)])
     assert float(loaded.reversal.lambda_.numpy()) == pytest.approx(tltf.adapt.ganin_lambda(7 / 8))
+
+
+def kernels(model):
+    return [v.numpy().copy() for v in tltf.backbone_of(model).weights if v.name in ("kernel", "gamma", "beta")]
+
+
+def test_feature_extraction_adapts_the_mlp_head_features(tmp_path, domains):
+    source, target = domains
+    path = write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(source)},
+                        train={"strategy": "feature_extraction", "epochs": 2},
+                        model={"head": "mlp", "hidden_units": [8]})
+    recipe = load_recipe(path, [f"adaptation.target={{source: npz, path: {target}}}",
+                                "adaptation.domain_head.hidden=[4]"])
+    assert recipe.adaptation.features == "head"
+    backbone_before = None
+
+    class Snapshot(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            nonlocal backbone_before
+            backbone_before = kernels(self.model.classifier)
+
+    result = tltf.fit(recipe, tmp_path / "run", log=lambda _: None, verbose=0, callbacks=[Snapshot()])
+    model = keras.models.load_model(tmp_path / "run" / "model.keras")
+    assert all(np.array_equal(a, b) for a, b in zip(backbone_before, kernels(model)))
+    assert "target" in result.metrics
+    with pytest.raises(tltf.errors.RecipeError, match="adaptation.features: 'head' adapts the mlp head"):
+        load_recipe(path, [f"adaptation.target={{source: npz, path: {target}}}", "model.head=linear"])

@@ -240,6 +240,9 @@ class AdaptationConfig(_Section):
     target: DataSource
     lambda_: LambdaConfig = Field(LambdaConfig(), alias="lambda")
     domain_head: DomainHeadConfig = DomainHeadConfig()
+    features: Optional[Literal["backbone", "head"]] = Field(
+        None, description="What becomes domain-invariant. Default: the mlp head's hidden layer with "
+                          "feature_extraction (the backbone is frozen), else the backbone's features.")
     compare_source_only: bool = Field(False, description="Also train without adaptation, at the same budget.")
 
 
@@ -365,6 +368,11 @@ def _check_consistency(recipe: Recipe, source: str) -> None:
         key = "layer_decay" if recipe.train.layer_decay else "discriminative"
         raise RecipeError(f"{source}: train.{key}: has no effect with feature_extraction (the backbone is frozen); "
                           "use fine_tune, warmup_then_finetune or gradual_unfreeze")
+    if recipe.adaptation is not None and recipe.adaptation.features is None:
+        recipe.adaptation.features = "head" if recipe.train.strategy == "feature_extraction" else "backbone"
+    if recipe.adaptation is not None and recipe.adaptation.features == "head" and recipe.model.head != "mlp":
+        raise RecipeError(f"{source}: adaptation.features: 'head' adapts the mlp head's hidden layer; set "
+                          "model.head: mlp (with feature_extraction the frozen backbone cannot adapt)")
     if recipe.adaptation is not None and recipe.data.class_weight == "auto":
         raise RecipeError(f"{source}: data.class_weight: auto is not supported with adaptation yet; set it to none")
     if recipe.train.distribution == "multi_worker":

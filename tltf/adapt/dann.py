@@ -28,19 +28,36 @@ class DomainAdversarialModel(keras.Model):
         classifier: a model from `tltf.build_model`.
         hidden_units: the domain head's hidden layer sizes.
         dropout: dropout before each hidden layer of the domain head.
+        features: which representation is made domain-invariant:
+            `"backbone"` (the pooled backbone features) or `"head"` (the
+            output of an mlp head's hidden layers: the adapter that trains
+            when the backbone is frozen).
     """
 
-    def __init__(self, classifier, hidden_units=(256,), dropout: float = 0.5, **kwargs):
+    def __init__(self, classifier, hidden_units=(256,), dropout: float = 0.5, features: str = "backbone",
+                 **kwargs):
         super().__init__(**kwargs)
-        from tltf.models.build import backbone_of
+        from tltf.models.build import backbone_of, head_of
 
         self.classifier = classifier
         self.hidden_units = tuple(int(u) for u in hidden_units)
         self.dropout = float(dropout)
+        self.features = features
+        inputs = classifier.input
+        representation = backbone_of(classifier).output
+        head_layers = head_of(classifier).layers
+        # The head's last hidden Dense ends the adapter; the rest (dropout, output) is the task layer.
+        hidden = [i for i, layer in enumerate(head_layers[:-1]) if isinstance(layer, keras.layers.Dense)]
+        if features == "head":
+            if not hidden:
+                raise ValueError("features='head' needs an mlp head (model.head: mlp) to adapt")
+            for layer in head_layers[: hidden[-1] + 1]:
+                representation = layer(representation)
+        elif features != "backbone":
+            raise ValueError(f"features must be 'backbone' or 'head', got {features!r}")
         # One forward pass gives both the task output and the features.
-        self.twin = keras.Model(classifier.input, [classifier.output, backbone_of(classifier).output],
-                                name="task_and_features")
-        feature_dim = backbone_of(classifier).output.shape[-1]
+        self.twin = keras.Model(inputs, [classifier.output, representation], name="task_and_features")
+        feature_dim = representation.shape[-1]
         self.reversal = GradientReversal(0.0, name="gradient_reversal")
         self.reversal.build((None, feature_dim))  # λ exists before the first step, for the schedule
         layers = [keras.Input((feature_dim,))]
@@ -99,7 +116,7 @@ class DomainAdversarialModel(keras.Model):
 
     def get_config(self):
         return {**super().get_config(), "classifier": keras.saving.serialize_keras_object(self.classifier),
-                "hidden_units": list(self.hidden_units), "dropout": self.dropout}
+                "hidden_units": list(self.hidden_units), "dropout": self.dropout, "features": self.features}
 
     @classmethod
     def from_config(cls, config):

@@ -217,7 +217,8 @@ class PhaseTrainer:
             from tltf.adapt import DomainAdversarialModel
 
             head = self.recipe.adaptation.domain_head
-            self.dann = DomainAdversarialModel(self.model, head.hidden, head.dropout, name="dann")
+            self.dann = DomainAdversarialModel(self.model, head.hidden, head.dropout,
+                                               features=self.recipe.adaptation.features, name="dann")
         self.optimizer.build((self.dann or self.model).trainable_variables)
         best = BestModelCheckpoint(work_dir / "model.keras", self.model, monitor="val_auc", mode="max")
         shared_callbacks = [
