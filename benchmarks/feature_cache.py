@@ -12,9 +12,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
+import tltf  # first: it imports TensorFlow without the native start-up notices
 
-import tltf
+import numpy as np
 from tltf.data.sources import ImageSplits, Split
 from tltf.models import build_model_from_recipe
 from tltf.recipe import validate_recipe

@@ -10,10 +10,10 @@ step times (half frozen / full), measured in one process on the same data.
 import argparse
 import time
 
+import tltf  # first: it imports TensorFlow without the native start-up notices
+
 import keras
 import numpy as np
-
-import tltf
 from tltf.models.blocks import BlockMap
 from tltf.train.optimizers import LayerwiseAdamW
 from tltf.train.unfreezing import backbone_units, set_trainable_units

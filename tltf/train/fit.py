@@ -110,11 +110,11 @@ def _adaptation_metrics(model, splits, target, recipe, before, work_dir, log, ve
     after = _domain_features(model, splits, target, recipe)
     result = {"a_distance": {"before": proxy_a_distance(*before, seed=recipe.train.seed),
                              "after": proxy_a_distance(*after, seed=recipe.train.seed)}}
-    target_labels = None
+    # The plotted target images are labelled only when they are the evaluation images (transductive targets).
+    transductive = target.evaluation is not None and target.evaluation.images is target.images
+    target_labels = target.evaluation.labels[: len(after[1])] if transductive else None
     if target.evaluation is not None:
         result["target"] = _target_metrics(model, target, splits.class_names, recipe)
-        target_labels = target.evaluation.labels[: len(after[1])] if target.evaluation.images is target.images \
-            else None
         if recipe.adaptation.compare_source_only:
             import keras
 
