@@ -213,9 +213,10 @@ def test_augmentation_changes_training_batches_only():
     assert float(x_train.numpy().min()) >= 0 and float(x_train.numpy().max()) <= 255
 
 
-def test_mixup_and_randaugment_run_in_the_pipeline():
+@pytest.mark.parametrize("mixer", [{"mixup": 0.4}, {"cutmix": 1.0}])
+def test_mixing_and_randaugment_run_in_the_pipeline(mixer):
     images, labels = separable_images(8, 16, channels=3)
-    augment = AugmentConfig(randaugment={"num_ops": 2, "factor": 0.5}, mixup=0.4)
+    augment = AugmentConfig(randaugment={"num_ops": 2, "factor": 0.5}, translate=0.1, **mixer)
     train = make_dataset(images, labels, 2, 8, training=True, augmenter=build_augmenter(augment, 0), seed=0)
     _, y = next(iter(train))
     y = y.numpy().ravel()
