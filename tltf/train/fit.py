@@ -201,7 +201,7 @@ class PhaseTrainer:
         """
         import keras
 
-        from tltf.train.callbacks import BestModelCheckpoint, GradualUnfreezing, IntentCheck
+        from tltf.train.callbacks import BestModelCheckpoint
 
         self.log = log
         schedule = phase_schedule(phases, self.steps_per_epoch)
@@ -235,31 +235,16 @@ class PhaseTrainer:
             backbone.trainable = phase.train_backbone
             inner_optimizer(self.optimizer).set_lr_multipliers(multipliers if phase.layerwise else {})
             if self.dann is not None:
-                target = self.dann
-                target.compile(optimizer=self.optimizer)
-                self.compiled.append((phase.name, target.name))
+                fitted = self.dann
+                fitted.compile(optimizer=self.optimizer)
+                self.compiled.append((phase.name, fitted.name))
                 train_ds, val_ds = self._adaptation_datasets()
             else:
-                target = self._head_on_features() if self.uses_feature_cache(phase) else self.model
-                self._compile(target, phase)
-                train_ds, val_ds = self._datasets(target is not self.model)
-            phase_callbacks = [*shared_callbacks, *callbacks]
-            if self.dann is not None:
-                from tltf.adapt import GradientReversalSchedule
-
-                strength = self.recipe.adaptation.lambda_
-                phase_callbacks.append(GradientReversalSchedule(self.dann.reversal, boundaries[-1], strength.schedule,
-                                                                strength.gamma, strength.max))
-            if phase.unfreeze_every:
-                phase_callbacks.append(GradualUnfreezing(phase.unfreeze_every, self.recipe.train.unit,
-                                                         phase.unfreeze_start, verbose=1))
-            if self.recipe.train.intent_check:
-                phase_callbacks.append(IntentCheck(self.model))
-            if self.recipe.train.early_stopping:
-                es = self.recipe.train.early_stopping
-                phase_callbacks.append(keras.callbacks.EarlyStopping(
-                    monitor="val_auc", mode="max", patience=es.patience, min_delta=es.min_delta))
-            result = target.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + phase.epochs,
+                fitted = self._head_on_features() if self.uses_feature_cache(phase) else self.model
+                self._compile(fitted, phase)
+                train_ds, val_ds = self._datasets(fitted is not self.model)
+            phase_callbacks = [*shared_callbacks, *callbacks, *self._phase_callbacks(phase, boundaries[-1])]
+            result = fitted.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + phase.epochs,
                                 callbacks=phase_callbacks, verbose=self.verbose, shuffle=False)
             for key, values in result.history.items():
                 history.setdefault(key, []).extend(float(v) for v in values)
@@ -278,6 +263,29 @@ class PhaseTrainer:
         self._compile(self.model, phases[-1])
         best.save()
         return history
+
+    def _phase_callbacks(self, phase: Phase, total_steps: int) -> list:
+        """The callbacks a phase's recipe settings call for (λ schedule, unfreezing, intent check, early stop)."""
+        import keras
+
+        from tltf.train.callbacks import GradualUnfreezing, IntentCheck
+
+        chosen = []
+        if self.dann is not None:
+            from tltf.adapt import GradientReversalSchedule
+
+            strength = self.recipe.adaptation.lambda_
+            chosen.append(GradientReversalSchedule(self.dann.reversal, total_steps, strength.schedule,
+                                                   strength.gamma, strength.max))
+        if phase.unfreeze_every:
+            chosen.append(GradualUnfreezing(phase.unfreeze_every, self.recipe.train.unit, phase.unfreeze_start))
+        if self.recipe.train.intent_check:
+            chosen.append(IntentCheck(self.model))
+        if self.recipe.train.early_stopping:
+            es = self.recipe.train.early_stopping
+            chosen.append(keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=es.patience,
+                                                        min_delta=es.min_delta))
+        return chosen
 
     def block_map(self) -> BlockMap:
         if self._block_map is None:
