@@ -77,3 +77,11 @@ def test_schedule_follows_the_optimizer_and_resumes():
     assert float(reversal.lambda_.numpy()) == pytest.approx(ganin_lambda(7 / 8))
     assert resumed.value_at(8) == pytest.approx(ganin_lambda(1.0))
     assert GradientReversalSchedule(reversal, 8, schedule="constant", maximum=0.4).value_at(5) == 0.4
+
+
+def test_schedule_can_start_when_the_backbone_starts_training():
+    schedule = GradientReversalSchedule(GradientReversal(0.0), total_steps=30, gamma=10.0, start_step=10)
+    assert schedule.value_at(0) == schedule.value_at(9) == 0.0
+    assert schedule.value_at(10) == pytest.approx(0.0)
+    assert schedule.value_at(20) == pytest.approx(ganin_lambda(0.5))
+    assert schedule.value_at(30) == pytest.approx(ganin_lambda(1.0))

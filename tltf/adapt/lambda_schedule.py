@@ -28,9 +28,13 @@ class GradientReversalSchedule(keras.callbacks.Callback):
         schedule: `"ganin"` or `"constant"`.
         gamma: the Ganin schedule's steepness.
         maximum: λ at the end (and throughout, when constant).
+        start_step: λ is 0 before this step and progress counts from it
+            (tltf starts it when the backbone first trains: before that, the
+            reversed gradient has nothing to adapt).
     """
 
-    def __init__(self, layer, total_steps: int, schedule: str = "ganin", gamma: float = 10.0, maximum: float = 1.0):
+    def __init__(self, layer, total_steps: int, schedule: str = "ganin", gamma: float = 10.0, maximum: float = 1.0,
+                 start_step: int = 0):
         super().__init__()
         if schedule not in ("ganin", "constant"):
             raise ValueError(f"schedule must be 'ganin' or 'constant', got {schedule!r}")
@@ -39,11 +43,15 @@ class GradientReversalSchedule(keras.callbacks.Callback):
         self.schedule = schedule
         self.gamma = gamma
         self.maximum = maximum
+        self.start_step = int(start_step)
 
     def value_at(self, step: int) -> float:
+        if step < self.start_step:
+            return 0.0
         if self.schedule == "constant":
             return self.maximum
-        return ganin_lambda(step / self.total_steps, self.gamma, self.maximum)
+        span = max(self.total_steps - self.start_step, 1)
+        return ganin_lambda((step - self.start_step) / span, self.gamma, self.maximum)
 
     def on_train_batch_begin(self, batch, logs=None):
         self.layer.lambda_.assign(self.value_at(int(self.model.optimizer.iterations.numpy())))

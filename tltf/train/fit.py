@@ -243,7 +243,7 @@ class PhaseTrainer:
                 fitted = self._head_on_features() if self.uses_feature_cache(phase) else self.model
                 self._compile(fitted, phase)
                 train_ds, val_ds = self._datasets(fitted is not self.model)
-            phase_callbacks = [*shared_callbacks, *callbacks, *self._phase_callbacks(phase, boundaries[-1])]
+            phase_callbacks = [*shared_callbacks, *callbacks, *self._phase_callbacks(phase, boundaries, phases)]
             result = fitted.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + phase.epochs,
                                 callbacks=phase_callbacks, verbose=self.verbose, shuffle=False)
             for key, values in result.history.items():
@@ -264,7 +264,7 @@ class PhaseTrainer:
         best.save()
         return history
 
-    def _phase_callbacks(self, phase: Phase, total_steps: int) -> list:
+    def _phase_callbacks(self, phase: Phase, boundaries: list[int], phases: list[Phase]) -> list:
         """The callbacks a phase's recipe settings call for (λ schedule, unfreezing, intent check, early stop)."""
         import keras
 
@@ -275,8 +275,8 @@ class PhaseTrainer:
             from tltf.adapt import GradientReversalSchedule
 
             strength = self.recipe.adaptation.lambda_
-            chosen.append(GradientReversalSchedule(self.dann.reversal, total_steps, strength.schedule,
-                                                   strength.gamma, strength.max))
+            chosen.append(GradientReversalSchedule(self.dann.reversal, boundaries[-1], strength.schedule,
+                                                   strength.gamma, strength.max, self._adaptation_start(boundaries, phases)))
         if phase.unfreeze_every:
             chosen.append(GradualUnfreezing(phase.unfreeze_every, self.recipe.train.unit, phase.unfreeze_start))
         if self.recipe.train.intent_check:
@@ -286,6 +286,12 @@ class PhaseTrainer:
             chosen.append(keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=es.patience,
                                                         min_delta=es.min_delta))
         return chosen
+
+    def _adaptation_start(self, boundaries: list[int], phases: list[Phase]) -> int:
+        """The first step at which what the reversed gradient reaches can train."""
+        if self.recipe.adaptation.features == "head":
+            return 0
+        return next((boundaries[i] for i, p in enumerate(phases) if p.train_backbone), boundaries[-1])
 
     def block_map(self) -> BlockMap:
         if self._block_map is None:
