@@ -85,3 +85,10 @@ def test_schedule_can_start_when_the_backbone_starts_training():
     assert schedule.value_at(10) == pytest.approx(0.0)
     assert schedule.value_at(20) == pytest.approx(ganin_lambda(0.5))
     assert schedule.value_at(30) == pytest.approx(ganin_lambda(1.0))
+
+
+def test_other_backends_get_a_clear_error(monkeypatch):
+    # JAX and torch are not installed here; the check reads the configured backend name.
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(NotImplementedError, match="needs the TensorFlow backend.*'jax'"):
+        GradientReversal(1.0)
