@@ -187,14 +187,27 @@ def parameters(layer) -> list:
     return list(getattr(layer, "_trainable_variables", []))
 
 
+def leaf_layers(layer):
+    """The layers with no sublayers under `layer` (itself if it has none), through nested models and
+    `BatchNormPolicy` wrappers."""
+    from tltf.layers import BatchNormPolicy
+
+    children = [layer.layer] if isinstance(layer, BatchNormPolicy) else getattr(layer, "layers", None)
+    if not children:
+        yield layer
+        return
+    for child in children:
+        yield from leaf_layers(child)
+
+
 @dataclasses.dataclass
 class BlockMap:
     """A model's units from the stem to the head, with their variables.
 
     Example:
         block_map = BlockMap.of(model, unit="block")
-        block_map.names[-1]      # "head"
-        block_map.unit_of(variable)
+        block_map.names[-1]                  # "head"
+        block_map.path_to_unit()["conv1_conv/kernel"]   # "stem"
 
     Args:
         units: ordered backbone units, then the head.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from tltf.models.backbones import create_backbone, get_backbone_spec
+from tltf.models.blocks import leaf_layers
 from tltf.models.heads import build_head
 
 BACKBONE_LAYER = "backbone"
@@ -59,7 +60,7 @@ def build_model(
         bn = "frozen" if weights else "train"
     net = create_backbone(backbone, image_size, weights=weights, alpha=alpha)
     if bn_momentum is not None:
-        for layer in _all_layers(net):
+        for layer in leaf_layers(net):
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = bn_momentum
     inputs = keras.Input((image_size, image_size, 3), name="image")
@@ -68,13 +69,6 @@ def build_model(
     features = BatchNormPolicy(net, mode=bn, name=BACKBONE_LAYER)(x)
     outputs = build_head(features.shape[-1], num_classes, head, hidden_units, dropout)(features)
     return keras.Model(inputs, outputs, name=f"tltf_{backbone}")
-
-
-def _all_layers(model):
-    for layer in model.layers:
-        yield layer
-        if hasattr(layer, "layers"):
-            yield from _all_layers(layer)
 
 
 def build_model_from_recipe(recipe, num_classes: int):

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from tltf.models.blocks import HEAD, BlockMap, parameters
+from tltf.models.blocks import HEAD, BlockMap, leaf_layers, parameters
 from tltf.train.layerwise import recipe_unit_multipliers_checked
 from tltf.train.phases import phase_schedule, plan_phases
 from tltf.train.unfreezing import unfrozen_count
@@ -85,11 +85,8 @@ def _decays(block_map: BlockMap, model, unit: str) -> bool:
     """Whether a unit has any weight-decayed parameter (anything but biases and BatchNorm)."""
     from tltf.train.optimizers import NO_WEIGHT_DECAY
 
-    for layer in block_map.layers_of(model, unit):
-        for leaf in getattr(layer, "layers", None) or [layer]:
-            if any(v.name not in NO_WEIGHT_DECAY for v in parameters(leaf)):
-                return True
-    return False
+    return any(v.name not in NO_WEIGHT_DECAY
+               for layer in block_map.layers_of(model, unit) for leaf in leaf_layers(layer) for v in parameters(leaf))
 
 
 def _replica_warnings(recipe) -> list[str]:

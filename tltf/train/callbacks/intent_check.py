@@ -2,22 +2,11 @@ import keras
 import numpy as np
 
 from tltf.layers import BatchNormPolicy
-from tltf.models.blocks import parameters
+from tltf.models.blocks import leaf_layers, parameters
 
 
 class IntentViolation(RuntimeError):
     """Training did not do what the plan declared (a bug, in tltf or in the model)."""
-
-
-def _leaf_layers(layer):
-    children = getattr(layer, "layers", None)
-    if isinstance(layer, BatchNormPolicy):
-        children = [layer.layer]
-    if not children:
-        yield layer
-        return
-    for child in children:
-        yield from _leaf_layers(child)
 
 
 def _batch_norm_modes(model) -> dict:
@@ -69,7 +58,7 @@ class IntentCheck(keras.callbacks.Callback):
             return
         model = self.inspected or self.model
         self._frozen = [(layer, [(v, np.array(v.numpy())) for v in parameters(layer)])
-                        for layer in _leaf_layers(model) if not layer.trainable and parameters(layer)]
+                        for layer in leaf_layers(model) if not layer.trainable and parameters(layer)]
         # The backbone only runs in this fit if it is part of the fitted model.
         runs_backbone = self.inspected is None or self.inspected is self.model
         self._batch_norms = [(bn, mode, np.array(bn.moving_mean.numpy()))
