@@ -9,6 +9,7 @@ training-set size; the backbone is built without weights.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -37,10 +38,10 @@ def explain(recipe) -> dict:
     decays = {name: _decays(block_map, model, name) for name in block_map.names}
 
     rows = []
-    for index, phase in enumerate(phases):
+    for phase, start in zip(phases, boundaries):
         for name, epochs, trainable in _segments(phase, backbone_units):
-            start = boundaries[index] + sum(r["epochs"] for r in rows if r["_phase"] == index) * steps_per_epoch
             steps = np.arange(start, start + epochs * steps_per_epoch)
+            start += epochs * steps_per_epoch
             rates = np.asarray(schedule(steps), dtype=np.float64)
             blocks = []
             for unit in block_map.names:
@@ -56,9 +57,7 @@ def explain(recipe) -> dict:
                     "weight_decay": float(recipe.train.weight_decay)
                     if trains and decays[unit] and recipe.train.optimizer != "adam" else 0.0,
                 })
-            rows.append({"name": name, "epochs": int(epochs), "blocks": blocks, "_phase": index})
-    for row in rows:
-        row.pop("_phase")
+            rows.append({"name": name, "epochs": int(epochs), "blocks": blocks})
     return {"phases": rows, "warnings": peek.warnings + _replica_warnings(recipe)}
 
 
@@ -69,16 +68,10 @@ def _segments(phase, backbone_units: list[str]):
         return
     counts = [unfrozen_count(e, len(backbone_units), phase.unfreeze_every, phase.unfreeze_start)
               for e in range(phase.epochs)]
-    start = 0
-    while start < len(counts):
-        end = start
-        while end < len(counts) and counts[end] == counts[start]:
-            end += 1
-        count = counts[start]
+    for count, run in itertools.groupby(counts):
         units = backbone_units[len(backbone_units) - count:] if count else []
-        label = "head only" if not count else f"+{units[0]}"
-        yield f"{phase.name} ({label})", end - start, set(units)
-        start = end
+        label = f"+{units[0]}" if count else "head only"
+        yield f"{phase.name} ({label})", len(list(run)), set(units)
 
 
 def _decays(block_map: BlockMap, model, unit: str) -> bool:
