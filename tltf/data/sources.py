@@ -66,13 +66,12 @@ class ImageSplits:
                 yield name, split
 
 
-def load_splits(data, seed: int = 0, verbose: bool = True) -> ImageSplits:
+def load_splits(data, seed: int = 0) -> ImageSplits:
     """Loads the recipe's `data` section into `ImageSplits`.
 
     Args:
         data: a validated data section (`tltf.recipe.DataSource`).
         seed: seeds the carved validation split.
-        verbose: print progress for long decodes and downloads.
     """
     raw, class_names = load_raw(data)
     return _finish(raw, class_names, data, seed)

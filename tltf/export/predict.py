@@ -49,7 +49,7 @@ class Predictor:
     """Predicts from a run directory (model.keras) or a SavedModel (a version folder or its parent).
 
     Example:
-        rows = Predictor.open("exports/pneumonia").predict([Path("xray.png")])
+        rows = Predictor("exports/pneumonia").predict([Path("xray.png")])
 
     Args:
         target: a `tltf fit` run directory, a SavedModel folder, or a TF
@@ -102,7 +102,10 @@ class Predictor:
 
         if self.model is not None:
             return decode_file(path, self.size)
-        data = path.read_bytes()
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise TltfError(f"{path}: cannot read: {error.strerror}") from None
         try:
             decode_pixels(data)  # the check the graph would fail on, per file
         except Exception:
