@@ -59,3 +59,15 @@ def staged_run_dir(final: Path):
     if final.exists():
         final.rmdir()  # new_run_dir allowed only an empty folder here
     os.replace(partial, final)
+
+
+def load_run_recipe(run_dir):
+    """The resolved recipe a run was trained with (`RUN_DIR/recipe.yaml`), validated."""
+    import yaml
+
+    from tltf.recipe import validate_recipe
+
+    path = Path(run_dir) / "recipe.yaml"
+    if not path.is_file():
+        raise TltfError(f"{run_dir}: not a tltf run directory (no recipe.yaml)")
+    return validate_recipe(yaml.safe_load(path.read_text()), source=str(path))

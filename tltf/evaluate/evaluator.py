@@ -59,18 +59,13 @@ def evaluate_run(run_dir, split: str = "test") -> dict:
     The binary threshold is the one stored in `RUN_DIR/metrics.json` (chosen
     on val at training time).
     """
-    import yaml
-
     from tltf.data.sources import load_splits
     from tltf.errors import TltfError
     from tltf.models.loading import load_run_model
-    from tltf.recipe import validate_recipe
+    from tltf.run_dir import load_run_recipe
 
     run_dir = Path(run_dir)
-    recipe_path = run_dir / "recipe.yaml"
-    if not recipe_path.is_file():
-        raise TltfError(f"{run_dir}: not a tltf run directory (no recipe.yaml)")
-    recipe = validate_recipe(yaml.safe_load(recipe_path.read_text()), source=str(recipe_path))
+    recipe = load_run_recipe(run_dir)
     model = load_run_model(run_dir)
     splits = load_splits(recipe.data, seed=recipe.train.seed)
     chosen = getattr(splits, split)

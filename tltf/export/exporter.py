@@ -16,8 +16,6 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
-import yaml
-
 from tltf.errors import TltfError
 from tltf.export.parity import ParityReport, check_parity, encode_images
 from tltf.export.signatures import BYTES_SIGNATURE, FLOAT_SIGNATURE, input_signatures, serving_functions
@@ -42,13 +40,12 @@ class RunArtifacts:
 
     @classmethod
     def read(cls, run_dir: Path) -> "RunArtifacts":
-        from tltf.recipe import validate_recipe
+        from tltf.run_dir import load_run_recipe
 
         for name in ("model.keras", "recipe.yaml", "metrics.json"):
             if not (run_dir / name).is_file():
                 raise TltfError(f"{run_dir}: not a finished tltf run (no {name}); pass a run directory from tltf fit")
-        recipe = validate_recipe(yaml.safe_load((run_dir / "recipe.yaml").read_text()),
-                                 source=str(run_dir / "recipe.yaml"))
+        recipe = load_run_recipe(run_dir)
         metrics = json.loads((run_dir / "metrics.json").read_text())
         threshold = metrics.get("val", {}).get("threshold", 0.5)
         return cls(recipe, metrics, metrics["class_names"], float(threshold))
