@@ -65,6 +65,31 @@ def images_seen(model) -> int:
     return int(backbone_of(model).layer.get_layer("count_images").count.numpy())
 
 
+def calibrate_batch_norm(model, images) -> None:
+    """Sets every BatchNorm's moving statistics to the batch statistics of `images`.
+
+    A randomly initialised keras.applications backbone in inference mode passes
+    activations of ~1e-11, so its output is a constant 0.5 whatever the input,
+    and an equality or parity test on it cannot see anything. With moving
+    statistics taken from real batches the output depends on the input.
+    """
+    from tltf.models import backbone_of
+    from tltf.models.blocks import leaf_layers
+
+    policy = backbone_of(model)
+    norms = [layer for layer in leaf_layers(policy) if isinstance(layer, keras.layers.BatchNormalization)]
+    momenta, mode = [norm.momentum for norm in norms], policy.mode
+    for norm in norms:
+        norm.momentum = 0.0
+    policy.mode = "train"
+    try:
+        model(images, training=True)
+    finally:
+        policy.mode = mode
+        for norm, momentum in zip(norms, momenta):
+            norm.momentum = momentum
+
+
 def separable_images(n: int, size: int, num_classes: int = 2, seed: int = 0, channels: int = 1):
     """uint8 images whose brightness depends on the class, so a tiny net learns them."""
     rng = np.random.default_rng(seed)

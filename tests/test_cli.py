@@ -81,34 +81,12 @@ def test_unknown_key(run_cli, tmp_path, npz_path):
     assert_user_error(run_cli("fit", recipe), "model.bakbone: unknown key; did you mean 'backbone'?", cwd=tmp_path)
 
 
-def test_missing_data_path(run_cli, tmp_path):
-    recipe = write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": "nope.npz"})
-    assert_user_error(run_cli("fit", recipe), "nope.npz", "data.path does not exist", cwd=tmp_path)
-
-
-def test_image_size_below_backbone_minimum(run_cli, tmp_path, npz_path):
-    recipe = write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(npz_path), "image_size": 16},
-                          model={"backbone": "mobilenet_v2"})
-    assert_user_error(run_cli("fit", recipe), "data.image_size: 16 px is smaller than the 32 px", cwd=tmp_path)
-
-
-@pytest.mark.parametrize("problem", ["corrupt", "non_image", "empty_class", "single_class"])
-def test_bad_image_folders(run_cli, tmp_path, problem):
+def test_bad_data_is_one_line_and_exit_2(run_cli, tmp_path):
+    """One data error through the CLI; test_data.py covers each kind of bad data."""
     root = image_folders(tmp_path / "images", {"a": 3, "b": 3})
-    if problem == "corrupt":
-        (root / "b" / "broken.jpg").write_bytes(b"\xff\xd8\xff" + b"garbage" * 20)
-    elif problem == "non_image":
-        (root / "a" / "README.txt").write_text("hello")
-    elif problem == "empty_class":
-        (root / "c").mkdir()
-    else:
-        for file in (root / "b").iterdir():
-            file.unlink()
-        (root / "b").rmdir()
+    (root / "b" / "broken.jpg").write_bytes(b"\xff\xd8\xff" + b"garbage" * 20)
     recipe = write_recipe(tmp_path / "r.yaml", {"source": "directory", "path": str(root)})
-    expected = {"corrupt": "broken.jpg", "non_image": "README.txt", "empty_class": "empty class folder",
-                "single_class": "single class"}[problem]
-    assert_user_error(run_cli("fit", recipe), expected, cwd=tmp_path)
+    assert_user_error(run_cli("fit", recipe), "broken.jpg", cwd=tmp_path)
 
 
 def test_offline_weights(run_cli, tmp_path, npz_path, monkeypatch):

@@ -116,3 +116,53 @@ def test_upstream_multi_worker_fit_still_fails_with_local_processes(tmp_path):
     if codes == [0, 0]:
         pytest.fail("Keras now trains under MultiWorkerMirroredStrategy: allow train.distribution: multi_worker")
     assert "PerReplica" in errors, errors[-2000:]  # the known upstream failure, not another one
+
+
+def test_layerwise_multipliers_apply_on_every_replica(tmp_path):
+    """One SGD step of model.fit under MirroredStrategy over 2 logical CPUs moves each variable by
+    exactly -lr × its unit's multiplier × the full-batch gradient (multipliers 0.25 to 10)."""
+    script = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        sys.path.insert(0, {str(TESTS)!r})
+        import conftest  # registers the tiny test backbone
+        import keras
+        import tltf
+        from tltf.models.blocks import BlockMap, variable_key
+        from tltf.train.layerwise import variable_multipliers
+        from tltf.train.optimizers import LayerwiseSGD
+
+        rng = np.random.default_rng(0)
+        x = rng.uniform(0, 255, (8, 16, 16, 3)).astype("float32")
+        y = (np.arange(8) % 2).reshape(-1, 1).astype("float32")
+        units = {{"stem": 1.0, "block1": 0.25, "block2": 4.0, "head": 10.0}}
+        build = lambda: tltf.build_model("tiny_test", image_size=16, weights=None, bn="frozen", dropout=0.0)
+        strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+        with strategy.scope():
+            model = build()
+            block_map = BlockMap.of(model)
+            multipliers = variable_multipliers(block_map.path_to_unit(), units)
+            model.compile(LayerwiseSGD(0.01, lr_multipliers=multipliers), "binary_crossentropy")
+        reference = build()  # the same weights on one device, for the full-batch gradient
+        reference.set_weights(model.get_weights())
+        with tf.GradientTape() as tape:
+            loss = keras.losses.BinaryCrossentropy()(y, reference(x, training=True))
+        gradients = tape.gradient(loss, reference.trainable_variables)
+        before = [v.numpy().copy() for v in model.trainable_variables]
+        model.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0)
+        unit_of = block_map.path_to_unit()
+        checked = set()
+        for variable, gradient, old in zip(model.trainable_variables, gradients, before):
+            unit = unit_of[variable_key(variable)]
+            expected = old - 0.01 * units[unit] * gradient.numpy()
+            np.testing.assert_allclose(variable.numpy(), expected, rtol=1e-4, atol=1e-7, err_msg=variable.path)
+            if np.abs(gradient.numpy()).max() > 0:
+                checked.add(unit)
+        print("REPLICAS", strategy.num_replicas_in_sync, "UNITS", sorted(checked))
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "REPLICAS 2 UNITS ['block1', 'block2', 'head']" in result.stdout

@@ -10,6 +10,7 @@ from conftest import write_recipe
 from tltf.cli.main import main
 from tltf.recipe import load_recipe
 from tltf.train.explain import _replica_warnings, explain
+from tltf.train.schedules import PhaseSchedule
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 BLOCK_KEYS = {"name", "trainable", "bn", "params", "lr", "weight_decay"}
@@ -48,8 +49,12 @@ def test_gradual_unfreezing_is_explained_step_by_step(tmp_path, npz_path):
     assert [[b["trainable"] for b in p["blocks"]] for p in phases] == [
         [False, False, False, True], [False, False, True, True], [False, True, True, True]]
     head = [p["blocks"][-1]["lr"] for p in phases]
-    assert head[0]["start"] > head[2]["end"]  # one cosine over the whole phase
-    assert head[1]["start"] == pytest.approx(head[0]["end"], rel=0.3)
+    # One cosine over the whole phase: each segment starts where the one before it stopped.
+    # 64 training images in batches of 16: 4 steps an epoch, 20 in all.
+    cosine = PhaseSchedule([{"steps": 20, "lr": 1e-2, "decay": "cosine"}])
+    for segment, first_step, last_step in ((0, 0, 3), (1, 4, 11), (2, 12, 19)):
+        assert head[segment]["start"] == pytest.approx(float(cosine(first_step)), rel=1e-6)
+        assert head[segment]["end"] == pytest.approx(float(cosine(last_step)), rel=1e-6)
 
 
 def test_explain_reads_folder_names_not_images(tmp_path):

@@ -176,6 +176,29 @@ def test_failed_export_leaves_no_version_folder(binary_run, tmp_path, monkeypatc
     assert list((tmp_path / "s" / "binary").iterdir()) == []
 
 
+def test_a_failed_parity_check_stops_the_export_and_publishes_nothing(binary_run, tmp_path, monkeypatch):
+    """A SavedModel whose probabilities really differ from the Keras model's (shifted by 0.01)."""
+    from tltf.export import exporter
+
+    real = exporter.serving_functions
+
+    def drifting(model, class_names, threshold):
+        serve_images, serve_bytes = real(model, class_names, threshold)
+
+        def shifted(outputs):
+            return {**outputs, "probabilities": outputs["probabilities"] * 0.99 + 0.01}
+
+        return (lambda images: shifted(serve_images(images)), lambda data: shifted(serve_bytes(data)))
+
+    monkeypatch.setattr(exporter, "serving_functions", drifting)
+    lines = []
+    with pytest.raises(TltfError, match="the exported model does not match the Keras model"):
+        export_run(binary_run, tmp_path / "s", log=lines.append)
+    assert any("FAILED" in line for line in lines)
+    model_dir = tmp_path / "s" / "binary"
+    assert not model_dir.exists() or not any(model_dir.iterdir())
+
+
 def test_killed_export_leaves_no_version_folder(binary_run, tmp_path):
     model_dir = tmp_path / "s" / "binary"
     command = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import conftest; "

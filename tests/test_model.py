@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import tltf
-from conftest import MOBILENET_WEIGHTS, needs_shared
+from conftest import MOBILENET_WEIGHTS, calibrate_batch_norm, needs_shared
 from tltf.errors import TltfError, WeightsError
 from tltf.layers import ImagePreprocessing
 from tltf.models import backbone_of, head_of
@@ -34,12 +34,21 @@ def test_preprocessing_matches_keras_applications(mode, reference):
     assert np.allclose(ImagePreprocessing(mode)(x).numpy(), expected, atol=1e-4)
 
 
-def test_model_takes_raw_pixels_and_applies_the_backbones_preprocessing():
-    model = tltf.build_model("mobilenet_v2", alpha=0.35, image_size=32, weights=None)
-    x = raw_pixels()
-    features = backbone_of(model).layer(keras.applications.mobilenet_v2.preprocess_input(x.copy()), training=False)
-    expected = head_of(model)(features, training=False)
-    assert np.allclose(model(x, training=False).numpy(), expected.numpy(), atol=1e-5)
+@pytest.mark.parametrize("name, reference", [
+    ("mobilenet_v2", keras.applications.mobilenet_v2.preprocess_input),
+    ("resnet50", keras.applications.resnet50.preprocess_input),
+])
+def test_model_takes_raw_pixels_and_applies_the_backbones_preprocessing(name, reference):
+    model = tltf.build_model(name, alpha=0.35 if name == "mobilenet_v2" else None, image_size=32, weights=None)
+    x = raw_pixels(8)
+    calibrate_batch_norm(model, x)
+    backbone, head = backbone_of(model).layer, head_of(model)
+    output = model(x, training=False).numpy()
+    expected = head(backbone(reference(x.copy()), training=False), training=False).numpy()
+    unprocessed = head(backbone(x, training=False), training=False).numpy()
+    assert output.std() > 0.01  # the output depends on the input, so a difference can show
+    assert np.allclose(output, expected, atol=1e-5)
+    assert np.abs(output - unprocessed).max() > 0.05  # skipping the preprocessing would be seen
     assert model.output.shape == (None, 1)
 
 
@@ -98,11 +107,16 @@ def test_bn_momentum_applies_to_every_backbone_batch_norm_and_survives_saving(tm
 
 def test_saved_model_loads_with_plain_keras(tmp_path):
     model = tltf.build_model("mobilenet_v2", alpha=0.35, image_size=32, weights=None, bn="frozen")
+    x = raw_pixels(8)
+    calibrate_batch_norm(model, x)
     path = tmp_path / "model.keras"
     model.save(path)
     loaded = keras.models.load_model(path)  # safe_mode stays on
-    x = raw_pixels()
-    assert np.array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
+    predictions = model.predict(x, verbose=0)
+    assert predictions.std() > 0.01  # a load that dropped any weight would change these
+    assert np.array_equal(predictions, loaded.predict(x, verbose=0))
+    fresh = tltf.build_model("mobilenet_v2", alpha=0.35, image_size=32, weights=None, bn="frozen")
+    assert not np.allclose(predictions, fresh.predict(x, verbose=0), atol=1e-3)
     assert backbone_of(loaded).mode == "frozen"
 
 

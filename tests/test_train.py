@@ -10,6 +10,7 @@ from sklearn.metrics import roc_auc_score
 import tltf
 from conftest import images_seen, separable_images, write_recipe
 from tltf.data.sources import load_splits
+from tltf.errors import TltfError
 from tltf.models import backbone_of, build_model_from_recipe
 from tltf.recipe import load_recipe, validate_recipe
 from tltf.train.fit import PhaseTrainer
@@ -157,13 +158,56 @@ def test_fit_multiclass(tmp_path):
     assert result.metrics["test"]["split"] == "val (no test split)"
     assert set(result.metrics["test"]["per_class_auc"]) == {"class_0", "class_1", "class_2"}
     assert np.array(result.metrics["test"]["confusion"]).shape == (3, 3)
+    val, test = result.metrics["val"], result.metrics["test"]
+    for key in ("n", "auc", "auc_ci", "accuracy", "confusion", "per_class_auc"):
+        assert test[key] == val[key], key  # no test split: the test entry is val's, and says so
 
 
-def test_class_weight_auto_trains(tmp_path, npz_path):
-    path = write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(npz_path), "class_weight": "auto"},
-                        train={"epochs": 1})
-    result = tltf.fit(load_recipe(path), tmp_path / "run", log=lambda _: None, verbose=0)
-    assert not np.isnan(result.metrics["val"]["auc"])
+def test_class_weight_auto_reaches_fit(tmp_path):
+    """On images that carry no signal the head can only learn the prior: 1 in 4 unweighted, 1 in 2 balanced."""
+    labels = (np.arange(640) % 4 == 0).astype(np.int64)
+    blank = np.zeros((640, 16, 16), np.uint8)
+    np.savez(tmp_path / "blank.npz", train_images=blank, train_labels=labels, val_images=blank[:64],
+             val_labels=labels[:64])
+    mean_probability = {}
+    for weighting in ("none", "auto"):
+        path = write_recipe(tmp_path / f"{weighting}.yaml",
+                            {"source": "npz", "path": str(tmp_path / "blank.npz"), "class_weight": weighting},
+                            train={"strategy": "feature_extraction", "epochs": 1, "lr": 0.1})
+        tltf.fit(load_recipe(path), tmp_path / weighting, log=lambda _: None, verbose=0)
+        model = keras.models.load_model(tmp_path / weighting / "model.keras")
+        mean_probability[weighting] = float(model.predict(np.zeros((4, 16, 16, 3), "float32"), verbose=0).mean())
+    assert mean_probability["none"] == pytest.approx(0.25, abs=0.08)
+    assert mean_probability["auto"] == pytest.approx(0.5, abs=0.08)
+
+
+class RaiseAtSecondEpoch(keras.callbacks.Callback):
+    def __init__(self, error):
+        super().__init__()
+        self.error = error
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            raise self.error
+
+
+def test_a_user_error_during_a_run_removes_the_partial_folder(tmp_path, npz_path):
+    recipe = tiny_recipe(tmp_path, npz_path)
+    with pytest.raises(TltfError, match="bad input"):
+        tltf.fit(recipe, tmp_path / "run", log=lambda _: None, verbose=0,
+                 callbacks=[RaiseAtSecondEpoch(TltfError("bad input"))])
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
+
+
+def test_a_crash_keeps_the_partial_folder_and_says_where(tmp_path, npz_path, capsys):
+    recipe = tiny_recipe(tmp_path, npz_path)
+    with pytest.raises(RuntimeError, match="power cut"):
+        tltf.fit(recipe, tmp_path / "run", log=lambda _: None, verbose=0,
+                 callbacks=[RaiseAtSecondEpoch(RuntimeError("power cut"))])
+    partial = tmp_path / "run.partial"
+    assert not (tmp_path / "run").exists()
+    assert (partial / "recipe.yaml").is_file() and (partial / "model.keras").is_file()  # the first epoch's best
+    assert f"what it had written is kept in {partial}" in capsys.readouterr().err
 
 
 def test_early_stopping_moves_to_the_next_phase_on_schedule(tmp_path, npz_path):

@@ -164,6 +164,29 @@ def test_intent_check_names_what_moved_against_the_plan(layer, variable, freeze_
         model.fit(x, y, batch_size=8, epochs=1, callbacks=[Saboteur(target), IntentCheck()], verbose=0)
 
 
+class PinMovingMean(keras.callbacks.Callback):
+    """Puts a BatchNorm's moving mean back after each step, as a model that never updates it would."""
+
+    def __init__(self, norm):
+        super().__init__()
+        self.norm = norm
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.saved = self.norm.moving_mean.numpy().copy()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.norm.moving_mean.assign(self.saved)
+
+
+def test_intent_check_names_batch_norm_declared_to_train_that_did_not_move():
+    model = tltf.build_model("tiny_test", image_size=16, weights=None, bn="train", dropout=0.0)
+    model.compile(LayerwiseAdamW(1e-2), "binary_crossentropy")
+    norm = model.get_layer("backbone").layer.get_layer("block2_bn")
+    x, y = data()
+    with pytest.raises(IntentViolation, match="BatchNorm 'block2_bn' is declared to train but its moving mean did not"):
+        model.fit(x, y, batch_size=8, epochs=1, callbacks=[PinMovingMean(norm), IntentCheck()], verbose=0)
+
+
 def test_intent_check_passes_an_honest_fit_each_phase():
     model = tltf.build_model("tiny_test", image_size=16, weights=None, bn="train", dropout=0.0)
     model.compile(LayerwiseAdamW(1e-2), "binary_crossentropy")
