@@ -7,6 +7,7 @@ exit with code 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 import warnings
 
@@ -41,12 +42,18 @@ def main():
     model (model.keras), history, metrics.json, report.md and plots.
     See recipes/ for worked examples and docs/ for the recipe reference.
     """
-    warnings.showwarning = _warning_to_stdout
+    import tltf
+
+    tltf.log.use_handler(_ClickHandler())
+    # Keras' own warnings join tltf's channel: stderr is kept for the one-line error a failing command ends with.
+    warnings.showwarning = lambda message, *args, **kwargs: tltf.log.logger.warning(str(message))
 
 
-def _warning_to_stdout(message, category, filename, lineno, file=None, line=None):
-    # stderr is kept for the one-line error a failing command ends with.
-    click.echo(f"warning: {message}")
+class _ClickHandler(logging.Handler):
+    """The `tltf` logger's lines through click: progress and warnings on stdout, a crash notice on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        click.echo(self.format(record), err=record.levelno >= logging.ERROR)
 
 
 @main.command()
@@ -64,14 +71,12 @@ def fit(recipe, overrides, run_dir):
     one line; nothing is left half-written.
     """
     import tltf
-    from tltf.evaluate.report import adaptation_lines, format_table, metrics_rows
-    from tltf.train.fit import fit as fit_recipe
 
     loaded = tltf.load_recipe(recipe, list(overrides))
-    result = fit_recipe(loaded, run_dir, log=click.echo)
+    result = tltf.fit(loaded, run_dir)
     click.echo(f"\ntest metrics ({result.metrics['test']['split']}):")
-    click.echo(format_table(metrics_rows(result.metrics)))
-    for line in adaptation_lines(result.metrics):
+    click.echo(tltf.evaluate.format_table(tltf.evaluate.metrics_rows(result.metrics)))
+    for line in tltf.evaluate.adaptation_lines(result.metrics):
         click.echo(line)
     click.echo(f"\nrun: {result.run_dir}")
 
@@ -108,11 +113,9 @@ def explain(recipe, overrides, json_path):
     import json
 
     import tltf
-    from tltf.train.explain import explain as explain_recipe
-    from tltf.train.explain import format_explanation
 
-    explanation = explain_recipe(tltf.load_recipe(recipe, list(overrides)))
-    click.echo(format_explanation(explanation), nl=False)
+    explanation = tltf.explain(tltf.load_recipe(recipe, list(overrides)))
+    click.echo(tltf.format_explanation(explanation), nl=False)
     if json_path:
         with open(json_path, "w") as handle:
             json.dump(explanation, handle, indent=2)
@@ -133,11 +136,10 @@ def evaluate(run_dir, split, json_path):
     """
     import json
 
-    from tltf.evaluate.evaluator import evaluate_run
-    from tltf.evaluate.report import format_table, metrics_rows
+    import tltf
 
-    metrics = evaluate_run(run_dir, split)
-    click.echo(format_table(metrics_rows({"test": metrics}), header=("metric", "-", split)))
+    metrics = tltf.evaluate.evaluate_run(run_dir, split)
+    click.echo(tltf.evaluate.format_table(tltf.evaluate.metrics_rows({"test": metrics}), header=("metric", "-", split)))
     if json_path:
         with open(json_path, "w") as handle:
             json.dump(metrics, handle, indent=2)
@@ -164,9 +166,9 @@ def export(run_dir, out, version, force, verify, verify_images):
     class_name. Also writes warm-up requests and OUT/<name>/model_card.md.
     The version is built aside and renamed into place only once verified.
     """
-    from tltf.export import export_run
+    import tltf
 
-    result = export_run(run_dir, out, version, force, verify, verify_images, log=click.echo)
+    result = tltf.export.export_run(run_dir, out, version, force, verify, verify_images)
     click.echo(f"model card: {result.model_card}")
 
 
@@ -183,9 +185,9 @@ def predict(target, images, fmt):
     cannot be decoded gets an error row and the others go on; the exit code
     is 1 when any file failed.
     """
-    from tltf.export.predict import Predictor, expand_inputs
+    import tltf
 
-    rows = Predictor(target).predict(expand_inputs(images))
+    rows = tltf.export.Predictor(target).predict(tltf.export.expand_inputs(images))
     click.echo(format_predictions(rows, fmt), nl=False)
     failed = sum(row.error is not None for row in rows)
     if failed:
@@ -210,11 +212,11 @@ def format_predictions(rows, fmt: str) -> str:
         writer.writeheader()
         writer.writerows(records)
         return buffer.getvalue()
-    from tltf.evaluate.report import format_table
+    import tltf
 
     table = [(r.file, r.class_name or "-", f"{r.probability:.4f}" if r.probability is not None else "-",
               r.error or "") for r in rows]
-    return format_table(table, header=("file", "class", "probability", "error")) + "\n"
+    return tltf.evaluate.format_table(table, header=("file", "class", "probability", "error")) + "\n"
 
 
 if __name__ == "__main__":

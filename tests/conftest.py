@@ -74,7 +74,7 @@ def calibrate_batch_norm(model, images) -> None:
     statistics taken from real batches the output depends on the input.
     """
     from tltf.models import backbone_of
-    from tltf.models.blocks import leaf_layers
+    from tltf.models.anatomy import leaf_layers
 
     policy = backbone_of(model)
     norms = [layer for layer in leaf_layers(policy) if isinstance(layer, keras.layers.BatchNormalization)]
@@ -113,6 +113,24 @@ def npz_path(tmp_path) -> Path:
     path = tmp_path / "tiny.npz"
     np.savez(path, **arrays)
     return path
+
+
+@pytest.fixture
+def tltf_log():
+    """The lines the `tltf` logger emits during the test (it also keeps printing them)."""
+    import logging
+
+    lines = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+
+    handler = Collect()
+    logger = logging.getLogger("tltf")
+    logger.addHandler(handler)
+    yield lines
+    logger.removeHandler(handler)
 
 
 def write_recipe(path: Path, data: dict, **sections) -> Path:

@@ -68,7 +68,7 @@ def test_recipe_reports_target_metrics_baseline_and_a_distance(tmp_path, domains
                         train={"strategy": "warmup_then_finetune", "epochs": 3, "head_warmup": {"epochs": 1}})
     recipe = load_recipe(path, [f"adaptation.target={{source: npz, path: {target}}}",
                                 "adaptation.compare_source_only=true", "adaptation.domain_head.hidden=[8]"])
-    result = tltf.fit(recipe, tmp_path / "run", log=lambda _: None, verbose=0)
+    result = tltf.fit(recipe, tmp_path / "run", verbose=0)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     # The reported numbers are the saved models' own, recomputed independently on the target's test images.
     for key, model_path in (("target", "model.keras"), ("target_source_only", "source_only/model.keras")):
@@ -84,7 +84,7 @@ def test_recipe_reports_target_metrics_baseline_and_a_distance(tmp_path, domains
     # The shipped model is the task path only, and it reloads with its optimizer state and no warning.
     model = keras.models.load_model(tmp_path / "run" / "model.keras")
     assert not any("domain" in layer.name for layer in model.layers)
-    exported = export_run(tmp_path / "run", tmp_path / "serving", log=lambda *_: None)
+    exported = export_run(tmp_path / "run", tmp_path / "serving")
     assert exported.parity.ok
     loaded = tf.saved_model.load(str(exported.version_dir))
     assert not any("domain" in v.name for v in loaded.variables)
@@ -193,7 +193,7 @@ def test_feature_extraction_adapts_the_mlp_head_features(tmp_path, domains):
             nonlocal backbone_before
             backbone_before = kernels(self.model.classifier)
 
-    result = tltf.fit(recipe, tmp_path / "run", log=lambda _: None, verbose=0, callbacks=[Snapshot()])
+    result = tltf.fit(recipe, tmp_path / "run", verbose=0, callbacks=[Snapshot()])
     model = keras.models.load_model(tmp_path / "run" / "model.keras")
     assert all(np.array_equal(a, b) for a, b in zip(backbone_before, kernels(model)))
     assert "target" in result.metrics

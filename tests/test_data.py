@@ -7,9 +7,13 @@ from PIL import Image
 from conftest import PNEUMONIA_NPZ, needs_shared, separable_images
 from tltf.data.images import to_rgb
 from tltf.data.pipeline import build_augmenter, make_dataset
-from tltf.data.sources import class_weights, load_splits
+from tltf.task import Task
+from tltf.data import class_weights, load_splits
 from tltf.errors import DataError
 from tltf.recipe import AugmentConfig, validate_recipe
+
+
+BINARY = Task.with_classes(2)
 
 
 def data_section(**data):
@@ -203,8 +207,8 @@ def test_augmentation_changes_training_batches_only():
     images, labels = separable_images(8, 16, channels=3)
     augment = AugmentConfig(flip="horizontal", rotation=0.1, zoom=0.2, contrast=0.3)
     augmenter = build_augmenter(augment, seed=0)
-    train = make_dataset(images, labels, 2, 8, training=True, augmenter=augmenter, seed=0)
-    val = make_dataset(images, labels, 2, 8)
+    train = make_dataset(images, labels, BINARY, 8, training=True, augmenter=augmenter, seed=0)
+    val = make_dataset(images, labels, BINARY, 8)
     x_val, y_val = next(iter(val))
     assert np.array_equal(x_val.numpy(), images.astype(np.float32))
     x_train, _ = next(iter(train))
@@ -217,7 +221,7 @@ def test_augmentation_changes_training_batches_only():
 def test_mixing_and_randaugment_run_in_the_pipeline(mixer):
     images, labels = separable_images(8, 16, channels=3)
     augment = AugmentConfig(randaugment={"num_ops": 2, "factor": 0.5}, translate=0.1, **mixer)
-    train = make_dataset(images, labels, 2, 8, training=True, augmenter=build_augmenter(augment, 0), seed=0)
+    train = make_dataset(images, labels, BINARY, 8, training=True, augmenter=build_augmenter(augment, 0), seed=0)
     _, y = next(iter(train))
     y = y.numpy().ravel()
     assert np.any((y > 0) & (y < 1))  # mixed labels
@@ -226,5 +230,5 @@ def test_mixing_and_randaugment_run_in_the_pipeline(mixer):
 def test_sample_weights_travel_with_batches():
     images, labels = separable_images(6, 8, channels=3)
     weights = np.arange(6, dtype=np.float32)
-    x, y, w = next(iter(make_dataset(images, labels, 2, 6, sample_weights=weights)))
+    x, y, w = next(iter(make_dataset(images, labels, BINARY, 6, sample_weights=weights)))
     assert np.array_equal(w.numpy(), weights) and y.shape == (6, 1)

@@ -16,11 +16,12 @@ import tltf
 from conftest import write_recipe
 from tltf.data.sources import load_splits
 from tltf.errors import RecipeError
-from tltf.models import backbone_of, build_model_from_recipe
+from tltf.models import backbone_of
+from tltf.task import Task
+from tltf.assemble import assemble_training, model_from_recipe
 from tltf.recipe import load_recipe
 from tltf.train.distribution import dtype_policy
-from tltf.train.fit import PhaseTrainer
-from tltf.train.phases import plan_phases
+from tltf.train.trainer import Trainer
 
 TESTS = Path(__file__).resolve().parent
 
@@ -32,7 +33,7 @@ def recipe_with(tmp_path, npz_path, **train):
 
 def test_mixed_bfloat16_trains_on_cpu_and_restores_the_global_policy(tmp_path, npz_path):
     recipe = recipe_with(tmp_path, npz_path, precision="mixed_bfloat16", epochs=2)
-    result = tltf.fit(recipe, tmp_path / "run", log=lambda _: None, verbose=0)
+    result = tltf.fit(recipe, tmp_path / "run", verbose=0)
     assert keras.config.dtype_policy().name == "float32"
     model = keras.models.load_model(tmp_path / "run" / "model.keras")
     conv = backbone_of(model).layer.get_layer("block1_conv")
@@ -47,12 +48,12 @@ def test_mixed_float16_wraps_the_optimizer_once_for_all_phases(tmp_path, npz_pat
                          head_warmup={"epochs": 1})
     splits = load_splits(recipe.data)
     with dtype_policy("mixed_float16"):
-        model = build_model_from_recipe(recipe, splits.num_classes)
-        trainer = PhaseTrainer(model, splits, recipe, verbose=0)
-        trainer.run(plan_phases(recipe.train), tmp_path, log=lambda _: None)
-    assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)
-    assert model.optimizer is trainer.optimizer  # not re-wrapped by compile: the loss scale carried over
-    assert int(trainer.optimizer.iterations.numpy()) == 2 * trainer.steps_per_epoch
+        model = model_from_recipe(recipe, Task(splits.class_names))
+        plan = assemble_training(recipe, model, splits, verbose=0)
+        Trainer(verbose=0).run(plan, tmp_path)
+    assert isinstance(plan.optimizer, keras.optimizers.LossScaleOptimizer)
+    assert model.optimizer is plan.optimizer  # not re-wrapped by compile: the loss scale carried over
+    assert int(plan.optimizer.iterations.numpy()) == 2 * plan.steps_per_epoch
 
 
 def test_mirrored_strategy_over_two_logical_cpus(tmp_path, npz_path):
@@ -131,7 +132,8 @@ def test_layerwise_multipliers_apply_on_every_replica(tmp_path):
         import conftest  # registers the tiny test backbone
         import keras
         import tltf
-        from tltf.models.blocks import BlockMap, variable_key
+        from tltf.models.anatomy import variable_key
+        from tltf.models.blocks import BlockMap
         from tltf.train.layerwise import variable_multipliers
         from tltf.train.optimizers import LayerwiseSGD
 

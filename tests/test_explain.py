@@ -9,7 +9,8 @@ from PIL import Image
 from conftest import write_recipe
 from tltf.cli.main import main
 from tltf.recipe import load_recipe
-from tltf.train.explain import _replica_warnings, explain
+from tltf.explain import explain
+from tltf.train.segments import replica_warnings as _replica_warnings
 from tltf.train.schedules import PhaseSchedule
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
@@ -82,9 +83,9 @@ def test_replica_warning(tmp_path, npz_path, monkeypatch):
 
     # No GPU here: pretend four are visible to check the wording of the advice.
     monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: ["gpu"] * 4)
-    warnings = _replica_warnings(recipe(tmp_path, npz_path, distribution="mirrored", batch_size=32))
+    warnings = _replica_warnings(recipe(tmp_path, npz_path, distribution="mirrored", batch_size=32).train)
     assert warnings and "global batch over 4 replicas (8 each)" in warnings[0]
-    assert "train.distribution: 4 GPUs are visible" in _replica_warnings(recipe(tmp_path, npz_path))[0]
+    assert "train.distribution: 4 GPUs are visible" in _replica_warnings(recipe(tmp_path, npz_path).train)[0]
 
 
 @pytest.mark.parametrize("name", ["pneumonia-discriminative", "pneumonia-llrd", "pneumonia-gradual"])
@@ -98,3 +99,33 @@ def test_shipped_fine_tuning_recipes_explain(name, tmp_path, monkeypatch):
     assert last[-1]["name"] == "head" and last[0]["name"] == "stem"
     assert all(b["trainable"] for b in last)
     assert "lr peak" in result.stdout
+
+
+ROOT = RECIPES.parent
+GOLDEN = Path(__file__).resolve().parent / "golden" / "explain"
+
+
+@pytest.mark.parametrize("name", sorted(path.stem for path in RECIPES.glob("*.yaml")))
+def test_explain_of_every_shipped_recipe_matches_its_golden(name, tmp_path, monkeypatch):
+    """Byte for byte, text and JSON: the goldens were written before the plan/trainer restructure."""
+    monkeypatch.chdir(ROOT)  # the recipes name ../shared paths relative to the project
+    recipe_path = RECIPES / f"{name}.yaml"
+    data_path = load_recipe(recipe_path).data
+    if data_path.source == "npz" and not Path(data_path.path).exists():
+        pytest.skip(f"{data_path.path} is absent (../shared holds the real test assets)")
+    result = CliRunner().invoke(main, ["explain", str(recipe_path), "--json", str(tmp_path / "e.json")])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (GOLDEN / f"{name}.txt").read_text()
+    assert (tmp_path / "e.json").read_text() == (GOLDEN / f"{name}.json").read_text()
+
+
+def test_explain_prints_the_plan_that_fit_executes(tmp_path, npz_path):
+    from tltf.data import load_splits
+    from tltf.task import Task
+    from tltf.assemble import assemble_training, model_from_recipe
+
+    tiny = recipe(tmp_path, npz_path, strategy="gradual_unfreeze", epochs=4, layer_decay=0.8, schedule="cosine")
+    splits = load_splits(tiny.data, seed=tiny.train.seed)
+    plan = assemble_training(tiny, model_from_recipe(tiny, Task(splits.class_names)), splits)
+    assert explain(tiny) == json.loads(json.dumps(plan.to_dict()))
+    assert len(plan.to_dict()["phases"]) == 3  # head only, +block2, +block1: a segment per unfreezing

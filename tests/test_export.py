@@ -24,7 +24,7 @@ from tltf.evaluate.metrics import roc_auc
 from tltf.export import export_run
 from tltf.export.parity import FLOAT_TOLERANCE
 from tltf.export.warmup import read_warmup_requests
-from tltf.models.loading import load_run_model
+from tltf.run_dir import load_run_model
 from tltf.recipe import load_recipe
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -40,7 +40,7 @@ def train_run(root: Path, num_classes: int, name: str) -> Path:
                           train={"epochs": 2}, evaluate={"bootstrap": 0})
     raw = load_recipe(recipe)
     raw.name = name
-    tltf.fit(raw, root / f"run-{name}", log=lambda _: None, verbose=0)
+    tltf.fit(raw, root / f"run-{name}", verbose=0)
     return root / f"run-{name}"
 
 
@@ -54,9 +54,6 @@ def multiclass_run(tmp_path_factory):
     return train_run(tmp_path_factory.mktemp("multi"), 3, "multi")
 
 
-def quiet(*_):
-    pass
-
 
 def png(array: np.ndarray, mode=None) -> bytes:
     buffer = io.BytesIO()
@@ -67,7 +64,7 @@ def png(array: np.ndarray, mode=None) -> bytes:
 @pytest.mark.parametrize("which", ["binary", "multiclass"])
 def test_export_reload_parity(which, binary_run, multiclass_run, tmp_path):
     run = binary_run if which == "binary" else multiclass_run
-    result = export_run(run, tmp_path / "serving", log=quiet)
+    result = export_run(run, tmp_path / "serving")
     assert result.parity.ok and result.parity.float_max_abs_diff <= FLOAT_TOLERANCE
     assert result.parity.png_max_abs_diff <= FLOAT_TOLERANCE
     loaded = tf.saved_model.load(str(result.version_dir))
@@ -88,7 +85,7 @@ def test_export_reload_parity(which, binary_run, multiclass_run, tmp_path):
 def test_binary_class_id_uses_the_stored_threshold(binary_run, tmp_path):
     metrics = json.loads((binary_run / "metrics.json").read_text())
     threshold = metrics["val"]["threshold"]
-    result = export_run(binary_run, tmp_path / "serving", log=quiet, verify=False)
+    result = export_run(binary_run, tmp_path / "serving", verify=False)
     loaded = tf.saved_model.load(str(result.version_dir))
     images = separable_images(40, 20, seed=5, channels=3)[0].astype("float32")
     out = loaded.signatures["serving_default"](images=tf.constant(images))
@@ -96,7 +93,7 @@ def test_binary_class_id_uses_the_stored_threshold(binary_run, tmp_path):
 
 
 def test_float_signature_resizes_any_input_size(binary_run, tmp_path):
-    result = export_run(binary_run, tmp_path / "serving", log=quiet, verify=False)
+    result = export_run(binary_run, tmp_path / "serving", verify=False)
     loaded = tf.saved_model.load(str(result.version_dir))
     big = separable_images(3, 50, seed=3, channels=3)[0]
     out = loaded.signatures["serving_default"](images=tf.constant(big, tf.float32))
@@ -107,7 +104,7 @@ def test_float_signature_resizes_any_input_size(binary_run, tmp_path):
 
 
 def test_bytes_signature_decodes_png_jpeg_grey_rgba_and_rejects_non_images(binary_run, tmp_path):
-    result = export_run(binary_run, tmp_path / "serving", log=quiet, verify=False)
+    result = export_run(binary_run, tmp_path / "serving", verify=False)
     loaded = tf.saved_model.load(str(result.version_dir))
     serve_bytes = loaded.signatures["serving_bytes"]
     serve_float = loaded.signatures["serving_default"]
@@ -133,8 +130,8 @@ def test_bytes_signature_decodes_png_jpeg_grey_rgba_and_rejects_non_images(binar
 
 
 def test_versioned_layout_model_card_and_warmup(binary_run, tmp_path):
-    first = export_run(binary_run, tmp_path / "serving", log=quiet)
-    second = export_run(binary_run, tmp_path / "serving", log=quiet, verify=False)
+    first = export_run(binary_run, tmp_path / "serving")
+    second = export_run(binary_run, tmp_path / "serving", verify=False)
     model_dir = tmp_path / "serving" / "binary"
     assert (first.version_dir, second.version_dir) == (model_dir / "1", model_dir / "2")
     for name in ("saved_model.pb", "variables/variables.index", "assets.extra/tf_serving_warmup_requests"):
@@ -156,12 +153,12 @@ def test_versioned_layout_model_card_and_warmup(binary_run, tmp_path):
 
 
 def test_existing_version_needs_force_and_force_replaces_atomically(binary_run, tmp_path):
-    first = export_run(binary_run, tmp_path / "s", log=quiet, verify=False)
+    first = export_run(binary_run, tmp_path / "s", verify=False)
     stamp = (first.version_dir / "saved_model.pb").stat().st_mtime_ns
     with pytest.raises(TltfError, match="version 1 already exists; pass --force"):
-        export_run(binary_run, tmp_path / "s", version=1, log=quiet, verify=False)
+        export_run(binary_run, tmp_path / "s", version=1, verify=False)
     time.sleep(0.01)
-    export_run(binary_run, tmp_path / "s", version=1, force=True, log=quiet, verify=False)
+    export_run(binary_run, tmp_path / "s", version=1, force=True, verify=False)
     assert (first.version_dir / "saved_model.pb").stat().st_mtime_ns != stamp
     assert sorted(p.name for p in (tmp_path / "s" / "binary").iterdir()) == ["1", "model_card.md"]
 
@@ -172,11 +169,11 @@ def test_failed_export_leaves_no_version_folder(binary_run, tmp_path, monkeypatc
 
     monkeypatch.setattr("tltf.export.exporter.write_warmup_requests", broken)
     with pytest.raises(OSError):
-        export_run(binary_run, tmp_path / "s", log=quiet)
-    assert list((tmp_path / "s" / "binary").iterdir()) == []
+        export_run(binary_run, tmp_path / "s")
+    assert not (tmp_path / "s" / "binary").exists()  # no version, and no empty model folder either
 
 
-def test_a_failed_parity_check_stops_the_export_and_publishes_nothing(binary_run, tmp_path, monkeypatch):
+def test_a_failed_parity_check_stops_the_export_and_publishes_nothing(binary_run, tmp_path, monkeypatch, tltf_log):
     """A SavedModel whose probabilities really differ from the Keras model's (shifted by 0.01)."""
     from tltf.export import exporter
 
@@ -191,12 +188,10 @@ def test_a_failed_parity_check_stops_the_export_and_publishes_nothing(binary_run
         return (lambda images: shifted(serve_images(images)), lambda data: shifted(serve_bytes(data)))
 
     monkeypatch.setattr(exporter, "serving_functions", drifting)
-    lines = []
     with pytest.raises(TltfError, match="the exported model does not match the Keras model"):
-        export_run(binary_run, tmp_path / "s", log=lines.append)
-    assert any("FAILED" in line for line in lines)
-    model_dir = tmp_path / "s" / "binary"
-    assert not model_dir.exists() or not any(model_dir.iterdir())
+        export_run(binary_run, tmp_path / "s")
+    assert any("FAILED" in line for line in tltf_log)
+    assert not (tmp_path / "s" / "binary").exists()
 
 
 def test_killed_export_leaves_no_version_folder(binary_run, tmp_path):
@@ -216,7 +211,7 @@ def test_killed_export_leaves_no_version_folder(binary_run, tmp_path):
 
 
 def test_saved_model_cli_signatures_golden(binary_run, tmp_path):
-    result = export_run(binary_run, tmp_path / "s", log=quiet, verify=False)
+    result = export_run(binary_run, tmp_path / "s", verify=False)
     shown = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir",
                             str(result.version_dir), "--all"], capture_output=True, text=True, check=True).stdout
     signatures = shown[shown.index("signature_def['serving_bytes']"): shown.index("The MetaGraph with tag set")]
@@ -228,7 +223,7 @@ def test_predict_cli_rows_errors_and_exit_code(binary_run, tmp_path):
     for i, image in enumerate(images):
         Image.fromarray(image).save(tmp_path / f"img{i}.png")
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
-    export_run(binary_run, tmp_path / "s", log=quiet, verify=False)
+    export_run(binary_run, tmp_path / "s", verify=False)
     runner = CliRunner()
     by_run = runner.invoke(main, ["predict", str(binary_run), str(tmp_path / "*.png"), "--format", "json"])
     assert by_run.exit_code == 0, by_run.output
@@ -252,7 +247,7 @@ def test_predict_on_pneumonia_pngs_matches_evaluate(tmp_path):
                                train={"epochs": 1, "batch_size": 64})
     recipe = load_recipe(recipe_path)
     run = tmp_path / "run"
-    tltf.fit(recipe, run, log=quiet, verbose=0)
+    tltf.fit(recipe, run, verbose=0)
     test = np.load(PNEUMONIA_NPZ)
     files = []
     for i, (image, label) in enumerate(zip(test["test_images"], test["test_labels"].ravel())):
@@ -260,7 +255,7 @@ def test_predict_on_pneumonia_pngs_matches_evaluate(tmp_path):
         folder.mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(folder / f"{i:04d}.png")
         files.append(folder / f"{i:04d}.png")
-    exported = export_run(run, tmp_path / "s", log=quiet, verify=False)
+    exported = export_run(run, tmp_path / "s", verify=False)
 
     runner = CliRunner()
     evaluated = runner.invoke(main, ["evaluate", str(run), "--split", "test", "--json", str(tmp_path / "e.json")])

@@ -6,7 +6,8 @@ import pytest
 import tensorflow as tf
 
 import tltf
-from tltf.models.blocks import HEAD, BlockMap, variable_key
+from tltf.models.anatomy import variable_key
+from tltf.models.blocks import HEAD, BlockMap
 from tltf.train.layerwise import (
     discriminative_multipliers, layer_decay_multipliers, split_groups, variable_multipliers,
 )

@@ -11,9 +11,11 @@ import tltf
 from conftest import images_seen, separable_images, write_recipe
 from tltf.data.sources import load_splits
 from tltf.errors import TltfError
-from tltf.models import backbone_of, build_model_from_recipe
+from tltf.models import backbone_of
+from tltf.task import Task
+from tltf.assemble import assemble_training, model_from_recipe
 from tltf.recipe import load_recipe, validate_recipe
-from tltf.train.fit import PhaseTrainer
+from tltf.train.trainer import Trainer
 from tltf.train.phases import Phase, plan_phases
 from tltf.train.schedules import PhaseSchedule
 
@@ -57,10 +59,10 @@ def tiny_recipe(tmp_path, npz_path, **train):
     return load_recipe(path)
 
 
-def prepared_trainer(recipe):
+def prepared_plan(recipe):
     splits = load_splits(recipe.data, seed=recipe.train.seed)
-    model = build_model_from_recipe(recipe, splits.num_classes)
-    return PhaseTrainer(model, splits, recipe, verbose=0), model, splits
+    model = model_from_recipe(recipe, Task(splits.class_names))
+    return assemble_training(recipe, model, splits, verbose=0), model, splits
 
 
 class Recorder(keras.callbacks.Callback):
@@ -87,19 +89,19 @@ class Recorder(keras.callbacks.Callback):
 
 def test_warmup_then_finetune_recompiles_and_keeps_head_slots(tmp_path, npz_path):
     recipe = tiny_recipe(tmp_path, npz_path, strategy="warmup_then_finetune", epochs=3, head_warmup={"epochs": 1})
-    trainer, model, splits = prepared_trainer(recipe)
+    plan, model, splits = prepared_plan(recipe)
     recorder = Recorder(model)
-    trainer.run(plan_phases(recipe.train), tmp_path, log=lambda _: None, callbacks=[recorder])
+    Trainer(verbose=0, callbacks=[recorder]).run(plan, tmp_path)
     warm_begin, warm_end, tune_begin, tune_end = recorder.events
 
-    # Warm-up trained the head on cached features; the switch recompiled the full model.
-    assert [c for c in trainer.compiled[:2]] == [("head_warmup", "head_on_features"), ("fine_tune", model.name)]
+    # Warm-up trained the head on cached features; the switch recompiled the full model with the same optimizer.
     assert (warm_end["model"], tune_begin["model"]) == ("head_on_features", model.name)
+    assert model.optimizer is plan.optimizer
     # The head's Adam moments and the step count survive the switch.
     assert np.any(warm_end["momentum"] != 0)
     assert np.array_equal(warm_end["momentum"], tune_begin["momentum"])
-    assert warm_end["iterations"] == tune_begin["iterations"] == trainer.steps_per_epoch
-    assert tune_end["iterations"] == 3 * trainer.steps_per_epoch
+    assert warm_end["iterations"] == tune_begin["iterations"] == plan.steps_per_epoch
+    assert tune_end["iterations"] == 3 * plan.steps_per_epoch
     # Frozen during warm-up (bit-identical), trained after the switch.
     assert all(np.array_equal(a, b) for a, b in zip(warm_begin["backbone"], warm_end["backbone"]))
     assert not all(np.array_equal(a, b) for a, b in zip(tune_begin["backbone"], tune_end["backbone"]))
@@ -108,13 +110,13 @@ def test_warmup_then_finetune_recompiles_and_keeps_head_slots(tmp_path, npz_path
 @pytest.mark.parametrize("feature_cache, passes", [(True, 1), (False, 3)])
 def test_feature_cache_runs_the_backbone_once(tmp_path, npz_path, feature_cache, passes):
     recipe = tiny_recipe(tmp_path, npz_path, strategy="feature_extraction", epochs=3, feature_cache=feature_cache)
-    trainer, model, splits = prepared_trainer(recipe)
+    plan, model, splits = prepared_plan(recipe)
     before = images_seen(model)
     counted = []  # read at the end of fit: restoring the best epoch's weights rewinds the counter too
     at_end = keras.callbacks.LambdaCallback(on_train_end=lambda logs: counted.append(images_seen(model)))
-    trainer.run(plan_phases(recipe.train), tmp_path, log=lambda _: None, callbacks=[at_end])
+    Trainer(verbose=0, callbacks=[at_end]).run(plan, tmp_path)
     assert counted[-1] - before == passes * (len(splits.train) + len(splits.val))
-    assert trainer.uses_feature_cache(plan_phases(recipe.train)[0]) is feature_cache
+    assert plan.phases[0].feature_cache is feature_cache
     saved = keras.models.load_model(tmp_path / "model.keras")
     assert saved.get_layer("backbone") is not None  # the deliverable is the full model
 
@@ -122,13 +124,13 @@ def test_feature_cache_runs_the_backbone_once(tmp_path, npz_path, feature_cache,
 def test_augmentation_disables_the_feature_cache(tmp_path, npz_path):
     path = write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(npz_path)},
                         train={"strategy": "feature_extraction"}, augment={"flip": "horizontal"})
-    trainer, _, _ = prepared_trainer(load_recipe(path))
-    assert not trainer.uses_feature_cache(plan_phases(trainer.recipe.train)[0])
+    plan, _, _ = prepared_plan(load_recipe(path))
+    assert not plan.phases[0].feature_cache
 
 
 def test_fit_writes_a_complete_run_and_its_auc_matches_sklearn(tmp_path, npz_path):
     recipe = tiny_recipe(tmp_path, npz_path, strategy="warmup_then_finetune", epochs=3, head_warmup={"epochs": 1})
-    result = tltf.fit(recipe, tmp_path / "run", log=lambda _: None, verbose=0)
+    result = tltf.fit(recipe, tmp_path / "run", verbose=0)
     run = tmp_path / "run"
     for name in ("recipe.yaml", "history.csv", "model.keras", "metrics.json", "report.md", "roc.png",
                  "learning_curves.png", "confusion_matrix.png", "logs"):
@@ -154,7 +156,7 @@ def test_fit_multiclass(tmp_path):
     np.savez(tmp_path / "three.npz", **arrays)
     path = write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(tmp_path / "three.npz")},
                         train={"epochs": 2}, model={"head": "mlp", "hidden_units": [8]})
-    result = tltf.fit(load_recipe(path), tmp_path / "run", log=lambda _: None, verbose=0)
+    result = tltf.fit(load_recipe(path), tmp_path / "run", verbose=0)
     assert result.metrics["test"]["split"] == "val (no test split)"
     assert set(result.metrics["test"]["per_class_auc"]) == {"class_0", "class_1", "class_2"}
     assert np.array(result.metrics["test"]["confusion"]).shape == (3, 3)
@@ -174,7 +176,7 @@ def test_class_weight_auto_reaches_fit(tmp_path):
         path = write_recipe(tmp_path / f"{weighting}.yaml",
                             {"source": "npz", "path": str(tmp_path / "blank.npz"), "class_weight": weighting},
                             train={"strategy": "feature_extraction", "epochs": 1, "lr": 0.1})
-        tltf.fit(load_recipe(path), tmp_path / weighting, log=lambda _: None, verbose=0)
+        tltf.fit(load_recipe(path), tmp_path / weighting, verbose=0)
         model = keras.models.load_model(tmp_path / weighting / "model.keras")
         mean_probability[weighting] = float(model.predict(np.zeros((4, 16, 16, 3), "float32"), verbose=0).mean())
     assert mean_probability["none"] == pytest.approx(0.25, abs=0.08)
@@ -194,7 +196,7 @@ class RaiseAtSecondEpoch(keras.callbacks.Callback):
 def test_a_user_error_during_a_run_removes_the_partial_folder(tmp_path, npz_path):
     recipe = tiny_recipe(tmp_path, npz_path)
     with pytest.raises(TltfError, match="bad input"):
-        tltf.fit(recipe, tmp_path / "run", log=lambda _: None, verbose=0,
+        tltf.fit(recipe, tmp_path / "run", verbose=0,
                  callbacks=[RaiseAtSecondEpoch(TltfError("bad input"))])
     assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
 
@@ -202,7 +204,7 @@ def test_a_user_error_during_a_run_removes_the_partial_folder(tmp_path, npz_path
 def test_a_crash_keeps_the_partial_folder_and_says_where(tmp_path, npz_path, capsys):
     recipe = tiny_recipe(tmp_path, npz_path)
     with pytest.raises(RuntimeError, match="power cut"):
-        tltf.fit(recipe, tmp_path / "run", log=lambda _: None, verbose=0,
+        tltf.fit(recipe, tmp_path / "run", verbose=0,
                  callbacks=[RaiseAtSecondEpoch(RuntimeError("power cut"))])
     partial = tmp_path / "run.partial"
     assert not (tmp_path / "run").exists()
@@ -213,9 +215,9 @@ def test_a_crash_keeps_the_partial_folder_and_says_where(tmp_path, npz_path, cap
 def test_early_stopping_moves_to_the_next_phase_on_schedule(tmp_path, npz_path):
     recipe = tiny_recipe(tmp_path, npz_path, strategy="warmup_then_finetune", epochs=8, head_warmup={"epochs": 5},
                          early_stopping={"patience": 1, "min_delta": 0.5})
-    trainer, model, _ = prepared_trainer(recipe)
+    plan, model, _ = prepared_plan(recipe)
     recorder = Recorder(model)
-    trainer.run(plan_phases(recipe.train), tmp_path, log=lambda _: None, callbacks=[recorder])
+    Trainer(verbose=0, callbacks=[recorder]).run(plan, tmp_path)
     warm_end, tune_begin = recorder.events[1], recorder.events[2]
-    assert warm_end["iterations"] < 5 * trainer.steps_per_epoch  # stopped early
-    assert tune_begin["iterations"] == 5 * trainer.steps_per_epoch  # fine-tuning starts at its own rate
+    assert warm_end["iterations"] < 5 * plan.steps_per_epoch  # stopped early
+    assert tune_begin["iterations"] == 5 * plan.steps_per_epoch  # fine-tuning starts at its own rate

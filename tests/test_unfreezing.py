@@ -6,7 +6,8 @@ import tensorflow as tf
 import tltf
 from conftest import separable_images, write_recipe
 from tltf.callbacks import GradualUnfreezing, IntentCheck, IntentViolation
-from tltf.models.blocks import HEAD, BlockMap, variable_key
+from tltf.models.anatomy import variable_key
+from tltf.models.blocks import HEAD, BlockMap
 from tltf.recipe import load_recipe
 from tltf.train.layerwise import layer_decay_multipliers, variable_multipliers
 from tltf.train.optimizers import LayerwiseAdamW, LayerwiseSGD
@@ -126,7 +127,7 @@ def test_recipe_strategies_train_end_to_end(tmp_path, npz_path):
     }.items():
         path = write_recipe(tmp_path / f"{name}.yaml", {"source": "npz", "path": str(npz_path)}, train=train)
         checks = IntentCheck(None)
-        result = tltf.fit(load_recipe(path), tmp_path / name, log=lambda _: None, verbose=0, callbacks=[checks])
+        result = tltf.fit(load_recipe(path), tmp_path / name, verbose=0, callbacks=[checks])
         assert np.isfinite(result.metrics["val"]["auc"]), name
         saved = keras.models.load_model(tmp_path / name / "model.keras")
         if name != "gradual":
@@ -137,7 +138,7 @@ def test_too_many_discriminative_groups_is_a_recipe_error(tmp_path, npz_path):
     path = write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(npz_path)},
                         train={"discriminative": {"head": 1e-2, "groups": [1e-4] * 9}})
     with pytest.raises(tltf.errors.RecipeError, match="train.discriminative.groups: 9 rates for 3 backbone blocks"):
-        tltf.fit(load_recipe(path), tmp_path / "run", log=lambda _: None, verbose=0)
+        tltf.fit(load_recipe(path), tmp_path / "run", verbose=0)
 
 
 class Saboteur(keras.callbacks.Callback):

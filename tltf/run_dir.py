@@ -11,10 +11,10 @@ import contextlib
 import datetime as dt
 import os
 import shutil
-import sys
 from pathlib import Path
 
 from tltf.errors import TltfError
+from tltf.log import logger
 
 PARTIAL_SUFFIX = ".partial"
 
@@ -54,7 +54,7 @@ def staged_run_dir(final: Path):
         shutil.rmtree(partial, ignore_errors=True)
         raise
     except BaseException:
-        print(f"tltf: run stopped; what it had written is kept in {partial}", file=sys.stderr)
+        logger.error(f"run stopped; what it had written is kept in {partial}")
         raise
     if final.exists():
         final.rmdir()  # new_run_dir allowed only an empty folder here
@@ -71,3 +71,17 @@ def load_run_recipe(run_dir):
     if not path.is_file():
         raise TltfError(f"{run_dir}: not a tltf run directory (no recipe.yaml)")
     return validate_recipe(yaml.safe_load(path.read_text()), source=str(path))
+
+
+def load_run_model(run_dir):
+    """`keras.models.load_model(RUN_DIR/model.keras)` with tltf's serializable classes registered."""
+    import keras
+
+    import tltf.layers  # noqa: F401  (registers tltf's serializable classes)
+    import tltf.train.optimizers  # noqa: F401
+    import tltf.train.schedules  # noqa: F401
+
+    path = Path(run_dir) / "model.keras"
+    if not path.is_file():
+        raise TltfError(f"{path}: no model in this run directory (did the run finish?)")
+    return keras.models.load_model(path)

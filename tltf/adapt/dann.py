@@ -37,7 +37,8 @@ class DomainAdversarialModel(keras.Model):
     def __init__(self, classifier, hidden_units=(256,), dropout: float = 0.5, features: str = "backbone",
                  **kwargs):
         super().__init__(**kwargs)
-        from tltf.models.build import backbone_of, head_of
+        from tltf.models.anatomy import backbone_of, head_of
+        from tltf.task import Task
 
         self.classifier = classifier
         self.hidden_units = tuple(int(u) for u in hidden_units)
@@ -65,13 +66,12 @@ class DomainAdversarialModel(keras.Model):
             layers += [keras.layers.Dropout(self.dropout), keras.layers.Dense(units, activation="relu")]
         layers.append(keras.layers.Dense(1, dtype="float32"))  # domain logit: target = 1
         self.domain_head = keras.Sequential(layers, name="domain_head")
-        binary = classifier.output.shape[-1] == 1
-        self.task_loss = keras.losses.BinaryCrossentropy() if binary else keras.losses.CategoricalCrossentropy()
+        task = Task.of_model(classifier)
+        self.task_loss = task.loss()
         self.domain_loss = keras.losses.BinaryCrossentropy(from_logits=True)
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.domain_loss_tracker = keras.metrics.Mean(name="domain_loss")
-        self.task_auc = (keras.metrics.AUC(name="auc") if binary else
-                         keras.metrics.AUC(name="auc", multi_label=True, num_labels=classifier.output.shape[-1]))
+        self.task_auc = task.auc()
         self.domain_accuracy = keras.metrics.BinaryAccuracy(name="domain_accuracy", threshold=0.0)
         self.lambda_tracker = keras.metrics.Mean(name="lambda")
         # Everything above is built; saying so lets a loaded model rebuild its optimizer and restore its state.

@@ -1,8 +1,60 @@
-"""How far apart two domains are: the proxy A-distance and a 2-D embedding plot."""
+"""How well adaptation worked: target metrics, the proxy A-distance and a 2-D embedding plot."""
 
 from __future__ import annotations
 
 import numpy as np
+
+from tltf.log import logger
+
+
+def domain_features(model, source_images, target_images, batch_size: int, limit: int = 1000):
+    """Pooled backbone features of up to `limit` source and target images."""
+    from tltf.train.features import extract_features
+
+    return (extract_features(model, source_images[:limit], batch_size, verbose=0),
+            extract_features(model, target_images[:limit], batch_size, verbose=0))
+
+
+def target_metrics(model, target_domain, class_names, batch_size: int) -> dict:
+    """AUC and accuracy (at 0.5 or argmax) on the target's labelled images."""
+    from tltf.evaluate.evaluator import predict_probabilities
+    from tltf.evaluate.metrics import evaluate_predictions
+
+    evaluation = target_domain.evaluation
+    probabilities = predict_probabilities(model, evaluation.images, batch_size)
+    metrics = evaluate_predictions(evaluation.labels, probabilities, class_names, threshold=0.5, bootstrap=0)
+    return {"auc": metrics["auc"], "accuracy": metrics["accuracy"]}
+
+
+def adaptation_report(model, baseline, splits, target_domain, before, run_dir, seed: int, batch_size: int) -> dict:
+    """`a_distance` before and after, `target` (and `target_source_only` for a baseline) metrics; writes embedding.png.
+
+    Args:
+        model: the adapted classifier.
+        baseline: the source-only classifier trained at the same budget, or None.
+        splits: the source's splits.
+        target_domain: the `TargetData`.
+        before: `domain_features` of the model before adaptation.
+        run_dir: where embedding.png goes.
+        seed: seeds the A-distance's split.
+        batch_size: inference batch size.
+    """
+    after = domain_features(model, splits.train.images, target_domain.images, batch_size)
+    result = {"a_distance": {"before": proxy_a_distance(*before, seed=seed),
+                             "after": proxy_a_distance(*after, seed=seed)}}
+    evaluation = target_domain.evaluation
+    if evaluation is not None:
+        result["target"] = target_metrics(model, target_domain, splits.class_names, batch_size)
+    if baseline is not None:
+        result["target_source_only"] = target_metrics(baseline, target_domain, splits.class_names, batch_size)
+    # The plotted target images are labelled only when they are the evaluation images (transductive targets).
+    transductive = evaluation is not None and evaluation.images is target_domain.images
+    target_labels = evaluation.labels[: len(after[1])] if transductive else None
+    plot_embedding(run_dir / "embedding.png", after[0], after[1], splits.train.labels[: len(after[0])],
+                   target_labels, splits.class_names, title="(after adaptation)")
+    logger.info(f"proxy A-distance source↔target: {result['a_distance']['before']:.3f} before, "
+                f"{result['a_distance']['after']:.3f} after")
+    return result
 
 
 def proxy_a_distance(source_features: np.ndarray, target_features: np.ndarray, seed: int = 0) -> float:

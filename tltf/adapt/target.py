@@ -7,7 +7,8 @@ from typing import Optional
 
 import numpy as np
 
-from tltf.data.sources import Split, load_raw
+from tltf.data.sources import load_raw
+from tltf.data.splits import Split
 from tltf.errors import DataError
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from tltf.errors import DataError
+from tltf.log import logger
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif"}
 
@@ -101,7 +102,7 @@ def decode_files(paths: list[Path], size: int, title: str = "decoding images") -
     out = np.empty((len(paths), size, size, 3), np.uint8)
     bar = Progbar(len(paths), unit_name="image") if len(paths) > 200 else None
     if bar:
-        print(title)
+        logger.info(title)
     for i, path in enumerate(paths):
         out[i] = decode_file(path, size)
         if bar and (i + 1) % 50 == 0:

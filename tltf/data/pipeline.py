@@ -12,13 +12,6 @@ from typing import Optional
 import numpy as np
 
 
-def encode_labels(labels: np.ndarray, num_classes: int) -> np.ndarray:
-    """Binary: float `[N,1]` for the single sigmoid logit; multiclass: one-hot `[N,C]`."""
-    if num_classes == 2:
-        return labels.astype(np.float32).reshape(-1, 1)
-    return np.eye(num_classes, dtype=np.float32)[labels]
-
-
 def build_augmenter(augment, seed: int):
     """Returns `fn(images, labels) -> (images, labels)` for the recipe's `augment`, or None.
 
@@ -66,7 +59,7 @@ def build_augmenter(augment, seed: int):
 def make_dataset(
     images: np.ndarray,
     labels: np.ndarray,
-    num_classes: int,
+    task,
     batch_size: int,
     *,
     training: bool = False,
@@ -79,7 +72,7 @@ def make_dataset(
     Args:
         images: uint8 `[N,H,W,3]`, or precomputed features `[N,D]`.
         labels: int class ids `[N]`.
-        num_classes: 2 means one sigmoid output; more means softmax.
+        task: the `tltf.task.Task`, which encodes the labels for its output layer.
         batch_size: batch size.
         training: shuffle each epoch and apply `augmenter`.
         augmenter: from `build_augmenter`, or None.
@@ -88,7 +81,7 @@ def make_dataset(
     """
     import tensorflow as tf
 
-    targets = encode_labels(labels, num_classes)
+    targets = task.encode(labels)
     tensors = (images, targets) if sample_weights is None else (images, targets, sample_weights.astype(np.float32))
     ds = tf.data.Dataset.from_tensor_slices(tensors)
     if training:

@@ -1,1 +1,10 @@
 """Evaluation: metrics (pure functions), plots and the run report."""
+
+from tltf.evaluate.evaluator import Evaluation, evaluate_run, evaluate_splits, predict_probabilities
+from tltf.evaluate.metrics import evaluate_predictions, roc_auc
+from tltf.evaluate.report import adaptation_lines, format_table, metrics_rows
+
+__all__ = [
+    "Evaluation", "adaptation_lines", "evaluate_predictions", "evaluate_run", "evaluate_splits", "format_table",
+    "metrics_rows", "predict_probabilities", "roc_auc",
+]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -16,17 +17,30 @@ def predict_probabilities(model, images: np.ndarray, batch_size: int = 64, verbo
     """`[N]` positive-class probabilities for binary models, `[N,C]` for multiclass."""
     import tensorflow as tf
 
+    from tltf.task import Task
+
     ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size).map(lambda x: tf.cast(x, tf.float32))
-    probabilities = model.predict(ds.prefetch(tf.data.AUTOTUNE), verbose=verbose)
-    return probabilities[:, 0] if probabilities.shape[-1] == 1 else probabilities
+    return Task.of_model(model).scores(model.predict(ds.prefetch(tf.data.AUTOTUNE), verbose=verbose))
 
 
-def evaluate_splits(model, splits, bootstrap: int = 1000, seed: int = 0, batch_size: int = 64, verbose: int = 0) -> dict:
-    """Metrics for val (which chooses the threshold) and test (or val, when there is no test split).
+@dataclasses.dataclass
+class Evaluation:
+    """A run's metrics and, for the plots, the test labels and scores they were computed from.
 
-    Returns `{"val": {...}, "test": {...}, "class_names": [...]}`, plus the
-    predictions under `"_predictions"` for plotting (not written to JSON).
+    Args:
+        metrics: `{"val": {...}, "test": {...}, "class_names": [...]}` (what metrics.json holds).
+        test_labels: int class ids of the test entry's images.
+        test_scores: the model's scores for them (`[N]` binary, `[N,C]` multiclass).
     """
+
+    metrics: dict
+    test_labels: np.ndarray
+    test_scores: np.ndarray
+
+
+def evaluate_splits(model, splits, bootstrap: int = 1000, seed: int = 0, batch_size: int = 64,
+                    verbose: int = 0) -> Evaluation:
+    """Metrics for val (which chooses the threshold) and test (or val, when there is no test split)."""
     names = splits.class_names
     val_probs = predict_probabilities(model, splits.val.images, batch_size, verbose)
     val = evaluate_predictions(splits.val.labels, val_probs, names, None, bootstrap, seed)
@@ -35,22 +49,29 @@ def evaluate_splits(model, splits, bootstrap: int = 1000, seed: int = 0, batch_s
     test = evaluate_predictions(test_split.labels, test_probs, names, val.get("threshold"), bootstrap, seed)
     val["split"] = "val"
     test["split"] = "test" if splits.test is not None else "val (no test split)"
-    return {"class_names": names, "val": val, "test": test,
-            "_predictions": {"test": (test_split.labels, test_probs)}}
+    return Evaluation({"class_names": names, "val": val, "test": test}, test_split.labels, test_probs)
 
 
-def write_evaluation(run_dir: Path, metrics: dict, history: dict, phase_starts, recipe, plan_rows) -> None:
-    """Writes metrics.json, report.md, roc.png, learning_curves.png and confusion_matrix.png."""
+def write_evaluation(run_dir: Path, evaluation: Evaluation, outcome, recipe, plan_rows) -> None:
+    """Writes metrics.json, report.md, roc.png, learning_curves.png and confusion_matrix.png.
+
+    Args:
+        run_dir: the run directory being written.
+        evaluation: from `evaluate_splits` (plus anything added to its metrics).
+        outcome: the trainer's `TrainingOutcome` (history and phase starts).
+        recipe: the run's recipe, for the report.
+        plan_rows: `TrainingPlan.summary_rows()`.
+    """
     run_dir = Path(run_dir)
-    public = {k: v for k, v in metrics.items() if not k.startswith("_")}
-    (run_dir / "metrics.json").write_text(json.dumps(public, indent=2, allow_nan=True) + "\n")
-    labels, probs = metrics["_predictions"]["test"]
+    metrics = evaluation.metrics
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
     names = metrics["class_names"]
-    plot_roc(run_dir / "roc.png", labels, probs, names, title=f"ROC on {metrics['test']['split']}")
-    plot_learning_curves(run_dir / "learning_curves.png", history, phase_starts)
+    plot_roc(run_dir / "roc.png", evaluation.test_labels, evaluation.test_scores, names,
+             title=f"ROC on {metrics['test']['split']}")
+    plot_learning_curves(run_dir / "learning_curves.png", outcome.history, outcome.phase_starts)
     plot_confusion(run_dir / "confusion_matrix.png", metrics["test"]["confusion"], names,
                    title=f"confusion on {metrics['test']['split']} (threshold 0.5)")
-    write_report(run_dir / "report.md", recipe, public, plan_rows)
+    write_report(run_dir / "report.md", recipe, metrics, plan_rows)
 
 
 def evaluate_run(run_dir, split: str = "test") -> dict:
@@ -61,7 +82,7 @@ def evaluate_run(run_dir, split: str = "test") -> dict:
     """
     from tltf.data.sources import load_splits
     from tltf.errors import TltfError
-    from tltf.models.loading import load_run_model
+    from tltf.run_dir import load_run_model
     from tltf.run_dir import load_run_recipe
 
     run_dir = Path(run_dir)

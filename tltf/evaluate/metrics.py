@@ -115,17 +115,17 @@ def evaluate_predictions(labels, probabilities, class_names, threshold=None, boo
         bootstrap: resamples for the AUC confidence interval.
         seed: bootstrap seed.
     """
+    from tltf.task import Task
+
+    task = Task(class_names)
     labels = np.asarray(labels, np.int64).ravel()
-    probabilities = np.asarray(probabilities, np.float64)
-    binary = len(class_names) == 2
-    if binary:
-        probabilities = probabilities.reshape(-1)
+    probabilities = task.scores(np.asarray(probabilities, np.float64))
     result = {
         "n": int(len(labels)),
         "auc": task_auc(labels, probabilities),
         "auc_ci": bootstrap_auc_ci(labels, probabilities, bootstrap, seed),
     }
-    if binary:
+    if task.binary:
         if threshold is None:
             threshold = youden_threshold(labels, probabilities)
         at_half = binary_rates(labels, probabilities, 0.5)
@@ -135,10 +135,10 @@ def evaluate_predictions(labels, probabilities, class_names, threshold=None, boo
             at_0_5=at_half,
             at_threshold=at_chosen,
             threshold=float(threshold),
-            confusion=confusion_matrix(labels, probabilities >= 0.5, 2).tolist(),
+            confusion=confusion_matrix(labels, task.decide(probabilities, 0.5), 2).tolist(),
         )
     else:
-        predicted = probabilities.argmax(axis=1)
+        predicted = task.decide(probabilities)
         result.update(
             accuracy=float((predicted == labels).mean()),
             per_class_auc={name: roc_auc(labels == c, probabilities[:, c]) for c, name in enumerate(class_names)},

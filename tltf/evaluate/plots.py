@@ -19,12 +19,13 @@ def plot_roc(path, labels, probabilities, class_names, title="ROC"):
     from sklearn.metrics import roc_curve
 
     from tltf.evaluate.metrics import roc_auc
+    from tltf.task import Task
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(5, 5))
     labels = np.asarray(labels).ravel()
     probabilities = np.asarray(probabilities)
-    if len(class_names) == 2:
+    if Task(class_names).binary:
         curves = [(class_names[1], labels == 1, probabilities.reshape(-1))]
     else:
         curves = [(name, labels == c, probabilities[:, c]) for c, name in enumerate(class_names)]

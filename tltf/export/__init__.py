@@ -1,5 +1,6 @@
-"""Serving: SavedModel export for TF Serving, warm-up requests, parity check."""
+"""Serving: SavedModel export for TF Serving, warm-up requests, parity check, and prediction."""
 
 from tltf.export.exporter import ExportResult, export_run
+from tltf.export.predict import Prediction, Predictor, expand_inputs
 
-__all__ = ["ExportResult", "export_run"]
+__all__ = ["ExportResult", "Prediction", "Predictor", "expand_inputs", "export_run"]

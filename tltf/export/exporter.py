@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional
 
 from tltf.errors import TltfError
+from tltf.log import logger
 from tltf.export.parity import ParityReport, check_parity, encode_images
 from tltf.export.signatures import BYTES_SIGNATURE, FLOAT_SIGNATURE, input_signatures, serving_functions
 from tltf.export.warmup import write_warmup_requests
@@ -24,6 +25,18 @@ from tltf.export.warmup import write_warmup_requests
 
 @dataclasses.dataclass
 class ExportResult:
+    """What `export_run` wrote.
+
+    Example:
+        result = tltf.export.export_run("runs/pneumonia-mobilenet-20261126T120000Z", out="serving")
+        print(result.version_dir, result.parity.jpeg_sensitivity)
+
+    Args:
+        version_dir: the SavedModel version folder (`OUT/<name>/<version>/`).
+        model_card: `OUT/<name>/model_card.md`.
+        parity: the parity report, or None with `verify=False`.
+    """
+
     version_dir: Path
     model_card: Path
     parity: Optional[ParityReport]
@@ -57,7 +70,7 @@ def next_version(model_dir: Path) -> int:
 
 
 def export_run(run_dir, out="exports", version: Optional[int] = None, force: bool = False, verify: bool = True,
-               verify_images: int = 16, log=print) -> ExportResult:
+               verify_images: int = 16) -> ExportResult:
     """Exports a run's best model for TF Serving and checks it against Keras.
 
     Example:
@@ -71,16 +84,12 @@ def export_run(run_dir, out="exports", version: Optional[int] = None, force: boo
         force: replace an existing version folder.
         verify: run the parity check before the version is put in place.
         verify_images: how many validation images the parity check uses.
-        log: receives progress lines.
 
     Raises:
-        TltfError: not a run directory, an existing version without
-            `force`, or a parity check that fails.
+        TltfError: not a run directory, an existing version without `force`, or a failed parity check.
     """
-    import keras
-
     from tltf.data.sources import load_splits
-    from tltf.models.loading import load_run_model
+    from tltf.run_dir import load_run_model
 
     run_dir = Path(run_dir)
     artifacts = RunArtifacts.read(run_dir)
@@ -93,36 +102,49 @@ def export_run(run_dir, out="exports", version: Optional[int] = None, force: boo
 
     splits = load_splits(artifacts.recipe.data, seed=artifacts.recipe.train.seed)
     samples = splits.val.images[: max(verify_images, 2)]
+    created = not model_dir.exists()
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = model_dir / f".tmp-{version}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        log(f"writing SavedModel ({FLOAT_SIGNATURE}, {BYTES_SIGNATURE}) to {staging}")
-        archive = keras.export.ExportArchive()
-        archive.track(model)
-        serve_images, serve_bytes = serving_functions(model, artifacts.class_names, artifacts.threshold)
-        signatures = input_signatures()
-        archive.add_endpoint(FLOAT_SIGNATURE, serve_images, input_signature=signatures[FLOAT_SIGNATURE])
-        archive.add_endpoint(BYTES_SIGNATURE, serve_bytes, input_signature=signatures[BYTES_SIGNATURE])
-        archive.write_out(str(staging), verbose=False)
-        write_warmup_requests(staging, artifacts.recipe.name, samples[:2].astype("float32"),
-                              encode_images(samples[:2], "png"))
-        parity = None
-        if verify:
-            parity = check_parity(staging, model, samples[:verify_images])
-            for line in parity.lines():
-                log(line)
-            if not parity.ok:
-                raise TltfError(f"{run_dir}: the exported model does not match the Keras model "
-                                f"(float {parity.float_max_abs_diff:.2e}, PNG {parity.png_max_abs_diff:.2e}, "
-                                f"JPEG {parity.jpeg_max_abs_diff:.2e}); nothing was exported")
+        _write_saved_model(staging, model, artifacts, samples)
+        parity = _verified(staging, model, samples[:verify_images], run_dir) if verify else None
         _put_in_place(staging, version_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if created:
+            shutil.rmtree(model_dir, ignore_errors=True)  # a model folder with nothing in it helps nobody
         raise
     card = _write_model_card(model_dir, version_dir, run_dir, artifacts, model, parity)
-    log(f"exported {version_dir}")
+    logger.info(f"exported {version_dir}")
     return ExportResult(version_dir, card, parity)
+
+
+def _write_saved_model(staging: Path, model, artifacts: RunArtifacts, samples) -> None:
+    import keras
+
+    logger.info(f"writing SavedModel ({FLOAT_SIGNATURE}, {BYTES_SIGNATURE}) to {staging}")
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    serve_images, serve_bytes = serving_functions(model, artifacts.class_names, artifacts.threshold)
+    signatures = input_signatures()
+    archive.add_endpoint(FLOAT_SIGNATURE, serve_images, input_signature=signatures[FLOAT_SIGNATURE])
+    archive.add_endpoint(BYTES_SIGNATURE, serve_bytes, input_signature=signatures[BYTES_SIGNATURE])
+    archive.write_out(str(staging), verbose=False)
+    write_warmup_requests(staging, artifacts.recipe.name, samples[:2].astype("float32"),
+                          encode_images(samples[:2], "png"))
+
+
+def _verified(staging: Path, model, images, run_dir: Path) -> ParityReport:
+    """The parity report; a `TltfError` when the SavedModel does not answer as Keras does."""
+    parity = check_parity(staging, model, images)
+    for line in parity.lines():
+        logger.info(line)
+    if not parity.ok:
+        raise TltfError(f"{run_dir}: the exported model does not match the Keras model "
+                        f"(float {parity.float_max_abs_diff:.2e}, PNG {parity.png_max_abs_diff:.2e}, "
+                        f"JPEG {parity.jpeg_max_abs_diff:.2e}); nothing was exported")
+    return parity
 
 
 def _put_in_place(staging: Path, version_dir: Path) -> None:

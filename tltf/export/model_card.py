@@ -9,16 +9,18 @@ def model_card_text(version_dir, run_dir, artifacts, model, parity) -> str:
     import keras
     import tensorflow as tf
 
-    import tltf
+    from tltf.version import __version__
     from tltf.evaluate.report import format_table, metrics_rows
 
     size = int(model.input.shape[1])
+    from tltf.task import Task
+
     names = artifacts.class_names
-    binary = len(names) == 2
+    binary = Task(names).binary
     lines = [
         f"# {artifacts.recipe.name}, version {version_dir.name}",
         "",
-        f"Exported from `{run_dir}` by tltf {tltf.__version__} (TensorFlow {tf.__version__}, "
+        f"Exported from `{run_dir}` by tltf {__version__} (TensorFlow {tf.__version__}, "
         f"Keras {keras.__version__}, Python {platform.python_version()}).",
         "",
         "## Classes",

@@ -65,7 +65,7 @@ class Predictor:
 
     def _init_run(self, run_dir: Path) -> None:
         from tltf.export.exporter import RunArtifacts
-        from tltf.models.loading import load_run_model
+        from tltf.run_dir import load_run_model
 
         artifacts = RunArtifacts.read(run_dir)
         self.model = load_run_model(run_dir)
@@ -117,13 +117,11 @@ class Predictor:
 
         from tltf.evaluate.evaluator import predict_probabilities
         from tltf.export.signatures import BYTES_INPUT
+        from tltf.task import Task
 
         if self.model is not None:
             probabilities = predict_probabilities(self.model, np.stack(items))
-            if probabilities.ndim == 1:
-                ids = (probabilities >= self.threshold).astype(int)
-            else:
-                ids = probabilities.argmax(axis=1)
+            ids = Task(self.class_names).decide(probabilities, self.threshold)
             names = [self.class_names[i] for i in ids]
         else:
             out = self.signature(**{BYTES_INPUT: tf.constant(items)})

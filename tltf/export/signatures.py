@@ -27,9 +27,11 @@ def serving_functions(model, class_names: list[str], threshold: float):
 
     from tltf.data.images import decode_pixels, resize_pixels
 
+    from tltf.task import Task
+
     size = int(model.input.shape[1])
     names = tf.constant(class_names)
-    binary = len(class_names) == 2
+    binary = Task(class_names).binary
 
     def decide(pixels):
         probabilities = tf.cast(model(resize_pixels(pixels, size), training=False), tf.float32)

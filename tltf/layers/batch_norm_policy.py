@@ -21,14 +21,17 @@ class BatchNormPolicy(keras.layers.Layer):
         layer: the backbone (any layer or model).
         mode: `"frozen"` (inference-mode BN) or `"train"` (BN follows
             `training`, i.e. batch statistics while fitting trainable layers).
+        family: the backbone family (`tltf.models.BackboneSpec.family`),
+            recorded so block maps can split the backbone into units.
     """
 
-    def __init__(self, layer, mode: str = "frozen", **kwargs):
+    def __init__(self, layer, mode: str = "frozen", family=None, **kwargs):
         super().__init__(**kwargs)
         if mode not in BN_MODES:
             raise ValueError(f"mode must be one of {BN_MODES}, got {mode!r}")
         self.layer = layer
         self.mode = mode
+        self.family = family
 
     def build(self, input_shape):
         if not self.layer.built:
@@ -48,6 +51,7 @@ class BatchNormPolicy(keras.layers.Layer):
             **super().get_config(),
             "layer": keras.saving.serialize_keras_object(self.layer),
             "mode": self.mode,
+            "family": self.family,
         }
 
     @classmethod

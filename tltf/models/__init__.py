@@ -1,9 +1,10 @@
-"""Models: backbone registry, heads and build_model."""
+"""Models: backbone registry, anatomy (where the backbone and head are), heads and build_model."""
 
+from tltf.models.anatomy import backbone_of, family_of, feature_extractor, head_of
 from tltf.models.backbones import BackboneSpec, backbone_names, get_backbone_spec, register_backbone
-from tltf.models.build import backbone_of, build_model, build_model_from_recipe, feature_extractor, head_of
+from tltf.models.build import build_model
 
 __all__ = [
-    "BackboneSpec", "backbone_names", "backbone_of", "build_model", "build_model_from_recipe",
-    "feature_extractor", "get_backbone_spec", "head_of", "register_backbone",
+    "BackboneSpec", "backbone_names", "backbone_of", "build_model", "family_of", "feature_extractor",
+    "get_backbone_spec", "head_of", "register_backbone",
 ]

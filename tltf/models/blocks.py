@@ -18,6 +18,8 @@ import dataclasses
 import re
 from typing import Optional
 
+from tltf.models.anatomy import backbone_network, family_of, head_of, variable_key
+
 HEAD = "head"
 STEM = "stem"
 TOP = "top"
@@ -169,37 +171,6 @@ def _first_index(layers: list[str], layer_names: list[str]) -> int:
     return layer_names.index(layers[0])
 
 
-def variable_key(variable) -> str:
-    """`layer/variable`: the last two parts of a variable's path.
-
-    Keras gives the head's variables different paths in a built model
-    (`head/logit/kernel`) and in the same model loaded from `.keras`
-    (`logit/kernel`); layer names are unique in a model, so this key is stable.
-    """
-    return "/".join(variable.path.split("/")[-2:])
-
-
-def parameters(layer) -> list:
-    """The variables that train when the layer is trainable: not BatchNorm statistics or counters.
-
-    Keras keeps them in this list whatever the layer's current `trainable` flag.
-    """
-    return list(getattr(layer, "_trainable_variables", []))
-
-
-def leaf_layers(layer):
-    """The layers with no sublayers under `layer` (itself if it has none), through nested models and
-    `BatchNormPolicy` wrappers."""
-    from tltf.layers import BatchNormPolicy
-
-    children = [layer.layer] if isinstance(layer, BatchNormPolicy) else getattr(layer, "layers", None)
-    if not children:
-        yield layer
-        return
-    for child in children:
-        yield from leaf_layers(child)
-
-
 @dataclasses.dataclass
 class BlockMap:
     """A model's units from the stem to the head, with their variables.
@@ -219,12 +190,18 @@ class BlockMap:
 
     @classmethod
     def of(cls, model, unit: str = "block", family: Optional[str] = None) -> "BlockMap":
-        from tltf.models.backbones import get_backbone_spec
-        from tltf.models.build import backbone_of, head_of
+        """The block map of a tltf model, or of a user's model with a nested `keras.applications` backbone.
 
-        backbone = backbone_of(model).layer
+        Args:
+            model: the classifier.
+            unit: `"block"` or `"stage"`.
+            family: the backbone family; default the one recorded on the model
+                (`tltf.models.anatomy.family_of`). Unknown families fall back
+                to `block<N>_` layer names.
+        """
+        backbone = backbone_network(model)
         if family is None:
-            family = get_backbone_spec(model.name.removeprefix("tltf_")).family
+            family = family_of(model) or "numbered"
         layers = [layer for layer in backbone.layers if not layer.name.startswith("input")]
         by_name = {layer.name: layer for layer in layers}
         units, variables = [], {}
@@ -243,11 +220,9 @@ class BlockMap:
         return [u.name for u in self.units]
 
     def layers_of(self, model, name: str) -> list:
-        from tltf.models.build import backbone_of, head_of
-
         if name == HEAD:
             return [head_of(model)]
-        backbone = backbone_of(model).layer
+        backbone = backbone_network(model)
         unit = next(u for u in self.units if u.name == name)
         return [backbone.get_layer(layer) for layer in unit.layers]
 

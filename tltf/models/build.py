@@ -2,27 +2,33 @@
 
 from __future__ import annotations
 
+from tltf.models.anatomy import BACKBONE_LAYER, leaf_layers
 from tltf.models.backbones import create_backbone, get_backbone_spec
-from tltf.models.blocks import leaf_layers
 from tltf.models.heads import build_head
 
-BACKBONE_LAYER = "backbone"
-HEAD_LAYER = "head"
+
+def default_bn(weights) -> str:
+    """BatchNorm frozen with pretrained weights, training without them.
+
+    Without pretrained statistics, frozen BN would normalise with the initial
+    moving averages forever and the model would predict a constant.
+    """
+    return "frozen" if weights else "train"
 
 
-def build_model(
-    backbone: str = "resnet50",
-    *,
-    num_classes: int = 2,
-    image_size: int = 224,
-    weights="imagenet",
-    alpha=None,
-    head: str = "linear",
-    hidden_units=(256,),
-    dropout: float = 0.2,
-    bn: str | None = None,
-    bn_momentum: float | None = None,
-):
+def default_bn_momentum(weights, bn: str):
+    """0.9 when BatchNorm trains from scratch, else None (the backbone's own).
+
+    keras.applications use momentum 0.99-0.999, tuned for ImageNet's millions
+    of steps; after a few hundred steps the moving statistics are still mostly
+    their initial values and a model trained from scratch predicts a constant.
+    """
+    return 0.9 if bn == "train" and not weights else None
+
+
+def build_model(backbone: str = "resnet50", *, num_classes: int = 2, image_size: int = 224, weights="imagenet",
+                alpha=None, head: str = "linear", hidden_units=(256,), dropout: float = 0.2, bn: str | None = None,
+                bn_momentum: float | None = None):
     """A transfer-learning classifier as a plain functional `keras.Model`.
 
     The model takes raw 0–255 RGB pixels `[N,S,S,3]`. Inside it: the
@@ -33,9 +39,8 @@ def build_model(
 
     Example:
         model = tltf.build_model("mobilenet_v2", alpha=0.35, image_size=96, weights=None)
-        model.get_layer("backbone").trainable = False   # feature extraction
+        tltf.backbone_of(model).trainable = False   # feature extraction
         model.compile("adamw", "binary_crossentropy")
-        model.fit(images, labels)
 
     Args:
         backbone: a registered backbone name (`tltf.models.backbone_names()`).
@@ -46,53 +51,30 @@ def build_model(
         head: `"linear"` or `"mlp"`.
         hidden_units: the mlp head's hidden sizes.
         dropout: the head's dropout rate.
-        bn: `"frozen"` (BatchNorm always in inference mode) or `"train"`.
-            Default: frozen with pretrained weights, train without.
-        bn_momentum: if given, the moving-average momentum of every
-            BatchNormalization in the backbone (lower settles faster).
+        bn: `"frozen"` (BatchNorm always in inference mode) or `"train"`; default `default_bn(weights)`.
+        bn_momentum: if given, the moving-average momentum of every backbone BatchNorm (lower settles faster).
     """
     import keras
 
     from tltf.layers import BatchNormPolicy, ImagePreprocessing
+    from tltf.task import Task
 
     spec = get_backbone_spec(backbone)
-    if bn is None:
-        bn = "frozen" if weights else "train"
+    bn = bn or default_bn(weights)
     net = create_backbone(backbone, image_size, weights=weights, alpha=alpha)
     if bn_momentum is not None:
-        for layer in leaf_layers(net):
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = bn_momentum
+        _set_bn_momentum(net, bn_momentum)
     inputs = keras.Input((image_size, image_size, 3), name="image")
     # float32 even under mixed precision: bfloat16 cannot hold normalised pixels to 8 bits.
     x = ImagePreprocessing(spec.preprocessing, name="preprocessing", dtype="float32")(inputs)
-    features = BatchNormPolicy(net, mode=bn, name=BACKBONE_LAYER)(x)
-    outputs = build_head(features.shape[-1], num_classes, head, hidden_units, dropout)(features)
+    features = BatchNormPolicy(net, mode=bn, family=spec.family, name=BACKBONE_LAYER)(x)
+    outputs = build_head(features.shape[-1], Task.with_classes(num_classes), head, hidden_units, dropout)(features)
     return keras.Model(inputs, outputs, name=f"tltf_{backbone}")
 
 
-def build_model_from_recipe(recipe, num_classes: int):
-    """`build_model` with the recipe's `model` section and `data.image_size`."""
-    m = recipe.model
-    return build_model(
-        m.backbone, num_classes=num_classes, image_size=recipe.data.image_size, weights=m.weights,
-        alpha=m.alpha, head=m.head, hidden_units=tuple(m.hidden_units), dropout=m.dropout, bn=m.bn,
-        bn_momentum=m.bn_momentum,
-    )
-
-
-def backbone_of(model):
-    """The `BatchNormPolicy` layer wrapping the backbone; set `.trainable` on it."""
-    return model.get_layer(BACKBONE_LAYER)
-
-
-def head_of(model):
-    """The head as its own `keras.Model` (features → probabilities)."""
-    return model.get_layer(HEAD_LAYER)
-
-
-def feature_extractor(model):
-    """A `keras.Model` from raw pixels to the pooled backbone features."""
+def _set_bn_momentum(network, momentum: float) -> None:
     import keras
 
-    return keras.Model(model.input, backbone_of(model).output, name="feature_extractor")
+    for layer in leaf_layers(network):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = momentum

@@ -16,7 +16,7 @@ def extract_features(model, images: np.ndarray, batch_size: int, verbose: int = 
     """
     import tensorflow as tf
 
-    from tltf.models.build import feature_extractor
+    from tltf.models.anatomy import feature_extractor
 
     extractor = feature_extractor(model)
     ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size).map(lambda x: tf.cast(x, tf.float32))

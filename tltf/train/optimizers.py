@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import keras
 
-from tltf.models.blocks import variable_key
+from tltf._keras_internals import (
+    add_variables_to_built_optimizer, optimizer_knows, optimizer_variable_key, optimizer_variables, uses_weight_decay,
+)
+from tltf.models.anatomy import variable_key
 
 # BatchNorm scales/offsets and biases are not regularised toward zero.
 NO_WEIGHT_DECAY = ["bias", "gamma", "beta"]
@@ -45,7 +48,7 @@ class LayerwiseLearningRates:
         """Replaces the multipliers; they take effect when the train function is next traced (recompile)."""
         self.lr_multipliers = {str(k): float(v) for k, v in lr_multipliers.items()}
         if self.built:
-            self._index_multipliers(self._trainable_variables)
+            self._index_multipliers(optimizer_variables(self))
 
     def multiplier(self, variable) -> float:
         return self.lr_multipliers.get(variable_key(variable), 1.0)
@@ -56,12 +59,12 @@ class LayerwiseLearningRates:
 
     def _index_multipliers(self, var_list):
         # update_step sees backend variables, which have no Keras path: key by the optimizer's own variable key.
-        self._multiplier_by_key = {self._var_key(v): self.multiplier(v) for v in var_list}
+        self._multiplier_by_key = {optimizer_variable_key(self, v): self.multiplier(v) for v in var_list}
 
     def update_step(self, gradient, variable, learning_rate):
-        scale = self._multiplier_by_key.get(self._var_key(variable), 1.0)
+        scale = self._multiplier_by_key.get(optimizer_variable_key(self, variable), 1.0)
         learning_rate = learning_rate * scale if scale != 1.0 else learning_rate
-        if self.weight_decay and self._use_weight_decay(variable):
+        if self.weight_decay and uses_weight_decay(self, variable):
             decay = keras.ops.cast(self.weight_decay, variable.dtype) * keras.ops.cast(learning_rate, variable.dtype)
             variable.assign(variable - variable * decay)
         return super().update_step(gradient, variable, learning_rate)
@@ -92,24 +95,24 @@ class LayerwiseSGD(LayerwiseLearningRates, keras.optimizers.SGD):
 _CLASSES = {"adamw": LayerwiseAdamW, "adam": LayerwiseAdam, "sgd": LayerwiseSGD}
 
 
-def build_optimizer(train, schedule, lr_multipliers=None):
-    """AdamW (default), Adam or SGD (momentum 0.9) from the recipe's `train` section.
+def build_optimizer(config, schedule, lr_multipliers=None):
+    """AdamW (default), Adam or SGD (momentum 0.9), as a recipe's `train` section names it.
 
     Example:
         optimizer = build_optimizer(recipe.train, PhaseSchedule([...]), {"logit/kernel": 10.0})
 
     Args:
-        train: the recipe's `train` section (`optimizer`, `weight_decay`).
+        config: anything with `optimizer` and `weight_decay` (a recipe's `train` section).
         schedule: a learning rate or `keras.optimizers.schedules.LearningRateSchedule`.
         lr_multipliers: `layer/variable` key → learning-rate multiplier.
     """
     kwargs = {"learning_rate": schedule, "lr_multipliers": lr_multipliers}
-    if train.optimizer == "sgd":
-        kwargs.update(momentum=0.9, weight_decay=train.weight_decay or None)
-    elif train.optimizer == "adamw":
-        kwargs["weight_decay"] = train.weight_decay
-    optimizer = _CLASSES[train.optimizer](**kwargs)
-    if train.optimizer != "adam" and train.weight_decay:
+    if config.optimizer == "sgd":
+        kwargs.update(momentum=0.9, weight_decay=config.weight_decay or None)
+    elif config.optimizer == "adamw":
+        kwargs["weight_decay"] = config.weight_decay
+    optimizer = _CLASSES[config.optimizer](**kwargs)
+    if config.optimizer != "adam" and config.weight_decay:
         optimizer.exclude_from_weight_decay(var_names=NO_WEIGHT_DECAY)
     return optimizer
 
@@ -125,8 +128,8 @@ def ensure_slots(optimizer, variables) -> list:
     An unbuilt optimizer is built on them. A built one that lacks some is
     rebuilt on the union, and the existing slots' values are copied back, so
     the moments of variables it already trained and the step count survive.
-    Keras has no public way to add variables to a built optimizer; this is
-    the one place tltf reaches into its internals.
+    Keras has no public way to add variables to a built optimizer
+    (`tltf._keras_internals`).
 
     Returns:
         the variables that were added.
@@ -135,17 +138,25 @@ def ensure_slots(optimizer, variables) -> list:
     if not inner.built:
         optimizer.build(list(variables))
         return list(variables)
-    known = set(inner._trainable_variables_indices)
-    missing = [v for v in variables if inner._var_key(v) not in known]
-    if not missing:
-        return []
-    kept = [inner.iterations] + ([inner._learning_rate] if isinstance(inner._learning_rate, keras.Variable) else [])
-    saved = {v.path: v.numpy() for v in inner.variables if all(v is not k for k in kept)}
-    # In place: the optimizer's variable tracker holds this very list.
-    inner._variables[:] = [v for v in inner._variables if any(v is k for k in kept)]
-    inner.built = False
-    inner.build(list(inner._trainable_variables) + missing)
-    for v in inner.variables:
-        if v.path in saved:
-            v.assign(saved[v.path])
+    missing = [v for v in variables if not optimizer_knows(inner, v)]
+    if missing:
+        add_variables_to_built_optimizer(inner, missing)
     return missing
+
+
+def optimizer_restricted_to(model, trained, make_optimizer):
+    """A fresh optimizer holding only `model`'s variables, with `trained`'s step count and those variables' slots.
+
+    Args:
+        model: the model whose trainable variables the new optimizer serves.
+        trained: the optimizer that trained them (and perhaps others: an adaptation method's own head).
+        make_optimizer: builds an optimizer like `trained` (same class, schedule, multipliers, wrapping).
+    """
+    fresh = make_optimizer()
+    fresh.build(model.trainable_variables)
+    slots = {v.path.rsplit("/", 1)[-1]: v for v in inner_optimizer(trained).variables}
+    for variable in inner_optimizer(fresh).variables:
+        source = slots.get(variable.path.rsplit("/", 1)[-1])
+        if source is not None and source.shape == variable.shape:
+            variable.assign(source)
+    return fresh

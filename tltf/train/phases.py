@@ -38,9 +38,6 @@ class Phase:
     unfreeze_every: Optional[int] = None
     unfreeze_start: int = 0
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
 
 def plan_phases(train) -> list[Phase]:
     """Compiles the recipe's `train` section into phases.

@@ -23,7 +23,7 @@ def set_trainable_units(model, block_map: BlockMap, trainable_units) -> None:
     Keras needs the train function rebuilt (recompile, or
     `model.make_train_function(force=True)`) for the change to take effect.
     """
-    from tltf.models.build import backbone_of
+    from tltf.models.anatomy import backbone_of
 
     trainable_units = set(trainable_units)
     backbone_of(model).trainable = True  # sets every layer; the loop below freezes the rest

@@ -28,7 +28,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
     def __init__(self, path, model=None, monitor: str = "val_auc", mode: str = "max"):
         super().__init__()
         self.path = str(path)
-        self.target = model
+        self.saved_model = model
         self.monitor = monitor
         self.mode = mode
         self.best = -np.inf if mode == "max" else np.inf
@@ -43,17 +43,17 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         if value is None or np.isnan(value) or not self._improved(value):
             return
         self.best, self.best_epoch = float(value), epoch
-        target = self.target or self.model
+        target = self.saved_model or self.model
         self.best_weights = target.get_weights()
         self.save()
 
     def save(self) -> None:
         """Writes the model as it is now; next to the final file, then renamed, so a crash never leaves half a model."""
         partial = self.path + ".partial.keras"
-        (self.target or self.model).save(partial)
+        (self.saved_model or self.model).save(partial)
         os.replace(partial, self.path)
 
     def restore_best(self) -> None:
         """Sets the model's weights back to the best epoch's."""
         if self.best_weights is not None:
-            (self.target or self.model).set_weights(self.best_weights)
+            (self.saved_model or self.model).set_weights(self.best_weights)

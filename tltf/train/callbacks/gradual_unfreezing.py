@@ -1,5 +1,6 @@
 import keras
 
+from tltf.log import logger
 from tltf.models.blocks import BlockMap
 from tltf.train.optimizers import ensure_slots
 from tltf.train.unfreezing import backbone_units, set_trainable_units, unfrozen_count
@@ -23,7 +24,7 @@ class GradualUnfreezing(keras.callbacks.Callback):
         every: epochs between two unfreezings.
         unit: `"block"` or `"stage"` (see `tltf.models.blocks`).
         start_epochs: head-only epochs before the first unfreezing.
-        verbose: print a line at each unfreezing.
+        verbose: log a line at each unfreezing (the `tltf` logger).
     """
 
     def __init__(self, every: int = 2, unit: str = "block", start_epochs: int = 1, verbose: int = 1):
@@ -53,5 +54,5 @@ class GradualUnfreezing(keras.callbacks.Callback):
         self.model.make_train_function(force=True)
         if self.verbose:
             newest = self.unfrozen[0] if self.unfrozen else "none"
-            print(f"GradualUnfreezing: epoch {epoch + 1}: head + {count}/{len(self._units)} {self.unit}s "
+            logger.info(f"GradualUnfreezing: epoch {epoch + 1}: head + {count}/{len(self._units)} {self.unit}s "
                   f"trainable (newest: {newest})")

@@ -2,7 +2,7 @@ import keras
 import numpy as np
 
 from tltf.layers import BatchNormPolicy
-from tltf.models.blocks import leaf_layers, parameters
+from tltf.models.anatomy import leaf_layers, parameters
 
 
 class IntentViolation(RuntimeError):

@@ -1,0 +1,58 @@
+"""The one place tltf reaches into Keras internals, each use with its reason.
+
+Keras 3.15 has no public API for these. If a Keras upgrade breaks tltf, look
+here first. One more reach stays in its class, because it is an override:
+`tltf.train.optimizers.LayerwiseLearningRates` replaces the optimizer's
+private `_apply_weight_decay` with a per-variable decay in `update_step`
+(tested in tests/test_layerwise.py).
+"""
+
+from __future__ import annotations
+
+
+def trainable_variables_of(layer) -> list:
+    """A layer's parameters whatever its current `trainable` flag (`layer.trainable_weights` is empty when frozen).
+
+    Used by block maps, the intent check and explain to see what a frozen layer would train.
+    """
+    return list(getattr(layer, "_trainable_variables", []))
+
+
+def optimizer_variable_key(optimizer, variable) -> str:
+    """The key an optimizer indexes a variable's slots by; `update_step` sees backend variables without a
+    Keras path, so per-variable learning rates are looked up by this key."""
+    return optimizer._var_key(variable)
+
+
+def add_variables_to_built_optimizer(optimizer, missing: list) -> None:
+    """Rebuilds a built optimizer on its variables plus `missing`, keeping its step count and slot values.
+
+    Keras optimizers cannot be extended after `build`; gradual unfreezing needs slots for blocks unfrozen later.
+    """
+    import keras
+
+    kept = [optimizer.iterations] + (
+        [optimizer._learning_rate] if isinstance(optimizer._learning_rate, keras.Variable) else [])
+    saved = {v.path: v.numpy() for v in optimizer.variables if all(v is not k for k in kept)}
+    # In place: the optimizer's variable tracker holds this very list.
+    optimizer._variables[:] = [v for v in optimizer._variables if any(v is k for k in kept)]
+    optimizer.built = False
+    optimizer.build(list(optimizer._trainable_variables) + missing)
+    for v in optimizer.variables:
+        if v.path in saved:
+            v.assign(saved[v.path])
+
+
+def optimizer_knows(optimizer, variable) -> bool:
+    """Whether a built optimizer has slots for `variable`."""
+    return optimizer._var_key(variable) in set(optimizer._trainable_variables_indices)
+
+
+def optimizer_variables(optimizer) -> list:
+    """The model variables a built optimizer has slots for."""
+    return list(optimizer._trainable_variables)
+
+
+def uses_weight_decay(optimizer, variable) -> bool:
+    """Whether `exclude_from_weight_decay` left `variable` decayed."""
+    return optimizer._use_weight_decay(variable)

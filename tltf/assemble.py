@@ -1,0 +1,139 @@
+"""Recipe → `TrainingPlan`: the one place that reads the whole recipe to decide how a run trains.
+
+`describe_plan` gives what `tltf explain` prints (phases, units, effective
+rates) without data or weights; `assemble_training` gives the same plan with
+everything the trainer needs to execute it: the fitted model and datasets of
+each phase, its callbacks, and the optimizer. Strategies are ways of filling
+the phases (`tltf.train.phases`); an adaptation method rewrites the plan
+(`tltf.adapt.plan`).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+from tltf.models.anatomy import backbone_of
+from tltf.models.blocks import HEAD, BlockMap
+from tltf.task import Task
+from tltf.train.layerwise import recipe_unit_multipliers_checked, variable_multipliers
+from tltf.train.phases import phase_schedule, plan_phases
+from tltf.train.plan import PhasePlan, TrainingPlan
+from tltf.train.segments import param_counts, phase_segments, replica_warnings, unit_decays
+
+
+def model_from_recipe(recipe, task: Task, weights="recipe"):
+    """`tltf.build_model` with the recipe's `model` section and `data.image_size` (weights None: structure only)."""
+    from tltf.models.build import build_model
+
+    m = recipe.model
+    return build_model(
+        m.backbone, num_classes=task.num_classes, image_size=recipe.data.image_size,
+        weights=m.weights if weights == "recipe" else weights, alpha=m.alpha, head=m.head,
+        hidden_units=tuple(m.hidden_units), dropout=m.dropout, bn=m.bn, bn_momentum=m.bn_momentum,
+    )
+
+
+def describe_plan(recipe, model, steps_per_epoch: int, warnings=()) -> TrainingPlan:
+    """The plan's phases, units and effective learning rates: what explain prints and fit executes.
+
+    Args:
+        recipe: the validated recipe.
+        model: the classifier (built with or without weights; its structure is what counts).
+        steps_per_epoch: optimizer steps in one epoch of the training split.
+        warnings: advice found elsewhere (about the data), listed first.
+    """
+    train = recipe.train
+    block_map = BlockMap.of(model, train.unit)
+    units = recipe_unit_multipliers_checked(train, block_map.names)
+    phases = plan_phases(train)
+    schedule = phase_schedule(phases, steps_per_epoch)
+    boundaries = schedule.boundaries()
+    decays = unit_decays(block_map, model, train)
+    backbone_units = [name for name in block_map.names if name != HEAD]
+    phase_plans = []
+    for index, phase in enumerate(phases):
+        segments = phase_segments(phase, boundaries[index], steps_per_epoch, schedule, block_map, units,
+                                  backbone_units, recipe.model.bn, decays)
+        trainable, frozen = param_counts(model, phase.train_backbone)
+        phase_plans.append(PhasePlan(phase, boundaries[index], boundaries[index + 1], segments, trainable, frozen))
+    return TrainingPlan(phase_plans, steps_per_epoch, [*warnings, *replica_warnings(train)],
+                        lr_multipliers=variable_multipliers(block_map.path_to_unit(), units), schedule=schedule)
+
+
+def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 2) -> TrainingPlan:
+    """The executable plan for `model` on `splits` (and, with `recipe.adaptation`, toward `target_domain`).
+
+    Call it inside the strategy scope the model was built in: it builds the optimizer.
+
+    Example:
+        plan = assemble_training(recipe, model, splits)
+        Trainer().run(plan, Path("run"))
+    """
+    from tltf.data.pipeline import build_augmenter
+    from tltf.train.targets import FullModel, HeadOnFeatures, LabelledData
+
+    train = recipe.train
+    task = Task(splits.class_names)
+    plan = describe_plan(recipe, model, math.ceil(len(splits.train) / train.batch_size))
+    plan.model, plan.task = model, task
+    data = LabelledData(splits, task, train.batch_size, build_augmenter(recipe.augment, train.seed),
+                        _sample_weights(recipe, splits), train.seed)
+    whole, on_features = FullModel(model, task, data), None
+    for phase_plan in plan.phases:
+        if _uses_feature_cache(recipe, phase_plan.phase):
+            on_features = on_features or HeadOnFeatures(model, task, data, verbose)
+        phase_plan.fit_target = on_features if _uses_feature_cache(recipe, phase_plan.phase) else whole
+        phase_plan.callbacks = _phase_callbacks(recipe, phase_plan.phase, model)
+    make_optimizer = functools.partial(_optimizer, train, plan.schedule, plan.lr_multipliers)
+    plan.optimizer = make_optimizer()
+    fitted = model
+    if recipe.adaptation is not None:
+        from tltf.adapt.plan import adapt_domain_adversarially
+
+        fitted = adapt_domain_adversarially(plan, recipe.adaptation, target_domain, data, make_optimizer)
+    # Slots for every variable any phase trains, built once: the head's moments then carry over
+    # when the backbone is unfrozen.
+    backbone_of(model).trainable = any(p.phase.train_backbone for p in plan.phases)
+    plan.optimizer.build(fitted.trainable_variables)
+    return plan
+
+
+def _optimizer(train, schedule, multipliers):
+    from tltf.train.distribution import wrap_for_precision
+    from tltf.train.optimizers import build_optimizer
+
+    return wrap_for_precision(build_optimizer(train, schedule, multipliers), train.precision)
+
+
+def _uses_feature_cache(recipe, phase) -> bool:
+    """A frozen backbone on unaugmented images gives the same features every epoch."""
+    return (not phase.train_backbone and not recipe.augment.enabled and recipe.train.feature_cache
+            and recipe.adaptation is None)
+
+
+def _sample_weights(recipe, splits):
+    """Class weights as per-image sample weights: Keras ignores fit(class_weight=...) with tf.data in some versions."""
+    if recipe.data.class_weight != "auto":
+        return None
+    from tltf.data.splits import class_weights
+
+    return class_weights(splits.train.labels, splits.num_classes)[splits.train.labels]
+
+
+def _phase_callbacks(recipe, phase, model) -> list:
+    """The callbacks a phase's recipe settings call for: unfreezing, intent check, early stopping."""
+    import keras
+
+    from tltf.train.callbacks import GradualUnfreezing, IntentCheck
+
+    chosen = []
+    if phase.unfreeze_every:
+        chosen.append(GradualUnfreezing(phase.unfreeze_every, recipe.train.unit, phase.unfreeze_start))
+    if recipe.train.intent_check:
+        chosen.append(IntentCheck(model))
+    if recipe.train.early_stopping:
+        stop = recipe.train.early_stopping
+        chosen.append(keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=stop.patience,
+                                                    min_delta=stop.min_delta))
+    return chosen

@@ -1,0 +1,79 @@
+"""What every data source shares: its common settings, path checks and the dry-run summary (`DataPeek`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+from pydantic import Field
+
+from tltf.config import Section
+from tltf.errors import DataError
+
+
+class SourceConfig(Section):
+    """Settings every source has (the recipe's `data` section, beside `source` and the source's own keys)."""
+
+    image_size: int = Field(224, ge=1, description="Square input size in pixels.")
+    class_names: Optional[list[str]] = Field(
+        None, description="Names for label ids 0..C-1 (npz, medmnist, tfds); folders name their own."
+    )
+    val_fraction: float = Field(
+        0.1, gt=0, lt=1, description="Held out of train, stratified and seeded, when the source has no val split."
+    )
+    class_weight: Literal["auto", "none"] = "none"
+
+
+@dataclasses.dataclass
+class DataPeek:
+    """What a dry run needs from the data, read without decoding images.
+
+    Args:
+        class_names: the class names.
+        train_count: images that will train (after a carved val split).
+        class_counts: training images per class.
+        warnings: advice about the data (pixel range, class balance).
+    """
+
+    class_names: list[str]
+    train_count: int
+    class_counts: list[int]
+    warnings: list[str]
+
+
+def existing(path, key: str) -> Path:
+    """`path`, expanded, or a `DataError` naming the recipe key when it does not exist."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise DataError(f"{path}: {key} does not exist; check the path (relative paths start at {os.getcwd()})")
+    return path
+
+
+def make_peek(names, labels: np.ndarray, has_val: bool, data, warnings) -> DataPeek:
+    """A `DataPeek` from training labels, with the class-balance advice."""
+    counts = np.bincount(labels, minlength=len(names)).tolist()
+    train_count = len(labels) if has_val else len(labels) - int(round(len(labels) * data.val_fraction))
+    present = [c for c in counts if c]
+    if data.class_weight == "none" and len(present) > 1 and max(present) >= 1.5 * min(present):
+        warnings.append(f"data.class_weight: classes are imbalanced ({' / '.join(map(str, counts))} training images) "
+                        "and class_weight is none; set it to auto to weight them (tltf applies it as sample weights, "
+                        "which Keras never ignores)")
+    if data.class_weight == "auto" and len(present) > 1 and max(present) < 1.05 * min(present):
+        warnings.append("data.class_weight: auto has no effect here: the classes are balanced")
+    return DataPeek(list(names), int(train_count), counts, warnings)
+
+
+def range_warnings(sample: np.ndarray, path: Path) -> list[str]:
+    """Advice when array images are not raw 0–255 pixels."""
+    if sample.size == 0:
+        return []
+    if np.issubdtype(sample.dtype, np.floating) and float(sample.max()) <= 1.0:
+        return [f"{path}: images are floats in [0, 1] but tltf's backbones expect raw 0–255 pixels; they would be "
+                "clipped to 0 and 1. Multiply them by 255 before training"]
+    if float(sample.max()) > 255:
+        return [f"{path}: pixel values up to {float(sample.max()):g}, above the 0–255 the backbones expect; "
+                "they would be clipped to 255. Rescale them to 0–255"]
+    return []

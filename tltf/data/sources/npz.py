@@ -1,0 +1,68 @@
+"""The `npz` source: one .npz archive in the MedMNIST layout (`{split}_images`, `{split}_labels`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from tltf.data.images import standardize
+from tltf.data.sources.base import SourceConfig, existing, make_peek, range_warnings
+from tltf.data.splits import SPLITS, Split
+from tltf.errors import DataError
+
+
+class NpzSource(SourceConfig):
+    """MedMNIST layout: `{split}_images`, `{split}_labels` for train/val/test."""
+
+    source: Literal["npz"]
+    path: Path
+
+
+Config = NpzSource
+
+
+def load(data):
+    """The archive's splits and the recipe's class names."""
+    return read_npz(existing(data.path, "data.path"), data), data.class_names
+
+
+def peek(data):
+    return peek_npz(existing(data.path, "data.path"), data, data.class_names)
+
+
+def read_npz(path: Path, data) -> dict:
+    """`{split: Split}` from a MedMNIST-layout archive, images brought to `data.image_size` RGB."""
+    try:
+        archive = np.load(path)
+    except Exception as error:  # numpy raises several types for bad archives
+        raise DataError(f"{path}: not a readable .npz archive ({type(error).__name__}); check the file") from None
+    with archive:
+        keys = set(archive.files)
+        if "train_images" not in keys or "train_labels" not in keys:
+            raise DataError(
+                f"{path}: expected arrays train_images and train_labels (MedMNIST layout), found {sorted(keys)}"
+            )
+        raw = {}
+        for split in SPLITS:
+            if f"{split}_images" in keys:
+                if f"{split}_labels" not in keys:
+                    raise DataError(f"{path}: {split}_images has no {split}_labels array")
+                raw[split] = Split(
+                    standardize(archive[f"{split}_images"], data.image_size),
+                    np.asarray(archive[f"{split}_labels"]).reshape(-1).astype(np.int64),
+                )
+    return raw
+
+
+def peek_npz(path: Path, data, class_names):
+    """Classes, counts and pixel-range advice from the labels and a sample of the images."""
+    with np.load(path) as archive:
+        labels = np.asarray(archive["train_labels"]).reshape(-1).astype(np.int64)
+        has_val = "val_labels" in archive.files
+        sample = archive["train_images"][:256]
+        all_labels = [np.asarray(archive[f"{s}_labels"]).reshape(-1) for s in SPLITS if f"{s}_labels" in archive.files]
+    count = int(max(label.max() for label in all_labels)) + 1
+    names = class_names or [f"class_{i}" for i in range(count)]
+    return make_peek(names, labels, has_val, data, range_warnings(sample, path))

@@ -1,0 +1,128 @@
+"""Labelled image splits: what every source ends in, and the validation split carved when a source has none."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+
+from tltf.errors import DataError
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclasses.dataclass
+class Split:
+    """One split's images and labels.
+
+    Example:
+        split = Split(images, labels)
+        len(split)          # number of images
+
+    Args:
+        images: uint8 `[N,S,S,3]`.
+        labels: int64 class ids `[N]`.
+    """
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+@dataclasses.dataclass
+class ImageSplits:
+    """A dataset ready to train on: class names and train, val and (if the source has one) test splits.
+
+    Example:
+        splits = tltf.data.load_splits(recipe.data, seed=0)
+        print(splits.summary())        # "2 classes (normal, pneumonia); train 4708, val 524, test 624"
+
+    Args:
+        class_names: names for label ids 0..C-1.
+        train: the training split.
+        val: the validation split (the source's own, or carved from train).
+        test: the test split, or None.
+        val_was_carved: whether val was carved from train.
+    """
+
+    class_names: list[str]
+    train: Split
+    val: Split
+    test: Optional[Split]
+    val_was_carved: bool = False
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def summary(self) -> str:
+        parts = [f"{name} {len(split)}" for name, split in self.items()]
+        carved = " (val carved from train)" if self.val_was_carved else ""
+        return f"{self.num_classes} classes ({', '.join(self.class_names)}); " + ", ".join(parts) + carved
+
+    def items(self):
+        for name in SPLITS:
+            split = getattr(self, name)
+            if split is not None:
+                yield name, split
+
+
+def finish_splits(raw: dict, class_names: Optional[list[str]], data, seed: int) -> ImageSplits:
+    """Checks a source's own splits and carves a stratified, seeded val split from train when there is none."""
+    train = raw["train"]
+    present = np.unique(train.labels)
+    if len(present) < 2:
+        raise DataError(
+            f"data: the train split has a single class ({_name(class_names, present[0])}); "
+            "transfer learning here needs at least two classes"
+        )
+    if present.min() < 0:
+        raise DataError(f"data: labels must be 0..C-1 class ids, found {present.min()}")
+    num_classes = int(max(split.labels.max() for split in raw.values())) + 1
+    if class_names is None:
+        class_names = [f"class_{i}" for i in range(num_classes)]
+    if len(class_names) < num_classes:
+        raise DataError(
+            f"data.class_names: {len(class_names)} names for labels up to {num_classes - 1}; give one name per class"
+        )
+    val_was_carved = "val" not in raw
+    if val_was_carved:
+        train, val = stratified_split(train, data.val_fraction, seed)
+    else:
+        val = raw["val"]
+    return ImageSplits(list(class_names), train, val, raw.get("test"), val_was_carved)
+
+
+def _name(class_names, label) -> str:
+    return repr(class_names[label]) if class_names and label < len(class_names) else f"label {label}"
+
+
+def stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
+    """(train, val): `fraction` of each class held out, seeded."""
+    from sklearn.model_selection import train_test_split
+
+    counts = np.bincount(split.labels)
+    if counts[counts > 0].min() < 2:
+        raise DataError(
+            "data.val_fraction: a class has a single training image, too few to carve a stratified "
+            "validation split; add images or provide a val split"
+        )
+    try:
+        train_idx, val_idx = train_test_split(
+            np.arange(len(split)), test_size=fraction, random_state=seed, stratify=split.labels
+        )
+    except ValueError as error:
+        raise DataError(f"data.val_fraction: {error}") from None
+    train_idx, val_idx = np.sort(train_idx), np.sort(val_idx)
+    return (Split(split.images[train_idx], split.labels[train_idx]),
+            Split(split.images[val_idx], split.labels[val_idx]))
+
+
+def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """Balanced weights, n / (C · count), as per-class factors for sample weights."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    weights = np.where(counts > 0, len(labels) / (num_classes * np.maximum(counts, 1)), 0.0)
+    return weights.astype(np.float32)

@@ -1,0 +1,41 @@
+"""explain(recipe): the fine-tuning a recipe asks for, block by block, without training.
+
+It renders the run's own plan (`tltf.assemble.describe_plan`): for each
+phase (and each step of a gradual unfreezing) and each unit from the stem to
+the head, trainable or frozen, BatchNorm mode, parameter count, the effective
+learning rate at the start, peak and end of the phase, and the weight decay.
+The data is read only as far as needed for the classes and the training-set
+size; the backbone is built without weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def explain(recipe) -> dict:
+    """`{"phases": [{"name", "epochs", "blocks": [...]}, ...], "warnings": [...]}` (see docs/fine-tuning.md)."""
+    from tltf.data.sources import peek_data
+    from tltf.task import Task
+    from tltf.assemble import describe_plan, model_from_recipe
+
+    peek = peek_data(recipe.data)
+    model = model_from_recipe(recipe, Task(peek.class_names), weights=None)
+    steps_per_epoch = math.ceil(peek.train_count / recipe.train.batch_size)
+    return describe_plan(recipe, model, steps_per_epoch, peek.warnings).to_dict()
+
+
+def format_explanation(explanation: dict) -> str:
+    """Plain-text tables, one per phase."""
+    from tltf.evaluate.report import format_table
+
+    header = ("block", "trainable", "BN", "params", "lr start", "lr peak", "lr end", "weight decay")
+    parts = []
+    for phase in explanation["phases"]:
+        rows = [(b["name"], "yes" if b["trainable"] else "frozen", b["bn"], f"{b['params']:,}",
+                 f"{b['lr']['start']:.3g}", f"{b['lr']['peak']:.3g}", f"{b['lr']['end']:.3g}",
+                 f"{b['weight_decay']:g}") for b in phase["blocks"]]
+        parts.append(f"phase {phase['name']}: {phase['epochs']} epochs\n" + format_table(rows, header))
+    for warning in explanation["warnings"]:
+        parts.append(f"warning: {warning}")
+    return "\n\n".join(parts) + "\n"

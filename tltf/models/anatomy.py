@@ -1,0 +1,107 @@
+"""Where the parts of a classifier are: its backbone, its head, their leaf layers and variables.
+
+The lowest layer of tltf's model code: everything that asks "which layer is
+the backbone?" asks here, so block maps, callbacks, optimizers and
+adaptation agree. A tltf model has a `BatchNormPolicy` layer named
+`"backbone"` (which records the backbone family) and a head named `"head"`.
+A user's own model works too when it nests a `keras.applications` backbone
+(`backbone_of` finds it) and ends in a Dense layer.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+BACKBONE_LAYER = "backbone"
+HEAD_LAYER = "head"
+
+# keras.applications model names → tltf backbone family, for models tltf did not build.
+_FAMILY_PREFIXES = (
+    ("mobilenetv2", "mobilenet_v2"), ("mobilenetv3", "mobilenet_v3"), ("efficientnetv2", "efficientnet_v2"),
+    ("efficientnet", "efficientnet"), ("convnext", "convnext"), ("densenet", "densenet"),
+    ("resnet50v2", "resnet_v2"), ("resnet101v2", "resnet_v2"), ("resnet152v2", "resnet_v2"), ("resnet", "resnet"),
+)
+
+
+def backbone_of(model):
+    """The backbone layer: tltf's `BatchNormPolicy` named "backbone", else the one nested model in `model`.
+
+    Raises:
+        ValueError: naming what was looked for, when there is no single nested backbone.
+    """
+    names = [layer.name for layer in model.layers]
+    if BACKBONE_LAYER in names:
+        return model.get_layer(BACKBONE_LAYER)
+    nested = [layer for layer in model.layers if hasattr(layer, "layers") and len(layer.layers) > 2
+              and layer.name != HEAD_LAYER]
+    if len(nested) != 1:
+        raise ValueError(f"model {model.name!r} has no layer named 'backbone' and {len(nested)} nested models; "
+                         "tltf needs the backbone as one nested model (e.g. a keras.applications model) "
+                         "or passed as backbone=")
+    return nested[0]
+
+
+def backbone_network(model):
+    """The backbone's own `keras.Model` (inside tltf's `BatchNormPolicy` wrapper, if any)."""
+    backbone = backbone_of(model)
+    return getattr(backbone, "layer", backbone)
+
+
+def head_of(model):
+    """The head: tltf's layer named "head", else the model's last layer."""
+    names = [layer.name for layer in model.layers]
+    return model.get_layer(HEAD_LAYER) if HEAD_LAYER in names else model.layers[-1]
+
+
+def family_of(model, backbone=None) -> Optional[str]:
+    """The backbone family (`BackboneSpec.family`) the block maps need, or None when unknown.
+
+    tltf records it on its backbone wrapper; for a user's model it is read from
+    the nested `keras.applications` model's name (`mobilenetv2_1.00_224` …).
+    """
+    backbone = backbone if backbone is not None else backbone_of(model)
+    recorded = getattr(backbone, "family", None)
+    if recorded:
+        return recorded
+    name = getattr(backbone, "layer", backbone).name.lower()
+    return next((family for prefix, family in _FAMILY_PREFIXES if name.startswith(prefix)), None)
+
+
+def feature_extractor(model):
+    """A `keras.Model` from raw pixels to the pooled backbone features."""
+    import keras
+
+    return keras.Model(model.input, backbone_of(model).output, name="feature_extractor")
+
+
+def variable_key(variable) -> str:
+    """`layer/variable`: the last two parts of a variable's path.
+
+    Keras gives the head's variables different paths in a built model
+    (`head/logit/kernel`) and in the same model loaded from `.keras`
+    (`logit/kernel`); layer names are unique in a model, so this key is stable.
+    """
+    return "/".join(variable.path.split("/")[-2:])
+
+
+def parameters(layer) -> list:
+    """The variables that train when the layer is trainable: not BatchNorm statistics or counters.
+
+    Keras keeps them in this list whatever the layer's current `trainable` flag.
+    """
+    from tltf._keras_internals import trainable_variables_of
+
+    return trainable_variables_of(layer)
+
+
+def leaf_layers(layer):
+    """The layers with no sublayers under `layer` (itself if it has none), through nested models and
+    `BatchNormPolicy` wrappers."""
+    from tltf.layers import BatchNormPolicy
+
+    children = [layer.layer] if isinstance(layer, BatchNormPolicy) else getattr(layer, "layers", None)
+    if not children:
+        yield layer
+        return
+    for child in children:
+        yield from leaf_layers(child)

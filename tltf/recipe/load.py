@@ -1,0 +1,198 @@
+"""Loading a recipe: YAML, `--set` overrides, validation, cross-field defaults and rules, error wording.
+
+Unknown keys are errors, and every error names its YAML path:
+
+    model.backbone: unknown backbone 'resnet5'; did you mean 'resnet50'?
+
+Relative paths are taken relative to the current working directory, so that
+`--set data.path=...` means what it says on the command line.
+"""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from tltf.data.sources import SOURCE_NAMES, SOURCES
+from tltf.errors import RecipeError
+from tltf.recipe.schema import Recipe
+
+def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
+    """Reads, overrides and validates a recipe; raises `RecipeError` on any problem.
+
+    Example:
+        recipe = load_recipe("recipes/pneumonia.yaml", ["train.epochs=3"])
+
+    Args:
+        path: the YAML file.
+        overrides: `KEY=VALUE` strings; KEY is a dotted path, VALUE is YAML.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: recipe file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise RecipeError(f"{path}{where}: not valid YAML: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise RecipeError(f"{path}: a recipe is a YAML mapping with data, model and train sections")
+    for override in overrides:
+        apply_override(raw, override)
+    raw.setdefault("name", path.stem)
+    return validate_recipe(raw, source=str(path))
+
+
+def apply_override(raw: dict, override: str) -> None:
+    """Sets `a.b.c=value` in the nested dict `raw`; the value is parsed as YAML."""
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise RecipeError(f"--set {override}: expected KEY=VALUE, e.g. train.epochs=3")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    parts = key.strip().split(".")
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            where = ".".join(parts[: depth + 1])
+            raise RecipeError(f"--set {override}: {where} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def validate_recipe(raw: dict, source: str = "recipe") -> Recipe:
+    """Validates a recipe dict; raises `RecipeError` naming the first bad key."""
+    try:
+        recipe = Recipe.model_validate(raw)
+    except ValidationError as error:
+        problems = error.errors()
+        message = _describe(problems[0])
+        if len(problems) > 1:
+            message += f" (and {len(problems) - 1} more)"
+        raise RecipeError(f"{source}: {message}") from None
+    _check_consistency(recipe, source)
+    return recipe
+
+
+def _check_consistency(recipe: Recipe, source: str) -> None:
+    """Fills context-dependent defaults and checks rules that span sections."""
+    _check_model(recipe, source)
+    _check_training(recipe, source)
+
+
+def _check_model(recipe: Recipe, source: str) -> None:
+    from tltf.models.backbones import backbone_names, get_backbone_spec
+    from tltf.models.build import default_bn, default_bn_momentum
+
+    if recipe.model.backbone not in backbone_names():
+        raise RecipeError(f"{source}: model.backbone: unknown backbone {recipe.model.backbone!r}"
+                          f"{_did_you_mean(recipe.model.backbone, backbone_names())}")
+    spec = get_backbone_spec(recipe.model.backbone)
+    if recipe.model.bn is None:
+        recipe.model.bn = default_bn(recipe.model.weights)
+    if recipe.model.bn_momentum is None:
+        recipe.model.bn_momentum = default_bn_momentum(recipe.model.weights, recipe.model.bn)
+    if recipe.data.image_size < spec.min_size:
+        raise RecipeError(
+            f"{source}: data.image_size: {recipe.data.image_size} px is smaller than the "
+            f"{spec.min_size} px that {spec.name} accepts; set data.image_size >= {spec.min_size}"
+        )
+    if recipe.model.alpha is not None and not spec.has_alpha:
+        raise RecipeError(f"{source}: model.alpha: {spec.name} has no width multiplier; remove model.alpha")
+
+
+def _check_training(recipe: Recipe, source: str) -> None:
+    if recipe.train.strategy == "warmup_then_finetune" and recipe.train.head_warmup.epochs >= recipe.train.epochs:
+        raise RecipeError(
+            f"{source}: train.head_warmup.epochs: {recipe.train.head_warmup.epochs} leaves no fine-tuning epoch "
+            f"out of train.epochs={recipe.train.epochs}; make it smaller than train.epochs"
+        )
+    if recipe.train.layer_decay is not None and recipe.train.discriminative is not None:
+        raise RecipeError(f"{source}: train.layer_decay: give layer_decay or discriminative, not both")
+    if recipe.train.strategy == "feature_extraction" and (recipe.train.layer_decay or recipe.train.discriminative):
+        key = "layer_decay" if recipe.train.layer_decay else "discriminative"
+        raise RecipeError(f"{source}: train.{key}: has no effect with feature_extraction (the backbone is frozen); "
+                          "use fine_tune, warmup_then_finetune or gradual_unfreeze")
+    if recipe.adaptation is not None and recipe.adaptation.features is None:
+        recipe.adaptation.features = "head" if recipe.train.strategy == "feature_extraction" else "backbone"
+    if recipe.adaptation is not None and recipe.adaptation.features == "head" and recipe.model.head != "mlp":
+        raise RecipeError(f"{source}: adaptation.features: 'head' adapts the mlp head's hidden layer; set "
+                          "model.head: mlp (with feature_extraction the frozen backbone cannot adapt)")
+    if recipe.adaptation is not None and recipe.data.class_weight == "auto":
+        raise RecipeError(f"{source}: data.class_weight: auto is not supported with adaptation yet; set it to none")
+    if recipe.train.distribution == "multi_worker":
+        raise RecipeError(
+            f"{source}: train.distribution: multi_worker is not supported: Keras 3's model.fit fails under "
+            "MultiWorkerMirroredStrategy (keras-team/keras#20585); use mirrored on one machine"
+        )
+    if recipe.data.class_weight == "auto" and (recipe.augment.mixup or recipe.augment.cutmix):
+        raise RecipeError(
+            f"{source}: data.class_weight: 'auto' cannot be combined with augment.mixup/cutmix, which mix "
+            "labels across classes; set one of them to none"
+        )
+
+
+def _did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(str(word), choices, n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; expected one of {', '.join(choices)}"
+
+
+def _yaml_path(loc: tuple) -> str:
+    # Tagged unions put the tag in the location (data.npz.path); users wrote data.path.
+    parts = [str(p) for i, p in enumerate(loc)
+             if not (i > 0 and loc[i - 1] in ("data", "target") and p in SOURCE_NAMES)]
+    return ".".join(parts) or "(top level)"
+
+
+def _describe(problem: dict) -> str:
+    loc = tuple(problem["loc"])
+    kind = problem["type"]
+    value = problem.get("input")
+    if kind == "extra_forbidden":
+        parent, key = loc[:-1], loc[-1]
+        allowed = _allowed_keys(parent)
+        hint = _did_you_mean(key, allowed) if allowed else ""
+        return f"{_yaml_path(loc)}: unknown key{hint}"
+    path = _yaml_path(loc)
+    if kind == "missing":
+        return f"{path}: required key is missing"
+    if kind == "union_tag_invalid":
+        return f"{path}.source: unknown data source {problem['ctx']['tag']!r}{_did_you_mean(problem['ctx']['tag'], list(SOURCE_NAMES))}"
+    if kind == "union_tag_not_found":
+        return f"{path}.source: required key is missing; expected one of {', '.join(SOURCE_NAMES)}"
+    if kind == "literal_error":
+        return f"{path}: expected {problem['ctx']['expected']}, got {value!r}"
+    message = problem["msg"].removeprefix("Value error, ")
+    if kind == "value_error":
+        return f"{path}: {message}"
+    return f"{path}: {message[0].lower() + message[1:]}, got {value!r}"
+
+
+def _allowed_keys(parent: tuple) -> list[str]:
+    model: Any = Recipe
+    for part in parent:
+        if part in SOURCE_NAMES:
+            model = SOURCES[part].Config
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        annotation = field.annotation
+        for candidate in getattr(annotation, "__args__", (annotation,)):
+            if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+                model = candidate
+                break
+    return sorted(getattr(model, "model_fields", {}))

@@ -1,0 +1,155 @@
+"""The recipe's schema: typed, documented configuration for one tltf run, and nothing else.
+
+Pure pydantic models: no model code, no file reading. Loading (YAML,
+`--set`, cross-field defaults and rules, error wording) is `tltf.recipe.load`.
+The `data` section is one of the registered sources' configs
+(`tltf.data.sources`).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import Field, field_validator
+
+from tltf.config import Section
+from tltf.data.sources import DataSource
+from tltf.recipe.adaptation import AdaptationConfig
+from tltf.recipe.training import TrainConfig
+
+# ----------------------------------------------------------------------- data
+
+
+
+
+# -------------------------------------------------------------------- augment
+
+
+class RandAugmentConfig(Section):
+    """RandAugment: `num_ops` random operations per image at strength `factor`.
+
+    Example:
+        augment: {randaugment: {num_ops: 2, factor: 0.5}}
+    """
+
+    num_ops: int = Field(2, ge=1)
+    factor: float = Field(0.5, gt=0, le=1)
+
+
+class AugmentConfig(Section):
+    """Training-only augmentation, all Keras-core preprocessing layers.
+
+    Example:
+        augment: {zoom: 0.1, flip: horizontal, rotation: 0.05, contrast: 0.1, mixup: 0.2}
+
+    Every field defaults to off; see each field's description.
+    """
+
+    zoom: float = Field(0.0, ge=0, lt=1, description="RandomZoom factor (± fraction).")
+    translate: float = Field(0.0, ge=0, lt=1, description="RandomTranslation factor.")
+    flip: Literal["none", "horizontal", "vertical", "horizontal_and_vertical"] = "none"
+    rotation: float = Field(0.0, ge=0, le=0.5, description="RandomRotation factor, a fraction of 2π.")
+    contrast: float = Field(0.0, ge=0, lt=1, description="RandomContrast factor.")
+    randaugment: Optional[RandAugmentConfig] = None
+    mixup: Optional[float] = Field(None, gt=0, description="MixUp alpha.")
+    cutmix: Optional[float] = Field(None, gt=0, description="CutMix alpha.")
+
+    @property
+    def enabled(self) -> bool:
+        return any(
+            [self.zoom, self.translate, self.flip != "none", self.rotation, self.contrast,
+             self.randaugment, self.mixup, self.cutmix]
+        )
+
+
+# ---------------------------------------------------------------------- model
+
+
+class ModelConfig(Section):
+    """The network: a registered backbone, its weights, a new head and the BatchNorm policy.
+
+    Example:
+        model: {backbone: mobilenet_v2, alpha: 0.35, weights: imagenet, head: mlp, hidden_units: [128]}
+
+    Args:
+        backbone: a registered backbone name (`tltf.models.backbone_names()`).
+        weights: `imagenet`, `none`, or a path to a weights file.
+        alpha: MobileNet width multiplier.
+        head: `linear` or `mlp`; `hidden_units` and `dropout` shape it.
+        bn: `frozen` or `train`; filled in from `weights` when not given.
+        bn_momentum: the backbone BatchNorm momentum; filled in (0.9) when BN trains from scratch.
+    """
+
+    backbone: str = "resnet50"
+    weights: Optional[str] = Field("imagenet", description="imagenet, none, or a path to a weights file.")
+    alpha: Optional[float] = Field(None, gt=0, description="MobileNet width multiplier.")
+    head: Literal["linear", "mlp"] = "linear"
+    hidden_units: list[int] = Field([256], description="Hidden layer sizes of the mlp head.")
+    dropout: float = Field(0.2, ge=0, lt=1)
+    bn: Optional[Literal["frozen", "train"]] = Field(
+        None, description="frozen: BatchNorm always in inference mode. Default: frozen with pretrained weights, else train."
+    )
+    bn_momentum: Optional[float] = Field(
+        None, gt=0, lt=1,
+        description="Moving-average momentum of the backbone's BatchNorm. Default: the backbone's own with "
+                    "pretrained weights; 0.9 when BN trains from scratch.",
+    )
+
+    @field_validator("weights", mode="before")
+    @classmethod
+    def _normalise_weights(cls, value: Any) -> Optional[str]:
+        if value is None or (isinstance(value, str) and value.lower() == "none"):
+            return None
+        if isinstance(value, str) and value.lower() == "imagenet":
+            return "imagenet"
+        return value
+
+
+class EvaluateConfig(Section):
+    """Evaluation settings.
+
+    Example:
+        evaluate: {bootstrap: 1000}
+    """
+
+    bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples for the AUC confidence interval.")
+
+
+# --------------------------------------------------------------------- recipe
+
+
+class Recipe(Section):
+    """One run: the data, augmentation, model, training, evaluation and (optionally) adaptation sections.
+
+    Example:
+        recipe = tltf.load_recipe("recipes/pneumonia-mobilenet.yaml", ["train.epochs=3"])
+        recipe.train.strategy          # "warmup_then_finetune"
+        print(recipe.to_yaml())        # every default filled in
+
+    Args:
+        name: the run's name (default: the recipe file's stem).
+        data: the data source (`source: npz | directory | csv | medmnist | tfds` and its keys).
+        augment: training-only augmentation.
+        model: backbone, weights, head and BatchNorm policy.
+        train: strategy, epochs, optimizer, rates and the GPU path.
+        evaluate: evaluation settings.
+        adaptation: domain adaptation toward an unlabelled target, or None.
+    """
+
+    name: Optional[str] = None
+    data: DataSource
+    augment: AugmentConfig = AugmentConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    adaptation: Optional[AdaptationConfig] = None
+
+    def to_yaml(self) -> str:
+        """The fully resolved recipe as YAML, `data.source` first."""
+        resolved = self.model_dump(mode="json", by_alias=True)
+        resolved["data"] = {"source": resolved["data"].pop("source"), **resolved["data"]}
+        if resolved.get("adaptation"):
+            target = resolved["adaptation"]["target"]
+            resolved["adaptation"]["target"] = {"source": target.pop("source"), **target}
+        return yaml.safe_dump(resolved, sort_keys=False)

@@ -1,0 +1,86 @@
+"""The recipe's `train` section: strategy, budget, optimizer, per-unit rates and the GPU path."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional
+
+from pydantic import Field, model_validator
+
+from tltf.config import Section
+
+
+class EarlyStoppingConfig(Section):
+    """Stop a phase when val AUC has not improved by `min_delta` for `patience` epochs."""
+
+    patience: int = Field(5, ge=1)
+    min_delta: float = Field(0.0, ge=0)
+
+
+class HeadWarmupConfig(Section):
+    """The head-only phase of `warmup_then_finetune`."""
+
+    epochs: int = Field(3, ge=1, description="Head-only epochs before the backbone is unfrozen.")
+    lr: float = Field(1e-3, gt=0)
+
+
+class DiscriminativeConfig(Section):
+    """Discriminative learning rates: a rate for the head and one per group of backbone units."""
+
+    head: float = Field(gt=0, description="The head's learning rate.")
+    groups: Optional[list[Annotated[float, Field(gt=0)]]] = Field(
+        None, min_length=1, description="One rate per contiguous group of units, stem first.")
+    range: Optional[tuple[Annotated[float, Field(gt=0)], Annotated[float, Field(gt=0)]]] = Field(
+        None, description="[low, high], spread geometrically from the stem to the last unit.")
+
+    @model_validator(mode="after")
+    def _one_of(self):
+        if (self.groups is None) == (self.range is None):
+            raise ValueError("give exactly one of groups: [rates...] or range: [low, high]")
+        return self
+
+
+class GradualConfig(Section):
+    """`gradual_unfreeze`: head-only epochs first, then one more unit every `every` epochs, top down."""
+
+    every: int = Field(2, ge=1, description="Epochs between two unfreezings.")
+    start_epochs: int = Field(1, ge=0, description="Head-only epochs before the first unit is unfrozen.")
+
+
+class TrainConfig(Section):
+    """How the network trains: the strategy, its budget, the optimizer and rates, and the GPU path.
+
+    Example:
+        train: {strategy: warmup_then_finetune, epochs: 12, lr: 5.0e-4, schedule: cosine, layer_decay: 0.8}
+
+    Args:
+        strategy: feature_extraction, fine_tune, warmup_then_finetune or gradual_unfreeze.
+        epochs: total epochs over all phases.
+        lr: the base (fine-tuning) rate; `head_warmup.lr` is the head's in a warm-up.
+        layer_decay, discriminative: per-unit rates (one of them), over the block map's `unit`s.
+        precision, distribution: the dtype policy and tf.distribute strategy.
+    """
+
+    strategy: Literal["feature_extraction", "fine_tune", "warmup_then_finetune", "gradual_unfreeze"] = "fine_tune"
+    epochs: int = Field(20, ge=1, description="Total epochs over all phases.")
+    batch_size: int = Field(32, ge=1)
+    optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = Field(1e-4, gt=0, description="Base learning rate (the fine-tuning rate).")
+    weight_decay: float = Field(0.004, ge=0)
+    schedule: Literal["constant", "cosine"] = "constant"
+    warmup_epochs: float = Field(0.0, ge=0, description="Linear learning-rate warm-up at the start of each phase.")
+    head_warmup: HeadWarmupConfig = HeadWarmupConfig()
+    seed: int = 42
+    early_stopping: Optional[EarlyStoppingConfig] = None
+    feature_cache: bool = Field(True, description="Cache frozen-backbone features when augmentation is off.")
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field(
+        "float32", description="Keras dtype policy: mixed_float16 on GPUs, mixed_bfloat16 on TPUs and recent CPUs."
+    )
+    distribution: Literal["default", "mirrored", "multi_worker"] = Field(
+        "default", description="tf.distribute strategy; batch_size is the global batch."
+    )
+    unit: Literal["block", "stage"] = Field("block", description="What one unit of the block map is.")
+    layer_decay: Optional[float] = Field(
+        None, gt=0, le=1, description="Layer-wise lr decay: lr × decay^(units from the head).")
+    discriminative: Optional[DiscriminativeConfig] = None
+    gradual: GradualConfig = GradualConfig()
+    intent_check: bool = Field(True, description="Check frozen weights and BatchNorm at each phase's first step.")

@@ -1,0 +1,158 @@
+"""fit(recipe): data → model → plan → trainer → evaluation → run directory.
+
+The one function that runs a recipe end to end. Each step is its own piece:
+the data sources load the splits, `assemble_training` turns the recipe into
+a plan, the `Trainer` executes it with ordinary `model.fit` calls, the
+evaluator scores the best checkpoint, and `staged_run_dir` makes the run
+directory appear only when everything is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Optional
+
+from tltf.log import logger
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What `tltf.fit` returns.
+
+    Example:
+        result = tltf.fit(tltf.load_recipe("recipes/pneumonia-mobilenet.yaml"))
+        print(result.run_dir, result.metrics["test"]["auc"], result.metrics["best_epoch"])
+
+    Args:
+        run_dir: the finished run directory.
+        metrics: what `metrics.json` holds (val, test, best_epoch, adaptation results).
+        history: per-epoch Keras metrics over all phases.
+        plan: one row per phase (name, epochs, lr, backbone, trainable and frozen parameters, feature cache).
+    """
+
+    run_dir: Path
+    metrics: dict
+    history: dict
+    plan: list
+
+
+def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int] = None, callbacks=()) -> FitResult:
+    """Trains and evaluates a recipe, writing a complete run directory.
+
+    Progress goes to the `tltf` logger (`tltf.log`).
+
+    Example:
+        result = tltf.fit(tltf.load_recipe("recipes/pneumonia-mobilenet.yaml"))
+        print(result.metrics["test"]["auc"])
+
+    Args:
+        recipe: a validated `tltf.recipe.Recipe`.
+        run_dir: where to write; default `runs/<name>-<UTC timestamp>`.
+        runs_root: parent folder of default run directories.
+        verbose: Keras verbosity; default a progress bar on a terminal, one line per epoch otherwise.
+        callbacks: extra Keras callbacks, passed to every phase's `fit`.
+
+    Raises:
+        TltfError: bad data, weights or run dir, before anything is written.
+    """
+    import keras
+
+    from tltf.data.sources import load_splits
+    from tltf.run_dir import new_run_dir, staged_run_dir
+    from tltf.task import Task
+    from tltf.assemble import assemble_training, model_from_recipe
+    from tltf.train.distribution import dtype_policy, make_strategy
+    from tltf.train.trainer import Trainer
+
+    verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
+    strategy = make_strategy(recipe.train.distribution)
+    keras.utils.set_random_seed(recipe.train.seed)
+    final_dir = new_run_dir(recipe.name, run_dir, runs_root)
+    splits = load_splits(recipe.data, seed=recipe.train.seed)
+    logger.info(f"data: {splits.summary()}")
+    target_domain = _load_target_domain(recipe, splits)
+    with dtype_policy(recipe.train.precision), strategy.scope():
+        model = model_from_recipe(recipe, Task(splits.class_names))
+        plan = assemble_training(recipe, model, splits, target_domain, verbose)
+        logger.info(plan_text(recipe, plan.summary_rows(), strategy.num_replicas_in_sync))
+        with staged_run_dir(final_dir) as work_dir:
+            (work_dir / "recipe.yaml").write_text(recipe.to_yaml())
+            before = _domain_features(model, splits, target_domain, recipe) if target_domain else None
+            outcome = Trainer(verbose, callbacks).run(plan, work_dir)
+            metrics = _evaluate(recipe, plan, outcome, splits, target_domain, before, work_dir, verbose)
+    logger.info(f"run written to {final_dir}")
+    return FitResult(final_dir, metrics, outcome.history, plan.summary_rows())
+
+
+def _evaluate(recipe, plan, outcome, splits, target_domain, before, work_dir: Path, verbose: int) -> dict:
+    """Scores the best checkpoint (and, with adaptation, the target and the baseline); writes the evaluation."""
+    from tltf.evaluate.evaluator import evaluate_splits, write_evaluation
+
+    logger.info("evaluating the best checkpoint")
+    evaluation = evaluate_splits(plan.model, splits, recipe.evaluate.bootstrap, recipe.train.seed,
+                                 recipe.train.batch_size)
+    evaluation.metrics["best_epoch"] = outcome.best_epoch
+    if target_domain is not None:
+        evaluation.metrics.update(_adaptation_results(recipe, plan.model, splits, target_domain, before, work_dir,
+                                                      verbose))
+    write_evaluation(work_dir, evaluation, outcome, recipe, plan.summary_rows())
+    return evaluation.metrics
+
+
+def _load_target_domain(recipe, splits):
+    if recipe.adaptation is None:
+        return None
+    from tltf.adapt.target import load_target
+
+    target_domain = load_target(recipe.adaptation.target, recipe.data.image_size, splits.class_names)
+    logger.info(target_domain.summary())
+    return target_domain
+
+
+def _domain_features(model, splits, target_domain, recipe):
+    from tltf.adapt.evaluation import domain_features
+
+    return domain_features(model, splits.train.images, target_domain.images, recipe.train.batch_size)
+
+
+def _adaptation_results(recipe, model, splits, target_domain, before, work_dir: Path, verbose: int) -> dict:
+    """Target metrics, the source-only baseline (trained by the same trainer from its own plan), the A-distance."""
+    from tltf.adapt.evaluation import adaptation_report
+
+    baseline = None
+    if target_domain.evaluation is not None and recipe.adaptation.compare_source_only:
+        baseline = _train_source_only(recipe, splits, work_dir / "source_only", verbose)
+    return adaptation_report(model, baseline, splits, target_domain, before, work_dir, recipe.train.seed,
+                             recipe.train.batch_size)
+
+
+def _train_source_only(recipe, splits, directory: Path, verbose: int):
+    """The same recipe without adaptation, same seed and budget: the baseline adaptation must beat."""
+    import keras
+
+    from tltf.task import Task
+    from tltf.assemble import assemble_training, model_from_recipe
+    from tltf.train.trainer import Trainer
+
+    logger.info("training the source-only baseline at the same budget")
+    keras.utils.set_random_seed(recipe.train.seed)
+    source_only = recipe.model_copy(update={"adaptation": None})
+    baseline = model_from_recipe(source_only, Task(splits.class_names))
+    plan = assemble_training(source_only, baseline, splits, verbose=verbose)
+    directory.mkdir()
+    Trainer(verbose).run(plan, directory)
+    return baseline
+
+
+def plan_text(recipe, rows, replicas: int = 1) -> str:
+    """The console's plan: one line on the whole run, then a table with a row per phase."""
+    from tltf.evaluate.report import format_table
+
+    header = ("phase", "epochs", "lr", "backbone", "trainable params", "frozen params", "feature cache")
+    m = recipe.model
+    title = (f"plan: {recipe.train.strategy} on {m.backbone} (weights {m.weights}, BatchNorm {m.bn}), "
+             f"{recipe.train.optimizer}, batch {recipe.train.batch_size}, {recipe.train.precision}, "
+             f"{recipe.train.distribution} distribution ({replicas} replica{'s' if replicas > 1 else ''})")
+    return title + "\n" + format_table(rows, header)

@@ -1,0 +1,115 @@
+"""The training plan: what a run trains, phase by phase, as plain data.
+
+A `TrainingPlan` is assembled from a recipe (`tltf.assemble`), shown by
+`tltf explain` and the run's log, and executed by `tltf.train.trainer.Trainer`
+with one `model.fit` per phase. The plan holds everything the trainer needs
+(the model, the optimizer, per phase the fitted model, its datasets and its
+callbacks); the trainer reads nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+from tltf.train.phases import Phase
+
+
+@dataclasses.dataclass
+class Segment:
+    """A stretch of a phase with one set of trainable units; a gradual phase has one per unfreezing.
+
+    Args:
+        name: the phase name, with the newest unit for a gradual step.
+        epochs: how many epochs the segment lasts.
+        blocks: one dict per unit, stem to head: `name`, `trainable`, `bn`,
+            `params`, `lr` (`start`, `peak`, `end`: the effective rate) and
+            `weight_decay`.
+    """
+
+    name: str
+    epochs: int
+    blocks: list
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "epochs": self.epochs, "blocks": self.blocks}
+
+
+@dataclasses.dataclass
+class PhasePlan:
+    """One `model.fit` call.
+
+    Args:
+        phase: the strategy's phase (name, epochs, rate, which part trains).
+        first_step: the optimizer step the phase starts at.
+        end_step: the step after its last one.
+        segments: what trains, unit by unit, in each stretch of the phase.
+        trainable_params: parameters that train in this phase (the console plan).
+        frozen_params: all other weights, BatchNorm statistics included.
+        fit_target: what is fitted (`tltf.train.targets`); None in a plan made
+            only to be explained.
+        callbacks: Keras callbacks this phase needs (unfreezing, intent check,
+            early stopping, an adaptation method's own).
+    """
+
+    phase: Phase
+    first_step: int
+    end_step: int
+    segments: list
+    trainable_params: int
+    frozen_params: int
+    fit_target: Optional[object] = None
+    callbacks: list = dataclasses.field(default_factory=list)
+
+    @property
+    def feature_cache(self) -> bool:
+        """Whether this phase fits the head on cached backbone features."""
+        return bool(getattr(self.fit_target, "caches_features", False))
+
+
+@dataclasses.dataclass
+class TrainingPlan:
+    """Everything a run trains, and how.
+
+    Example:
+        plan = assemble_training(recipe, model, splits)
+        print(plan.to_dict()["phases"][0]["blocks"][-1]["lr"])   # the head's rates in the first phase
+        history = Trainer().run(plan, Path("checkpoints"))
+
+    Args:
+        phases: the `PhasePlan`s, in order.
+        steps_per_epoch: optimizer steps in one epoch.
+        warnings: advice about the recipe and data (shown by explain and fit).
+        model: the classifier that is delivered (saved at its best epoch).
+        optimizer: the one optimizer of every phase; its slots carry over.
+        lr_multipliers: `layer/variable` key → learning-rate multiplier for
+            the phases that use per-unit rates.
+        task: the `tltf.task.Task` (loss and metrics of the delivered model).
+        monitor: the validation metric that chooses the best epoch (max).
+        retained_optimizer: optional `fn(optimizer) -> optimizer` giving the
+            optimizer state the delivered model keeps (an adaptation method
+            drops its own variables).
+        schedule: the `PhaseSchedule` that drives the optimizer through the phases.
+    """
+
+    phases: list
+    steps_per_epoch: int
+    warnings: list
+    model: Optional[object] = None
+    optimizer: Optional[object] = None
+    lr_multipliers: dict = dataclasses.field(default_factory=dict)
+    task: Optional[object] = None
+    monitor: str = "val_auc"
+    retained_optimizer: Optional[object] = None
+    schedule: Optional[object] = None
+
+    def to_dict(self) -> dict:
+        """What `tltf explain --json` prints: every segment of every phase, and the warnings."""
+        return {"phases": [segment.to_dict() for phase in self.phases for segment in phase.segments],
+                "warnings": list(self.warnings)}
+
+    def summary_rows(self) -> list[tuple]:
+        """One row per phase for the console plan and report.md."""
+        return [(p.phase.name, p.phase.epochs, f"{p.phase.lr:g}", "trains" if p.phase.train_backbone else "frozen",
+                 f"{p.trainable_params:,}", f"{p.frozen_params:,}", "yes" if p.feature_cache else "no")
+                for p in self.phases]

@@ -1,0 +1,101 @@
+"""The trainer: executes a `TrainingPlan` with one ordinary `model.fit` per phase.
+
+It knows no recipe, no evaluation and no run directory layout beyond the
+folder it is given for checkpoints and logs. What differs between strategies
+and adaptation methods is in the plan: which model each phase fits, on which
+datasets, with which callbacks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Optional
+
+from tltf.log import logger
+from tltf.models.anatomy import backbone_of
+from tltf.train.optimizers import inner_optimizer
+
+
+@dataclasses.dataclass
+class TrainingOutcome:
+    """What a trained plan leaves besides the model.
+
+    Args:
+        history: per-epoch metrics of every phase, merged.
+        phase_starts: `(phase name, first epoch)` for each phase.
+        best_epoch: the 1-based epoch whose weights the model now has (None if no epoch improved).
+    """
+
+    history: dict
+    phase_starts: list
+    best_epoch: Optional[int]
+
+
+class Trainer:
+    """Runs a plan's phases in order on its model and its one optimizer.
+
+    Example:
+        outcome = Trainer(verbose=0).run(plan, Path("run"))
+        plan.model.predict(images)   # the best epoch's weights, compiled with the optimizer that trained it
+
+    Args:
+        verbose: Keras `fit` verbosity.
+        callbacks: extra Keras callbacks, passed to every phase's `fit`.
+    """
+
+    def __init__(self, verbose: int = 2, callbacks=()):
+        self.verbose = verbose
+        self.callbacks = list(callbacks)
+
+    def run(self, plan, checkpoint_dir: Path) -> TrainingOutcome:
+        """Fits every phase; leaves the best epoch's model (and its optimizer state) in `checkpoint_dir/model.keras`."""
+        from tltf.train.callbacks import BestModelCheckpoint
+
+        checkpoint_dir = Path(checkpoint_dir)
+        best = BestModelCheckpoint(checkpoint_dir / "model.keras", plan.model, monitor=plan.monitor, mode="max")
+        shared = [best, *self._logging_callbacks(checkpoint_dir), *self.callbacks]
+        history: dict[str, list] = {}
+        phase_starts, epoch = [], 0
+        for index, phase_plan in enumerate(plan.phases):
+            phase_starts.append((phase_plan.phase.name, epoch))
+            epoch += self._run_phase(plan, index, shared, epoch, history)
+        best.restore_best()
+        self._compile_deliverable(plan)
+        best.save()
+        best_epoch = None if best.best_epoch is None else best.best_epoch + 1
+        return TrainingOutcome(history, phase_starts, best_epoch)
+
+    def _run_phase(self, plan, index: int, shared: list, epoch: int, history: dict) -> int:
+        """One `fit`; returns how many epochs it ran."""
+        phase_plan = plan.phases[index]
+        phase = phase_plan.phase
+        logger.info(f"phase {index + 1}/{len(plan.phases)}: {phase.name}, {phase.epochs} epochs, lr {phase.lr:g}, "
+                    f"backbone {'trains' if phase.train_backbone else 'frozen'}")
+        backbone_of(plan.model).trainable = phase.train_backbone
+        inner_optimizer(plan.optimizer).set_lr_multipliers(plan.lr_multipliers if phase.layerwise else {})
+        target = phase_plan.fit_target
+        target.compile(plan.optimizer)
+        train_ds, val_ds = target.datasets()
+        result = target.model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + phase.epochs,
+                                  callbacks=[*shared, *phase_plan.callbacks], verbose=self.verbose, shuffle=False)
+        for key, values in result.history.items():
+            history.setdefault(key, []).extend(float(v) for v in values)
+        if int(plan.optimizer.iterations.numpy()) < phase_plan.end_step:
+            # Stopped early: start the next phase on its own schedule.
+            plan.optimizer.iterations.assign(phase_plan.end_step)
+        return len(result.epoch)
+
+    @staticmethod
+    def _logging_callbacks(checkpoint_dir: Path) -> list:
+        import keras
+
+        return [keras.callbacks.CSVLogger(str(checkpoint_dir / "history.csv"), append=True),
+                keras.callbacks.TensorBoard(str(checkpoint_dir / "logs"), write_graph=False)]
+
+    @staticmethod
+    def _compile_deliverable(plan) -> None:
+        """The full model, trainable as its optimizer was built and compiled with it, so its state reloads."""
+        backbone_of(plan.model).trainable = any(p.phase.train_backbone for p in plan.phases)
+        optimizer = plan.optimizer if plan.retained_optimizer is None else plan.retained_optimizer(plan.optimizer)
+        plan.model.compile(optimizer=optimizer, loss=plan.task.loss(), metrics=plan.task.metrics())
