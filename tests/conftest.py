@@ -116,6 +116,27 @@ def npz_path(tmp_path) -> Path:
 
 
 @pytest.fixture
+def imagenet_cache():
+    """The shared MobileNetV2-0.35 weights in the test session's Keras cache, under the names Keras asks for
+    (as README's offline setup leaves them); skips when ../shared is absent."""
+    import shutil
+
+    if not MOBILENET_WEIGHTS.exists():
+        pytest.skip(f"{MOBILENET_WEIGHTS} is absent (../shared holds the real test assets)")
+    models = Path(os.environ["KERAS_HOME"]) / "models"
+    models.mkdir(parents=True, exist_ok=True)
+    added = []
+    for size in (96, 128, 160, 192, 224):
+        cached = models / f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_{size}_no_top.h5"
+        if not cached.exists():
+            shutil.copy(MOBILENET_WEIGHTS, cached)
+            added.append(cached)
+    yield models
+    for cached in added:
+        cached.unlink()
+
+
+@pytest.fixture
 def tltf_log():
     """The lines the `tltf` logger emits during the test (it also keeps printing them)."""
     import logging

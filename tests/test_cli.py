@@ -71,6 +71,7 @@ def test_fit_then_evaluate(run_cli, tmp_path, npz_path):
 
     again = run_cli("evaluate", run_dir, "--json", tmp_path / "eval.json")
     assert again.exit_code == 0, again.output
+    assert again.stdout.splitlines()[0].split() == ["metric", "test"]  # one column: the split evaluated
     evaluated = json.loads((tmp_path / "eval.json").read_text())
     assert evaluated["auc"] == pytest.approx(saved["test"]["auc"], abs=1e-6)
     assert evaluated["at_threshold"] == pytest.approx(saved["test"]["at_threshold"])
@@ -131,3 +132,12 @@ def test_library_route_example_runs(tmp_path):
                             text=True, timeout=300, env={**os.environ, "SHARED": str(SHARED)})
     assert result.returncode == 0, result.stderr[-2000:]
     assert "test AUC" in result.stdout and (tmp_path / "library-route.keras").exists()
+
+
+@pytest.mark.parametrize("command", ["validate", "explain", "fit"])
+def test_weights_that_cannot_be_had_fail_before_the_data_is_read(run_cli, tmp_path, command):
+    """The data path does not exist either: the weights error comes first, as one line, exit 2."""
+    recipe = write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(tmp_path / "not-read.npz"),
+                                                "image_size": 32},
+                          model={"backbone": "mobilenet_v2", "alpha": 0.35, "weights": str(tmp_path / "w.h5")})
+    assert_user_error(run_cli(command, recipe), "w.h5: model.weights file not found", cwd=tmp_path)

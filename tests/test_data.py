@@ -1,3 +1,4 @@
+import re
 import hashlib
 
 import numpy as np
@@ -232,3 +233,35 @@ def test_sample_weights_travel_with_batches():
     weights = np.arange(6, dtype=np.float32)
     x, y, w = next(iter(make_dataset(images, labels, BINARY, 6, sample_weights=weights)))
     assert np.array_equal(w.numpy(), weights) and y.shape == (6, 1)
+
+
+@pytest.mark.parametrize("bad, expected", [
+    (np.nan, "train_images[5] holds NaN or infinite values (1 images do)"),
+    (np.inf, "train_images[5] holds NaN or infinite values"),
+    (300.0, "train_images[5] has values from 0 to 300, outside the raw 0–255 pixels"),
+    (-1.0, "train_images[5] has values from -1 to 0, outside the raw 0–255 pixels"),
+])
+def test_npz_pixels_that_are_not_raw_0_255_are_refused(tmp_path, bad, expected):
+    images = np.zeros((20, 8, 8), "float32")
+    images[5, 3, 3] = bad
+    np.savez(tmp_path / "f.npz", train_images=images, train_labels=np.arange(20) % 2)
+    recipe = validate_recipe({"data": {"source": "npz", "path": str(tmp_path / "f.npz"), "image_size": 8},
+                              "model": {"backbone": "tiny_test", "weights": None}})
+    with pytest.raises(DataError) as info:
+        load_splits(recipe.data)
+    assert str(info.value) == f"{tmp_path / 'f.npz'}: " + str(info.value).split(": ", 1)[1]
+    assert expected in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("train, test, expected", [
+    ([0, 7], [0, 1], "the test split has label 1, which never occurs in the train split"),
+    ([0, 7], [0, 7], "class 'class_1' (id 1) has no training image; the train labels are [0, 7]"),
+    ([0, 1], [0, 2], "the test split has label 2, which never occurs in the train split"),
+])
+def test_labels_must_match_the_classes_in_every_split(tmp_path, train, test, expected):
+    np.savez(tmp_path / "f.npz", train_images=np.zeros((20, 8, 8), np.uint8), train_labels=np.resize(train, 20),
+             test_images=np.zeros((6, 8, 8), np.uint8), test_labels=np.resize(test, 6))
+    recipe = validate_recipe({"data": {"source": "npz", "path": str(tmp_path / "f.npz"), "image_size": 8},
+                              "model": {"backbone": "tiny_test", "weights": None}})
+    with pytest.raises(DataError, match=re.escape(expected)):
+        load_splits(recipe.data)

@@ -69,13 +69,21 @@ def test_explain_reads_folder_names_not_images(tmp_path):
 
 
 def test_warnings_for_pixel_range_and_class_balance(tmp_path):
-    images = np.random.default_rng(0).random((40, 8, 8)).astype("float32")  # [0, 1] floats
-    labels = np.array([0] * 30 + [1] * 10)
+    images = np.random.default_rng(0).random((44, 8, 8)).astype("float32")  # [0, 1] floats
+    labels = np.array([0] * 40 + [1] * 4)
     np.savez(tmp_path / "f.npz", train_images=images, train_labels=labels)
     path = write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(tmp_path / "f.npz")})
     warnings = explain(load_recipe(path))["warnings"]
     assert any("floats in [0, 1]" in w and "Multiply them by 255" in w for w in warnings)
-    assert any("classes are imbalanced (30 / 10" in w for w in warnings)
+    assert any("classes are severely imbalanced (40 / 4" in w for w in warnings)
+
+
+def test_moderate_imbalance_is_not_warned_about(tmp_path):
+    """3:1, like PneumoniaMNIST: the AUC ignores it and the threshold is chosen on val."""
+    labels = np.array([0] * 30 + [1] * 10)
+    np.savez(tmp_path / "f.npz", train_images=np.zeros((40, 8, 8), np.uint8), train_labels=labels)
+    path = write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(tmp_path / "f.npz")})
+    assert not [w for w in explain(load_recipe(path))["warnings"] if "imbalanced" in w]
 
 
 def test_replica_warning(tmp_path, npz_path, monkeypatch):
@@ -89,7 +97,7 @@ def test_replica_warning(tmp_path, npz_path, monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["pneumonia-discriminative", "pneumonia-llrd", "pneumonia-gradual"])
-def test_shipped_fine_tuning_recipes_explain(name, tmp_path, monkeypatch):
+def test_shipped_fine_tuning_recipes_explain(name, tmp_path, monkeypatch, imagenet_cache):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["explain", str(RECIPES / f"{name}.yaml"), "--set", "data.root=nowhere",
                                        "--json", "e.json"])
@@ -105,17 +113,27 @@ ROOT = RECIPES.parent
 GOLDEN = Path(__file__).resolve().parent / "golden" / "explain"
 
 
+# ResNet50's ImageNet weights cannot be had offline: explain refuses the recipe as fit would, so its
+# structure is explained without them (the BatchNorm policy kept as the recipe resolves it).
+NO_RESNET_WEIGHTS = ["--set", "model.weights=none", "--set", "model.bn=frozen"]
+
+
 @pytest.mark.parametrize("name", sorted(path.stem for path in RECIPES.glob("*.yaml")))
-def test_explain_of_every_shipped_recipe_matches_its_golden(name, tmp_path, monkeypatch):
-    """Byte for byte, text and JSON: the goldens were written before the plan/trainer restructure."""
+def test_explain_of_every_shipped_recipe_matches_its_golden(name, tmp_path, monkeypatch, imagenet_cache):
+    """Byte for byte, text and JSON: the goldens were written before the plan/trainer restructure (and changed
+    since only where the output was meant to: the moderate-imbalance warning went, "1 epoch" lost its s)."""
     monkeypatch.chdir(ROOT)  # the recipes name ../shared paths relative to the project
     recipe_path = RECIPES / f"{name}.yaml"
-    data_path = load_recipe(recipe_path).data
-    if data_path.source == "npz" and not Path(data_path.path).exists():
-        pytest.skip(f"{data_path.path} is absent (../shared holds the real test assets)")
-    result = CliRunner().invoke(main, ["explain", str(recipe_path), "--json", str(tmp_path / "e.json")])
+    recipe = load_recipe(recipe_path)
+    if recipe.data.source == "npz" and not Path(recipe.data.path).exists():
+        pytest.skip(f"{recipe.data.path} is absent (../shared holds the real test assets)")
+    extra = NO_RESNET_WEIGHTS if recipe.model.backbone == "resnet50" and recipe.model.weights else []
+    result = CliRunner().invoke(main, ["explain", str(recipe_path), *extra, "--json", str(tmp_path / "e.json")])
     assert result.exit_code == 0, result.output
-    assert result.stdout == (GOLDEN / f"{name}.txt").read_text()
+    # Keras' own note when it loads 224 px weights for another size comes first (from checking the weights).
+    printed = "".join(line for line in result.stdout.splitlines(keepends=True)
+                      if not line.startswith("warning: `input_shape` is undefined or non-square"))
+    assert printed == (GOLDEN / f"{name}.txt").read_text()
     assert (tmp_path / "e.json").read_text() == (GOLDEN / f"{name}.json").read_text()
 
 

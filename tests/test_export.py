@@ -219,7 +219,7 @@ def test_saved_model_cli_signatures_golden(binary_run, tmp_path):
 
 
 def test_predict_cli_rows_errors_and_exit_code(binary_run, tmp_path):
-    images = separable_images(3, 20, seed=4, channels=3)[0]
+    images = separable_images(6, 20, seed=4, channels=3)[0]
     for i, image in enumerate(images):
         Image.fromarray(image).save(tmp_path / f"img{i}.png")
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really")
@@ -229,15 +229,18 @@ def test_predict_cli_rows_errors_and_exit_code(binary_run, tmp_path):
     assert by_run.exit_code == 0, by_run.output
     by_saved_model = runner.invoke(main, ["predict", str(tmp_path / "s" / "binary"), str(tmp_path), "--format", "json"])
     assert by_saved_model.exit_code == 1
-    assert "1 of 4 files could not be predicted" in by_saved_model.stderr
+    assert "1 of 7 files could not be predicted" in by_saved_model.stderr
     run_rows = json.loads(by_run.stdout)
     model_rows = {row["file"]: row for row in json.loads(by_saved_model.stdout)}
     assert "not a decodable image" in model_rows[str(tmp_path / "broken.jpg")]["error"]
     for row in run_rows:
-        assert row["probability"] == pytest.approx(model_rows[row["file"]]["probability"], abs=FLOAT_TOLERANCE)
+        assert row["probabilities"] == pytest.approx(model_rows[row["file"]]["probabilities"], abs=FLOAT_TOLERANCE)
         assert row["class_name"] == model_rows[row["file"]]["class_name"]
+        # The probability shown is the predicted class's, never the other class's.
+        assert row["class_probability"] == row["probabilities"][row["class_id"]]
+    assert {row["class_name"] for row in run_rows} == {"class_0", "class_1"}  # both classes were predicted
     csv_out = runner.invoke(main, ["predict", str(binary_run), str(tmp_path / "img0.png"), "--format", "csv"]).stdout
-    assert csv_out.splitlines()[0] == "file,class_name,probability,error"
+    assert csv_out.splitlines()[0] == "file,class_name,class_probability,error"
 
 
 @needs_shared(PNEUMONIA_NPZ)
@@ -266,8 +269,29 @@ def test_predict_on_pneumonia_pngs_matches_evaluate(tmp_path):
     for target in (run, exported.version_dir.parent):
         out = runner.invoke(main, ["predict", str(target), str(tmp_path / "pngs"), "--format", "json"])
         assert out.exit_code == 0, out.output
-        rows = {Path(row["file"]): row["probability"] for row in json.loads(out.stdout)}
+        rows = {Path(row["file"]): row["probabilities"][1] for row in json.loads(out.stdout)}
         probabilities = np.array([rows[f] for f in files])
         assert np.abs(probabilities - in_process).max() <= FLOAT_TOLERANCE
         assert roc_auc(test["test_labels"].ravel(), probabilities) == pytest.approx(
             expected_auc, abs=1e-6)
+
+
+@needs_shared(PNEUMONIA_NPZ)
+def test_quick_start_sized_model_exports_with_like_for_like_parity(tmp_path, imagenet_cache):
+    """The README's quick-start recipe (ImageNet MobileNetV2-0.35 at 96 px, head warm-up then fine-tuning) on
+    1,024 PneumoniaMNIST images: the export passes parity at 1e-5 on every signature, JPEG included, and the
+    model's JPEG sensitivity is reported in the model card instead of refusing the export."""
+    with np.load(PNEUMONIA_NPZ) as data:
+        np.savez(tmp_path / "subset.npz", train_images=data["train_images"][:1024],
+                 train_labels=data["train_labels"][:1024], val_images=data["val_images"],
+                 val_labels=data["val_labels"])
+    recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "pneumonia-mobilenet.yaml",
+                         ["data.source=npz", f"data.path={tmp_path / 'subset.npz'}", "train.epochs=2",
+                          "train.head_warmup.epochs=1"])
+    tltf.fit(recipe, tmp_path / "run", verbose=0)
+    result = export_run(tmp_path / "run", tmp_path / "serving")
+    parity = result.parity
+    assert parity.ok
+    assert max(parity.float_max_abs_diff, parity.png_max_abs_diff, parity.jpeg_max_abs_diff) <= FLOAT_TOLERANCE
+    assert parity.jpeg_sensitivity > parity.jpeg_max_abs_diff  # JPEG moves a real model's output; parity is exact
+    assert f"moves its probabilities by up to {parity.jpeg_sensitivity:.2e}" in result.model_card.read_text()

@@ -118,3 +118,13 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path):
 def test_missing_recipe_file(tmp_path):
     with pytest.raises(RecipeError, match="recipe file not found"):
         load_recipe(tmp_path / "nope.yaml")
+
+
+def test_set_can_switch_the_data_source(tmp_path):
+    """--set data.source=npz --set data.path=X on a medmnist recipe: medmnist's own keys are dropped."""
+    shipped = Path(__file__).resolve().parents[1] / "recipes" / "pneumonia-mobilenet.yaml"
+    recipe = load_recipe(shipped, ["data.source=npz", f"data.path={tmp_path / 'x.npz'}"])
+    assert recipe.data.source == "npz" and recipe.data.path == tmp_path / "x.npz"
+    assert recipe.data.image_size == 96 and recipe.data.class_names == ["normal", "pneumonia"]  # shared keys stay
+    with pytest.raises(RecipeError, match="data.name: unknown key"):  # a key the user set is never dropped
+        load_recipe(shipped, ["data.source=npz", "data.path=x.npz", "data.name=pneumoniamnist"])

@@ -1,5 +1,6 @@
 import json
 import math
+import re
 
 import keras
 import numpy as np
@@ -146,6 +147,10 @@ def test_fit_writes_a_complete_run_and_its_auc_matches_sklearn(tmp_path, npz_pat
     assert metrics["test"]["auc"] == pytest.approx(roc_auc_score(splits.test.labels, probabilities), abs=1e-9)
     assert metrics["test"]["auc"] > 0.9  # the classes differ in brightness: a working pipeline learns them
     assert len((run / "history.csv").read_text().splitlines()) == 1 + 3
+    report = (run / "report.md").read_text()
+    confusion = metrics["test"]["confusion"]
+    assert re.search(r"true \\ predicted +class_0 +class_1\n" + rf"class_0 +{confusion[0][0]} +{confusion[0][1]}\n", report)
+    assert "| head_warmup | 1 | 0.001 | frozen |" in report and "| no (the backbone trains) |" in report
 
 
 def test_fit_multiclass(tmp_path):

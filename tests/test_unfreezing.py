@@ -196,3 +196,39 @@ def test_intent_check_passes_an_honest_fit_each_phase():
     model.fit(x, y, batch_size=8, epochs=2, callbacks=[check], verbose=0)
     model.fit(x, y, batch_size=8, epochs=1, callbacks=[check], verbose=0)
     assert check.checks == 2
+
+
+def plain_keras_model():
+    """A user's own model: a keras.applications backbone nested in a functional model with a Dense head."""
+    backbone = keras.applications.MobileNetV2(input_shape=(32, 32, 3), alpha=0.35, include_top=False, pooling="avg",
+                                              weights=None)
+    inputs = keras.Input((32, 32, 3))
+    return keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="my_head")(backbone(inputs)))
+
+
+def test_gradual_unfreezing_intent_check_and_multipliers_on_a_plain_keras_model():
+    model = plain_keras_model()
+    block_map = BlockMap.of(model, "stage")
+    assert block_map.names[:2] == ["stem", "stage_1"] and block_map.names[-1] == HEAD  # MobileNetV2's own map
+    multipliers = variable_multipliers(block_map.path_to_unit(), layer_decay_multipliers(block_map.names, 0.5))
+    model.compile(LayerwiseAdamW(1e-3, lr_multipliers=multipliers), "binary_crossentropy")
+    unfreezing = GradualUnfreezing(every=1, unit="stage", start_epochs=1, verbose=0)
+    check = IntentCheck()
+    x = np.random.default_rng(0).uniform(0, 255, (16, 32, 32, 3)).astype("float32")
+    y = (np.arange(16) % 2).reshape(-1, 1).astype("float32")
+    stem_kernel = model.layers[1].get_layer("Conv1").kernel
+    before = stem_kernel.numpy().copy()
+    model.fit(x, y, batch_size=8, epochs=3, callbacks=[unfreezing, check], verbose=0)
+    assert unfreezing.unfrozen == block_map.names[-3:-1]  # two epochs after the first: the top two units
+    assert np.array_equal(before, stem_kernel.numpy())  # the stem never unfroze
+    assert model.optimizer.multiplier(model.get_layer("my_head").kernel) == 1.0
+    assert model.optimizer.multiplier(stem_kernel) == 0.5 ** (len(block_map.names) - 1)
+
+
+def test_a_model_without_a_nested_backbone_says_what_tltf_needs():
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(1, activation="sigmoid")])
+    model.compile("adam", "binary_crossentropy")
+    x, y = np.zeros((4, 16, 16, 3), "float32"), np.zeros((4, 1), "float32")
+    with pytest.raises(ValueError, match="tltf needs the backbone as one nested model"):
+        model.fit(x, y, epochs=1, callbacks=[GradualUnfreezing(verbose=0)], verbose=0)

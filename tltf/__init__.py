@@ -19,12 +19,13 @@ from tltf.models import backbone_of, build_model, head_of
 from tltf.recipe import load_recipe
 from tltf import adapt, callbacks, data, errors, evaluate, log, optimizers, train
 from tltf.train import schedules  # registers PhaseSchedule
+from tltf.assemble import check_weights
 from tltf.explain import explain, format_explanation
 from tltf.run import FitResult, fit
 from tltf.task import Task
 
 __all__ = [
-    "FitResult", "Task", "adapt", "backbone_of", "build_model", "callbacks", "data", "errors", "evaluate", "explain",
+    "FitResult", "Task", "adapt", "backbone_of", "build_model", "callbacks", "check_weights", "data", "errors", "evaluate", "explain",
     "format_explanation",
     "export", "fit", "head_of", "layers", "load_recipe", "log", "optimizers", "schedules", "train", "__version__",
 ]

@@ -34,6 +34,22 @@ def model_from_recipe(recipe, task: Task, weights="recipe"):
     )
 
 
+def check_weights(recipe) -> None:
+    """Finds the backbone's weights now (a local file, the Keras cache, or a download) and checks they fit.
+
+    Called before any data is read, by fit, explain and validate alike, so a
+    recipe whose weights cannot be had fails in seconds with one line.
+
+    Raises:
+        WeightsError: naming the file and what to do.
+    """
+    from tltf.models.backbones import create_backbone
+
+    m = recipe.model
+    if m.weights is not None:
+        create_backbone(m.backbone, recipe.data.image_size, weights=m.weights, alpha=m.alpha)
+
+
 def describe_plan(recipe, model, steps_per_epoch: int, warnings=()) -> TrainingPlan:
     """The plan's phases, units and effective learning rates: what explain prints and fit executes.
 
@@ -81,9 +97,10 @@ def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 
                         _sample_weights(recipe, splits), train.seed)
     whole, on_features = FullModel(model, task, data), None
     for phase_plan in plan.phases:
-        if _uses_feature_cache(recipe, phase_plan.phase):
+        phase_plan.feature_cache_note = _why_no_feature_cache(recipe, phase_plan.phase)
+        if not phase_plan.feature_cache_note:
             on_features = on_features or HeadOnFeatures(model, task, data, verbose)
-        phase_plan.fit_target = on_features if _uses_feature_cache(recipe, phase_plan.phase) else whole
+        phase_plan.fit_target = whole if phase_plan.feature_cache_note else on_features
         phase_plan.callbacks = _phase_callbacks(recipe, phase_plan.phase, model)
     make_optimizer = functools.partial(_optimizer, train, plan.schedule, plan.lr_multipliers)
     plan.optimizer = make_optimizer()
@@ -106,10 +123,20 @@ def _optimizer(train, schedule, multipliers):
     return wrap_for_precision(build_optimizer(train, schedule, multipliers), train.precision)
 
 
-def _uses_feature_cache(recipe, phase) -> bool:
-    """A frozen backbone on unaugmented images gives the same features every epoch."""
-    return (not phase.train_backbone and not recipe.augment.enabled and recipe.train.feature_cache
-            and recipe.adaptation is None)
+def _why_no_feature_cache(recipe, phase) -> str:
+    """Why the phase cannot fit the head on cached features ("" when it can).
+
+    A frozen backbone on unaugmented images gives the same features every epoch.
+    """
+    if phase.train_backbone:
+        return "the backbone trains"
+    if recipe.augment.enabled:
+        return "augmentation is on"
+    if not recipe.train.feature_cache:
+        return "train.feature_cache is false"
+    if recipe.adaptation is not None:
+        return "adaptation trains on images"
+    return ""
 
 
 def _sample_weights(recipe, splits):

@@ -4,8 +4,9 @@ It renders the run's own plan (`tltf.assemble.describe_plan`): for each
 phase (and each step of a gradual unfreezing) and each unit from the stem to
 the head, trainable or frozen, BatchNorm mode, parameter count, the effective
 learning rate at the start, peak and end of the phase, and the weight decay.
-The data is read only as far as needed for the classes and the training-set
-size; the backbone is built without weights.
+The weights are checked first (as fit does), then the data is read only as
+far as needed for the classes and the training-set size, and the plan is
+built on a backbone without weights.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import math
 
 def explain(recipe) -> dict:
     """`{"phases": [{"name", "epochs", "blocks": [...]}, ...], "warnings": [...]}` (see docs/fine-tuning.md)."""
+    from tltf.assemble import check_weights, describe_plan, model_from_recipe
     from tltf.data.sources import peek_data
     from tltf.task import Task
-    from tltf.assemble import describe_plan, model_from_recipe
 
+    check_weights(recipe)
     peek = peek_data(recipe.data)
     model = model_from_recipe(recipe, Task(peek.class_names), weights=None)
     steps_per_epoch = math.ceil(peek.train_count / recipe.train.batch_size)
@@ -35,7 +37,8 @@ def format_explanation(explanation: dict) -> str:
         rows = [(b["name"], "yes" if b["trainable"] else "frozen", b["bn"], f"{b['params']:,}",
                  f"{b['lr']['start']:.3g}", f"{b['lr']['peak']:.3g}", f"{b['lr']['end']:.3g}",
                  f"{b['weight_decay']:g}") for b in phase["blocks"]]
-        parts.append(f"phase {phase['name']}: {phase['epochs']} epochs\n" + format_table(rows, header))
+        epochs = f"{phase['epochs']} epoch{'s' if phase['epochs'] != 1 else ''}"
+        parts.append(f"phase {phase['name']}: {epochs}\n" + format_table(rows, header))
     for warning in explanation["warnings"]:
         parts.append(f"warning: {warning}")
     return "\n\n".join(parts) + "\n"

@@ -59,10 +59,10 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int]
     """
     import keras
 
+    from tltf.assemble import assemble_training, check_weights, model_from_recipe
     from tltf.data.sources import load_splits
     from tltf.run_dir import new_run_dir, staged_run_dir
     from tltf.task import Task
-    from tltf.assemble import assemble_training, model_from_recipe
     from tltf.train.distribution import dtype_policy, make_strategy
     from tltf.train.trainer import Trainer
 
@@ -70,6 +70,7 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int]
     strategy = make_strategy(recipe.train.distribution)
     keras.utils.set_random_seed(recipe.train.seed)
     final_dir = new_run_dir(recipe.name, run_dir, runs_root)
+    check_weights(recipe)
     splits = load_splits(recipe.data, seed=recipe.train.seed)
     logger.info(f"data: {splits.summary()}")
     target_domain = _load_target_domain(recipe, splits)
@@ -132,8 +133,8 @@ def _train_source_only(recipe, splits, directory: Path, verbose: int):
     """The same recipe without adaptation, same seed and budget: the baseline adaptation must beat."""
     import keras
 
-    from tltf.task import Task
     from tltf.assemble import assemble_training, model_from_recipe
+    from tltf.task import Task
     from tltf.train.trainer import Trainer
 
     logger.info("training the source-only baseline at the same budget")

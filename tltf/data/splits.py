@@ -88,12 +88,29 @@ def finish_splits(raw: dict, class_names: Optional[list[str]], data, seed: int) 
         raise DataError(
             f"data.class_names: {len(class_names)} names for labels up to {num_classes - 1}; give one name per class"
         )
+    check_labels(raw, class_names)
     val_was_carved = "val" not in raw
     if val_was_carved:
         train, val = stratified_split(train, data.val_fraction, seed)
     else:
         val = raw["val"]
     return ImageSplits(list(class_names), train, val, raw.get("test"), val_was_carved)
+
+
+def check_labels(raw: dict, class_names: list) -> None:
+    """Val and test hold no label that train lacks, and every class has training images."""
+    present = set(np.unique(raw["train"].labels).tolist())
+    for split in ("val", "test"):
+        if split in raw:
+            unseen = sorted(set(np.unique(raw[split].labels).tolist()) - present)
+            if unseen:
+                raise DataError(f"data: the {split} split has label {unseen[0]}, which never occurs in the train split")
+    missing = [i for i in range(len(class_names)) if i not in present]
+    if missing:
+        raise DataError(
+            f"data: class {_name(class_names, missing[0])} (id {missing[0]}) has no training image; the train labels "
+            f"are {sorted(present)}, so label ids must be 0..{len(present) - 1} with one data.class_names entry each"
+        )
 
 
 def _name(class_names, label) -> str:

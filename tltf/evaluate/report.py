@@ -50,6 +50,20 @@ def adaptation_lines(metrics: dict) -> list[str]:
     return lines
 
 
+def confusion_lines(confusion, class_names) -> list[str]:
+    """The confusion matrix as text, each row and column labelled with its class."""
+    rows = [["true \\ predicted", *class_names]]
+    rows += [[name, *map(str, counts)] for name, counts in zip(class_names, confusion)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.rjust(width) if i else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths)))
+            for row in rows]
+
+
+def single_split_rows(metrics: dict) -> list[tuple[str, str]]:
+    """(metric, value) rows for one split's metrics (`tltf evaluate`)."""
+    return [(name, value) for name, _, value in metrics_rows({"test": metrics})]
+
+
 def write_report(path, recipe, metrics: dict, plan_rows) -> None:
     """Writes report.md: what ran, the plan, the metrics and the figures."""
     test_split = metrics["test"].get("split", "test")
@@ -79,7 +93,7 @@ def write_report(path, recipe, metrics: dict, plan_rows) -> None:
         "Confusion matrix (rows true, columns predicted, threshold 0.5 for binary):",
         "",
         "```",
-        *["  ".join(f"{c:>6}" for c in row) for row in metrics["test"]["confusion"]],
+        *confusion_lines(metrics["test"]["confusion"], metrics["class_names"]),
         "```",
         "",
         "![ROC](roc.png) ![learning curves](learning_curves.png) ![confusion](confusion_matrix.png)"

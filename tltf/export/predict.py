@@ -19,10 +19,21 @@ from tltf.errors import TltfError
 
 @dataclasses.dataclass
 class Prediction:
+    """One file's prediction, or its error.
+
+    Args:
+        file: the file as given.
+        class_name: the predicted class (binary: at the threshold chosen on val).
+        class_id: its id.
+        class_probability: the model's probability of the predicted class.
+        probabilities: the probability of each class, in class-id order.
+        error: why the file could not be predicted (the other fields are None).
+    """
+
     file: str
     class_name: Optional[str] = None
     class_id: Optional[int] = None
-    probability: Optional[float] = None  # of the positive class (binary) or of the predicted class
+    class_probability: Optional[float] = None
     probabilities: Optional[list] = None
     error: Optional[str] = None
 
@@ -129,11 +140,9 @@ class Predictor:
             names = [n.decode() for n in out["class_name"].numpy()]
         for i, row in enumerate(rows):
             row.class_id, row.class_name = int(ids[i]), names[i]
-            if probabilities.ndim == 1:
-                row.probability = float(probabilities[i])
-            else:
-                row.probability = float(probabilities[i, ids[i]])
-                row.probabilities = [float(p) for p in probabilities[i]]
+            per_class = [1.0 - probabilities[i], probabilities[i]] if probabilities.ndim == 1 else probabilities[i]
+            row.probabilities = [float(p) for p in per_class]
+            row.class_probability = row.probabilities[row.class_id]
 
 
 def _saved_model_dir(target: Path) -> Path:

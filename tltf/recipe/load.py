@@ -47,6 +47,7 @@ def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
         raise RecipeError(f"{path}: a recipe is a YAML mapping with data, model and train sections")
     for override in overrides:
         apply_override(raw, override)
+    drop_other_sources_keys(raw, overrides)
     raw.setdefault("name", path.stem)
     return validate_recipe(raw, source=str(path))
 
@@ -71,6 +72,26 @@ def apply_override(raw: dict, override: str) -> None:
             raise RecipeError(f"--set {override}: {where} is a value, not a section")
         node = child
     node[parts[-1]] = value
+
+
+def drop_other_sources_keys(raw: dict, overrides) -> None:
+    """After `--set data.source=X` (or `adaptation.target.source`), drops the file's keys that source X lacks.
+
+    So `--set data.source=npz --set data.path=f.npz` switches a medmnist recipe to an npz file. Keys that
+    the overrides set themselves are kept, and still rejected if the new source has no such key.
+    """
+    set_keys = {override.partition("=")[0].strip() for override in overrides}
+    for where in ("data", "adaptation.target"):
+        if f"{where}.source" not in set_keys:
+            continue
+        section = raw
+        for part in where.split("."):
+            section = section.get(part) if isinstance(section, dict) else None
+        module = SOURCES.get(section.get("source")) if isinstance(section, dict) else None
+        if module is None:
+            continue  # validation names the unknown source
+        for key in [k for k in section if k not in module.Config.model_fields and f"{where}.{k}" not in set_keys]:
+            del section[key]
 
 
 def validate_recipe(raw: dict, source: str = "recipe") -> Recipe:

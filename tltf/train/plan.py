@@ -50,6 +50,7 @@ class PhasePlan:
             only to be explained.
         callbacks: Keras callbacks this phase needs (unfreezing, intent check,
             early stopping, an adaptation method's own).
+        feature_cache_note: why the phase does not use the feature cache ("" when it does).
     """
 
     phase: Phase
@@ -60,6 +61,7 @@ class PhasePlan:
     frozen_params: int
     fit_target: Optional[object] = None
     callbacks: list = dataclasses.field(default_factory=list)
+    feature_cache_note: str = ""
 
     @property
     def feature_cache(self) -> bool:
@@ -111,5 +113,6 @@ class TrainingPlan:
     def summary_rows(self) -> list[tuple]:
         """One row per phase for the console plan and report.md."""
         return [(p.phase.name, p.phase.epochs, f"{p.phase.lr:g}", "trains" if p.phase.train_backbone else "frozen",
-                 f"{p.trainable_params:,}", f"{p.frozen_params:,}", "yes" if p.feature_cache else "no")
+                 f"{p.trainable_params:,}", f"{p.frozen_params:,}",
+                 "yes" if p.feature_cache else f"no ({p.feature_cache_note})" if p.feature_cache_note else "no")
                 for p in self.phases]

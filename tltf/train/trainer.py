@@ -70,7 +70,8 @@ class Trainer:
         """One `fit`; returns how many epochs it ran."""
         phase_plan = plan.phases[index]
         phase = phase_plan.phase
-        logger.info(f"phase {index + 1}/{len(plan.phases)}: {phase.name}, {phase.epochs} epochs, lr {phase.lr:g}, "
+        epochs = f"{phase.epochs} epoch{'s' if phase.epochs != 1 else ''}"
+        logger.info(f"phase {index + 1}/{len(plan.phases)}: {phase.name}, {epochs}, lr {phase.lr:g}, "
                     f"backbone {'trains' if phase.train_backbone else 'frozen'}")
         backbone_of(plan.model).trainable = phase.train_backbone
         inner_optimizer(plan.optimizer).set_lr_multipliers(plan.lr_multipliers if phase.layerwise else {})

@@ -57,10 +57,12 @@ def make_peek(names, labels: np.ndarray, has_val: bool, data, warnings) -> DataP
     counts = np.bincount(labels, minlength=len(names)).tolist()
     train_count = len(labels) if has_val else len(labels) - int(round(len(labels) * data.val_fraction))
     present = [c for c in counts if c]
-    if data.class_weight == "none" and len(present) > 1 and max(present) >= 1.5 * min(present):
-        warnings.append(f"data.class_weight: classes are imbalanced ({' / '.join(map(str, counts))} training images) "
-                        "and class_weight is none; set it to auto to weight them (tltf applies it as sample weights, "
-                        "which Keras never ignores)")
+    # Moderate imbalance needs nothing: AUC ignores it and the decision threshold is chosen on val. Severe
+    # imbalance can leave a head predicting the majority class only, which class weights prevent.
+    if data.class_weight == "none" and len(present) > 1 and max(present) >= 10 * min(present):
+        warnings.append(f"data.class_weight: classes are severely imbalanced ({' / '.join(map(str, counts))} training "
+                        "images) and class_weight is none; set it to auto to weight them (tltf applies it as sample "
+                        "weights, which Keras never ignores)")
     if data.class_weight == "auto" and len(present) > 1 and max(present) < 1.05 * min(present):
         warnings.append("data.class_weight: auto has no effect here: the classes are balanced")
     return DataPeek(list(names), int(train_count), counts, warnings)

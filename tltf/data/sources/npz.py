@@ -49,11 +49,32 @@ def read_npz(path: Path, data) -> dict:
             if f"{split}_images" in keys:
                 if f"{split}_labels" not in keys:
                     raise DataError(f"{path}: {split}_images has no {split}_labels array")
+                images = archive[f"{split}_images"]
+                check_pixels(images, path, f"{split}_images")
                 raw[split] = Split(
-                    standardize(archive[f"{split}_images"], data.image_size),
+                    standardize(images, data.image_size),
                     np.asarray(archive[f"{split}_labels"]).reshape(-1).astype(np.int64),
                 )
     return raw
+
+
+def check_pixels(images: np.ndarray, path: Path, key: str) -> None:
+    """Raw 0–255 pixel values, finite; a `DataError` naming the file, the array and the first bad image."""
+    if images.dtype == np.uint8:
+        return
+    if not np.issubdtype(images.dtype, np.number):
+        raise DataError(f"{path}: {key} holds {images.dtype} values, not pixel values")
+    flat = images.reshape(len(images), -1)
+    if np.issubdtype(images.dtype, np.floating):
+        bad = np.flatnonzero(~np.isfinite(flat).all(axis=1))
+        if len(bad):
+            raise DataError(f"{path}: {key}[{bad[0]}] holds NaN or infinite values ({len(bad)} images do); "
+                            "fix or remove those images")
+    outside = np.flatnonzero(((flat < 0) | (flat > 255)).any(axis=1))
+    if len(outside):
+        image = flat[outside[0]]
+        raise DataError(f"{path}: {key}[{outside[0]}] has values from {image.min():g} to {image.max():g}, outside "
+                        f"the raw 0–255 pixels tltf's backbones take ({len(outside)} images do); rescale the array")
 
 
 def peek_npz(path: Path, data, class_names):

@@ -86,10 +86,16 @@ def fit(recipe, overrides, run_dir):
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @user_errors
 def validate(recipe, overrides):
-    """Check RECIPE without training, and print it with every default filled in."""
+    """Check RECIPE without training, and print it with every default filled in.
+
+    Checks the keys and values, and that the backbone's weights can be had (a
+    local file, the Keras cache or a download) and fit; the data is checked
+    by `tltf fit` and, as far as it reads it, by `tltf explain`.
+    """
     import tltf
 
     loaded = tltf.load_recipe(recipe, list(overrides))
+    tltf.check_weights(loaded)
     click.echo(loaded.to_yaml(), nl=False)
     click.echo(f"# {recipe}: valid", err=True)
 
@@ -139,7 +145,7 @@ def evaluate(run_dir, split, json_path):
     import tltf
 
     metrics = tltf.evaluate.evaluate_run(run_dir, split)
-    click.echo(tltf.evaluate.format_table(tltf.evaluate.metrics_rows({"test": metrics}), header=("metric", "-", split)))
+    click.echo(tltf.evaluate.format_table(tltf.evaluate.single_split_rows(metrics), header=("metric", split)))
     if json_path:
         with open(json_path, "w") as handle:
             json.dump(metrics, handle, indent=2)
@@ -181,9 +187,12 @@ def predict(target, images, fmt):
     """Predict IMAGES (files, folders or globs) with TARGET.
 
     TARGET is a run directory (model.keras), a SavedModel version folder, or
-    a TF Serving model folder (its highest version is used). A file that
-    cannot be decoded gets an error row and the others go on; the exit code
-    is 1 when any file failed.
+    a TF Serving model folder (its highest version is used). Each file gets
+    its predicted class (binary: at the threshold chosen on val) and
+    class_probability, the model's probability of that class; --format json
+    also lists the probability of every class. A file that cannot be decoded
+    gets an error row and the others go on; the exit code is 1 when any file
+    failed.
     """
     import tltf
 
@@ -201,11 +210,10 @@ def format_predictions(rows, fmt: str) -> str:
     import io
     import json
 
-    records = [{k: v for k, v in dataclasses.asdict(row).items() if k != "probabilities" or v is not None}
-               for row in rows]
+    records = [dataclasses.asdict(row) for row in rows]
     if fmt == "json":
         return json.dumps(records, indent=2) + "\n"
-    columns = ["file", "class_name", "probability", "error"]
+    columns = ["file", "class_name", "class_probability", "error"]
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
@@ -214,9 +222,9 @@ def format_predictions(rows, fmt: str) -> str:
         return buffer.getvalue()
     import tltf
 
-    table = [(r.file, r.class_name or "-", f"{r.probability:.4f}" if r.probability is not None else "-",
+    table = [(r.file, r.class_name or "-", f"{r.class_probability:.4f}" if r.class_probability is not None else "-",
               r.error or "") for r in rows]
-    return tltf.evaluate.format_table(table, header=("file", "class", "probability", "error")) + "\n"
+    return tltf.evaluate.format_table(table, header=("file", "class", "class probability", "error")) + "\n"
 
 
 if __name__ == "__main__":
