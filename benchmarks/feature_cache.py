@@ -17,6 +17,8 @@ from pathlib import Path
 
 import tltf  # first: it imports TensorFlow without the native start-up notices
 
+tltf.log.logger.setLevel("WARNING")  # the ratios only, not each run's progress
+
 import numpy as np
 from tltf.data import ImageSplits, Split
 from tltf.recipe import validate_recipe

@@ -12,6 +12,8 @@ import time
 
 import tltf  # first: it imports TensorFlow without the native start-up notices
 
+tltf.log.logger.setLevel("WARNING")  # the ratios only, not each run's progress
+
 import keras
 import numpy as np
 from tltf.models.blocks import BlockMap

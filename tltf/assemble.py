@@ -34,6 +34,26 @@ def model_from_recipe(recipe, task: Task, weights="recipe"):
     )
 
 
+def plan_text(recipe, rows, replicas: int = 1) -> str:
+    """The console's plan: one line on the whole run, then a table with a row per phase."""
+    from tltf.evaluate.report import format_table
+
+    header = ("phase", "epochs", "lr", "backbone", "trainable params", "frozen params", "feature cache")
+    m = recipe.model
+    title = (f"plan: {recipe.train.strategy} on {m.backbone} (weights {m.weights}, BatchNorm {m.bn}), "
+             f"{recipe.train.optimizer}, batch {recipe.train.batch_size}, {recipe.train.precision}, "
+             f"{recipe.train.distribution} distribution ({replicas} replica{'s' if replicas > 1 else ''})")
+    return title + "\n" + format_table(rows, header)
+
+
+def run_summary(recipe, class_names) -> list[str]:
+    """What a run trains, as report.md's opening bullet lines."""
+    m, t = recipe.model, recipe.train
+    return [f"- backbone: `{m.backbone}`, weights `{m.weights}`, head `{m.head}`, BatchNorm `{m.bn}`",
+            f"- data: `{recipe.data.source}`, {recipe.data.image_size} px, classes: {', '.join(class_names)}",
+            f"- strategy: `{t.strategy}`, {t.epochs} epochs, batch {t.batch_size}, {t.optimizer} lr {t.lr:g}"]
+
+
 def check_weights(recipe) -> None:
     """Finds the backbone's weights now (a local file, the Keras cache, or a download) and checks they fit.
 

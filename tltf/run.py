@@ -59,7 +59,7 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int]
     """
     import keras
 
-    from tltf.assemble import assemble_training, check_weights, model_from_recipe
+    from tltf.assemble import assemble_training, check_weights, model_from_recipe, plan_text
     from tltf.data.sources import load_splits
     from tltf.run_dir import new_run_dir, staged_run_dir
     from tltf.task import Task
@@ -89,6 +89,7 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int]
 
 def _evaluate(recipe, plan, outcome, splits, target_domain, before, work_dir: Path, verbose: int) -> dict:
     """Scores the best checkpoint (and, with adaptation, the target and the baseline); writes the evaluation."""
+    from tltf.assemble import run_summary
     from tltf.evaluate.evaluator import evaluate_splits, write_evaluation
 
     logger.info("evaluating the best checkpoint")
@@ -98,7 +99,8 @@ def _evaluate(recipe, plan, outcome, splits, target_domain, before, work_dir: Pa
     if target_domain is not None:
         evaluation.metrics.update(_adaptation_results(recipe, plan.model, splits, target_domain, before, work_dir,
                                                       verbose))
-    write_evaluation(work_dir, evaluation, outcome, recipe, plan.summary_rows())
+    write_evaluation(work_dir, evaluation, outcome, recipe.name, run_summary(recipe, splits.class_names),
+                     plan.summary_rows())
     return evaluation.metrics
 
 
@@ -145,15 +147,3 @@ def _train_source_only(recipe, splits, directory: Path, verbose: int):
     directory.mkdir()
     Trainer(verbose).run(plan, directory)
     return baseline
-
-
-def plan_text(recipe, rows, replicas: int = 1) -> str:
-    """The console's plan: one line on the whole run, then a table with a row per phase."""
-    from tltf.evaluate.report import format_table
-
-    header = ("phase", "epochs", "lr", "backbone", "trainable params", "frozen params", "feature cache")
-    m = recipe.model
-    title = (f"plan: {recipe.train.strategy} on {m.backbone} (weights {m.weights}, BatchNorm {m.bn}), "
-             f"{recipe.train.optimizer}, batch {recipe.train.batch_size}, {recipe.train.precision}, "
-             f"{recipe.train.distribution} distribution ({replicas} replica{'s' if replicas > 1 else ''})")
-    return title + "\n" + format_table(rows, header)

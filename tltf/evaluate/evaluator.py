@@ -52,14 +52,15 @@ def evaluate_splits(model, splits, bootstrap: int = 1000, seed: int = 0, batch_s
     return Evaluation({"class_names": names, "val": val, "test": test}, test_split.labels, test_probs)
 
 
-def write_evaluation(run_dir: Path, evaluation: Evaluation, outcome, recipe, plan_rows) -> None:
+def write_evaluation(run_dir: Path, evaluation: Evaluation, outcome, title: str, summary: list[str], plan_rows) -> None:
     """Writes metrics.json, report.md, roc.png, learning_curves.png and confusion_matrix.png.
 
     Args:
         run_dir: the run directory being written.
         evaluation: from `evaluate_splits` (plus anything added to its metrics).
         outcome: the trainer's `TrainingOutcome` (history and phase starts).
-        recipe: the run's recipe, for the report.
+        title: the run's name, for the report.
+        summary: markdown bullet lines saying what ran, for the report.
         plan_rows: `TrainingPlan.summary_rows()`.
     """
     run_dir = Path(run_dir)
@@ -71,7 +72,7 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation, outcome, recipe, pla
     plot_learning_curves(run_dir / "learning_curves.png", outcome.history, outcome.phase_starts)
     plot_confusion(run_dir / "confusion_matrix.png", metrics["test"]["confusion"], names,
                    title=f"confusion on {metrics['test']['split']} (threshold 0.5)")
-    write_report(run_dir / "report.md", recipe, metrics, plan_rows)
+    write_report(run_dir / "report.md", title, summary, metrics, plan_rows)
 
 
 def evaluate_run(run_dir, split: str = "test") -> dict:

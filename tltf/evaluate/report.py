@@ -64,17 +64,21 @@ def single_split_rows(metrics: dict) -> list[tuple[str, str]]:
     return [(name, value) for name, _, value in metrics_rows({"test": metrics})]
 
 
-def write_report(path, recipe, metrics: dict, plan_rows) -> None:
-    """Writes report.md: what ran, the plan, the metrics and the figures."""
+def write_report(path, title: str, summary: list[str], metrics: dict, plan_rows) -> None:
+    """Writes report.md: what ran, the plan, the metrics and the figures.
+
+    Args:
+        path: the file to write.
+        title: the run's name.
+        summary: markdown bullet lines saying what ran (`tltf.assemble.run_summary`).
+        metrics: what metrics.json holds.
+        plan_rows: `TrainingPlan.summary_rows()`.
+    """
     test_split = metrics["test"].get("split", "test")
     lines = [
-        f"# tltf run: {recipe.name}",
+        f"# tltf run: {title}",
         "",
-        f"- backbone: `{recipe.model.backbone}`, weights `{recipe.model.weights}`, head `{recipe.model.head}`, "
-        f"BatchNorm `{recipe.model.bn}`",
-        f"- data: `{recipe.data.source}`, {recipe.data.image_size} px, classes: {', '.join(metrics['class_names'])}",
-        f"- strategy: `{recipe.train.strategy}`, {recipe.train.epochs} epochs, batch {recipe.train.batch_size}, "
-        f"{recipe.train.optimizer} lr {recipe.train.lr:g}",
+        *summary,
         f"- best checkpoint (by validation AUC): epoch {metrics.get('best_epoch', '–')}",
         "",
         "## Plan",
