@@ -56,3 +56,9 @@ def optimizer_variables(optimizer) -> list:
 def uses_weight_decay(optimizer, variable) -> bool:
     """Whether `exclude_from_weight_decay` left `variable` decayed."""
     return optimizer._use_weight_decay(variable)
+
+
+# Keras 3.15's `fit` creates two iterators of a tf.data training set per epoch (one it iterates, one it
+# discards at the epoch's end), so a shuffled set reshuffles twice per epoch. A resumed run replays that
+# many iterators to give its next epoch the order an uninterrupted run would see (tests/test_resume.py).
+FIT_ITERATORS_PER_EPOCH = 2

@@ -116,12 +116,13 @@ def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 
     data = LabelledData(splits, task, train.batch_size, build_augmenter(recipe.augment, train.seed),
                         _sample_weights(recipe, splits), train.seed)
     whole, on_features = FullModel(model, task, data), None
+    plan.health = _health_monitor(train.health)
     for phase_plan in plan.phases:
         phase_plan.feature_cache_note = _why_no_feature_cache(recipe, phase_plan.phase)
         if not phase_plan.feature_cache_note:
             on_features = on_features or HeadOnFeatures(model, task, data, verbose)
         phase_plan.fit_target = whole if phase_plan.feature_cache_note else on_features
-        phase_plan.callbacks = _phase_callbacks(recipe, phase_plan.phase, model)
+        phase_plan.callbacks = _phase_callbacks(recipe, phase_plan.phase, model, plan.health)
     make_optimizer = functools.partial(_optimizer, train, plan.schedule, plan.lr_multipliers)
     plan.optimizer = make_optimizer()
     fitted = model
@@ -168,8 +169,15 @@ def _sample_weights(recipe, splits):
     return class_weights(splits.train.labels, splits.num_classes)[splits.train.labels]
 
 
-def _phase_callbacks(recipe, phase, model) -> list:
-    """The callbacks a phase's recipe settings call for: unfreezing, intent check, early stopping."""
+def _health_monitor(config):
+    from tltf.train.callbacks import TrainingHealth
+
+    return TrainingHealth("val_auc", config.collapse_epochs, config.divergence_factor, config.stall_epochs,
+                          config.stop)
+
+
+def _phase_callbacks(recipe, phase, model, health) -> list:
+    """The callbacks a phase's recipe settings call for: unfreezing, intent check, health, early stopping."""
     import keras
 
     from tltf.train.callbacks import GradualUnfreezing, IntentCheck
@@ -179,6 +187,7 @@ def _phase_callbacks(recipe, phase, model) -> list:
         chosen.append(GradualUnfreezing(phase.unfreeze_every, recipe.train.unit, phase.unfreeze_start))
     if recipe.train.intent_check:
         chosen.append(IntentCheck(model))
+    chosen.append(health)
     if recipe.train.early_stopping:
         stop = recipe.train.early_stopping
         chosen.append(keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=stop.patience,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Optional
 
 from tltf.log import logger
+from tltf.train.resume import STATE_FILE
 
 
 @dataclasses.dataclass
@@ -38,14 +39,12 @@ class FitResult:
     plan: list
 
 
-def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int] = None, callbacks=()) -> FitResult:
-    """Trains and evaluates a recipe, writing a complete run directory.
-
-    Progress goes to the `tltf` logger (`tltf.log`).
+def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int] = None, callbacks=(),
+        resume: bool = False, restart: bool = False) -> FitResult:
+    """Trains and evaluates a recipe, writing a complete run directory; progress goes to the `tltf` logger.
 
     Example:
         result = tltf.fit(tltf.load_recipe("recipes/pneumonia-mobilenet.yaml"))
-        print(result.metrics["test"]["auc"])
 
     Args:
         recipe: a validated `tltf.recipe.Recipe`.
@@ -53,6 +52,8 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int]
         runs_root: parent folder of default run directories.
         verbose: Keras verbosity; default a progress bar on a terminal, one line per epoch otherwise.
         callbacks: extra Keras callbacks, passed to every phase's `fit`.
+        resume: continue the newest interrupted run of this recipe (with `run_dir`, `RUN_DIR.partial` always is).
+        restart: discard an interrupted run in `run_dir` and start again.
 
     Raises:
         TltfError: bad data, weights or run dir, before anything is written.
@@ -61,15 +62,17 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int]
 
     from tltf.assemble import assemble_training, check_weights, model_from_recipe, plan_text
     from tltf.data.sources import load_splits
-    from tltf.run_dir import new_run_dir, staged_run_dir
+    from tltf.run_dir import run_dir_for, staged_run_dir
     from tltf.task import Task
-    from tltf.train.distribution import dtype_policy, make_strategy
+    from tltf.train.distribution import dtype_policy, make_deterministic, make_strategy
     from tltf.train.trainer import Trainer
 
     verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
     strategy = make_strategy(recipe.train.distribution)
     keras.utils.set_random_seed(recipe.train.seed)
-    final_dir = new_run_dir(recipe.name, run_dir, runs_root)
+    if recipe.train.deterministic:
+        make_deterministic(recipe.train.seed)
+    final_dir = run_dir_for(recipe, run_dir, runs_root, resume, restart)
     check_weights(recipe)
     splits = load_splits(recipe.data, seed=recipe.train.seed)
     logger.info(f"data: {splits.summary()}")
@@ -83,6 +86,7 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int]
             before = _domain_features(model, splits, target_domain, recipe) if target_domain else None
             outcome = Trainer(verbose, callbacks).run(plan, work_dir)
             metrics = _evaluate(recipe, plan, outcome, splits, target_domain, before, work_dir, verbose)
+            _discard_resume_state(work_dir)
     logger.info(f"run written to {final_dir}")
     return FitResult(final_dir, metrics, outcome.history, plan.summary_rows())
 
@@ -96,12 +100,19 @@ def _evaluate(recipe, plan, outcome, splits, target_domain, before, work_dir: Pa
     evaluation = evaluate_splits(plan.model, splits, recipe.evaluate.bootstrap, recipe.train.seed,
                                  recipe.train.batch_size)
     evaluation.metrics["best_epoch"] = outcome.best_epoch
+    evaluation.metrics["health"] = {"status": plan.health.status, "events": plan.health.events}
     if target_domain is not None:
         evaluation.metrics.update(_adaptation_results(recipe, plan.model, splits, target_domain, before, work_dir,
                                                       verbose))
     write_evaluation(work_dir, evaluation, outcome, recipe.name, run_summary(recipe, splits.class_names),
                      plan.summary_rows())
     return evaluation.metrics
+
+
+def _discard_resume_state(work_dir: Path) -> None:
+    """The run is complete: nothing is left to resume (the baseline's state included)."""
+    for state in work_dir.rglob(STATE_FILE):
+        state.unlink()
 
 
 def _load_target_domain(recipe, splits):
@@ -144,6 +155,6 @@ def _train_source_only(recipe, splits, directory: Path, verbose: int):
     source_only = recipe.model_copy(update={"adaptation": None})
     baseline = model_from_recipe(source_only, Task(splits.class_names))
     plan = assemble_training(source_only, baseline, splits, verbose=verbose)
-    directory.mkdir()
+    directory.mkdir(exist_ok=True)  # an interrupted baseline continues from its own resume state
     Trainer(verbose).run(plan, directory)
     return baseline

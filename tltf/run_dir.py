@@ -1,8 +1,10 @@
 """Run directories: named, never overwritten, never half-written.
 
 A run is built in `<run dir>.partial/` and renamed into place only when it
-has finished. A user error (exit 2) removes the partial folder; a crash or
-Ctrl-C keeps it, so nothing already trained is lost, and says where it is.
+has finished. A user error (exit 2) removes the partial folder; a crash,
+Ctrl-C or kill keeps it, so nothing already trained is lost, and says where
+it is. Running the same recipe into the same folder continues it
+(`run_dir_for`).
 """
 
 from __future__ import annotations
@@ -34,9 +36,59 @@ def new_run_dir(name: str, run_dir=None, root: str = "runs") -> Path:
             path = Path(root) / f"{name}-{stamp}-{suffix}"
     if _partial(path).exists():
         raise TltfError(
-            f"{_partial(path)}: an interrupted run is in the way; remove it or choose another --run-dir"
+            f"{_partial(path)}: an interrupted run is in the way; continue it with the same recipe, or pass "
+            "--restart to discard it"
         )
     return path
+
+
+def run_dir_for(recipe, run_dir=None, root: str = "runs", resume: bool = False, restart: bool = False) -> Path:
+    """Where a run goes: an interrupted run to continue (`DIR.partial` of `--run-dir`, or with `resume` the
+    newest `runs/<name>-*.partial`), or a new folder. `restart` discards an interrupted run first.
+
+    Raises:
+        TltfError: the interrupted run was trained with a different recipe (naming the first differing key),
+            `resume` without any interrupted run, or a `--run-dir` that is taken.
+    """
+    if run_dir is None and resume:
+        candidates = sorted(Path(root).glob(f"{recipe.name}-*{PARTIAL_SUFFIX}"), key=lambda p: p.stat().st_mtime)
+        if not candidates:
+            raise TltfError(f"{root}: no interrupted run of {recipe.name!r} to resume (no {recipe.name}-*.partial)")
+        run_dir = candidates[-1].with_name(candidates[-1].name[: -len(PARTIAL_SUFFIX)])
+    if run_dir is not None and _partial(Path(run_dir).expanduser()).exists():
+        partial = _partial(Path(run_dir).expanduser())
+        if restart:
+            shutil.rmtree(partial)
+        else:
+            _check_same_recipe(partial, recipe)
+            logger.info(f"continuing the interrupted run in {partial}")
+            return partial.with_name(partial.name[: -len(PARTIAL_SUFFIX)])
+    return new_run_dir(recipe.name, run_dir, root)
+
+
+def _check_same_recipe(partial: Path, recipe) -> None:
+    import yaml
+
+    saved_path = partial / "recipe.yaml"
+    if not saved_path.is_file():
+        return  # killed before it wrote anything worth keeping
+    saved, now = yaml.safe_load(saved_path.read_text()), yaml.safe_load(recipe.to_yaml())
+    difference = first_difference(saved, now)
+    if difference is not None:
+        key, old, new = difference
+        raise TltfError(f"{partial}: the recipe differs from the interrupted run's at {key} ({old!r} there, "
+                        f"{new!r} now); rerun with the same recipe, or pass --restart to discard the run")
+
+
+def first_difference(old, new, prefix: str = ""):
+    """`(dotted key, old value, new value)` of the first difference between two nested dicts, or None."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(old) + [k for k in new if k not in old]:
+            found = first_difference(old.get(key), new.get(key), f"{prefix}{key}.")
+            if found is not None:
+                return found
+        return None
+    return None if old == new else (prefix.rstrip("."), old, new)
 
 
 def _partial(path: Path) -> Path:
@@ -45,16 +97,21 @@ def _partial(path: Path) -> Path:
 
 @contextlib.contextmanager
 def staged_run_dir(final: Path):
-    """Yields `final.partial/` to write into; renames it to `final` on success."""
+    """Yields `final.partial/` to write into; renames it to `final` on success.
+
+    An interrupted run's folder is continued, and never removed by a user error.
+    """
     partial = _partial(final)
-    partial.mkdir(parents=True)
+    continuing = partial.exists()
+    partial.mkdir(parents=True, exist_ok=True)
     try:
         yield partial
     except TltfError:
-        shutil.rmtree(partial, ignore_errors=True)
+        if not continuing:
+            shutil.rmtree(partial, ignore_errors=True)
         raise
     except BaseException:
-        logger.error(f"run stopped; what it had written is kept in {partial}")
+        logger.error(f"run stopped; what it had written is kept in {partial}; rerun the same command to continue it")
         raise
     if final.exists():
         final.rmdir()  # new_run_dir allowed only an empty folder here

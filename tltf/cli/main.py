@@ -60,23 +60,30 @@ class _ClickHandler(logging.Handler):
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None,
-              help="Write the run here (must be new or empty) instead of runs/<name>-<UTC time>/.")
+              help="Write the run here (new or empty) instead of runs/<name>-<UTC time>/. If DIR.partial/ holds an "
+                   "interrupted run of the same recipe, it is continued.")
+@click.option("--resume", is_flag=True, help="Continue the newest interrupted run of this recipe under runs/.")
+@click.option("--restart", is_flag=True, help="Discard the interrupted run in --run-dir and start again.")
 @user_errors
-def fit(recipe, overrides, run_dir):
+def fit(recipe, overrides, run_dir, resume, restart):
     """Train and evaluate RECIPE, writing a run directory.
 
     The console shows the resolved plan (phases with trainable and frozen
     parameter counts), Keras progress while training and a table of test
     metrics. Exit code 2 means a recipe, data or weights problem, reported on
     one line; nothing is left half-written.
+
+    A run is built in DIR.partial/ and saves its whole training state after
+    every epoch; if it is killed, running the same command again continues
+    from the last epoch saved (--resume finds it without --run-dir).
     """
     import tltf
 
     loaded = tltf.load_recipe(recipe, list(overrides))
-    result = tltf.fit(loaded, run_dir)
+    result = tltf.fit(loaded, run_dir, resume=resume, restart=restart)
     click.echo(f"\ntest metrics ({result.metrics['test']['split']}):")
     click.echo(tltf.evaluate.format_table(tltf.evaluate.metrics_rows(result.metrics)))
-    for line in tltf.evaluate.adaptation_lines(result.metrics):
+    for line in tltf.evaluate.adaptation_lines(result.metrics) + tltf.evaluate.health_lines(result.metrics):
         click.echo(line)
     click.echo(f"\nrun: {result.run_dir}")
 

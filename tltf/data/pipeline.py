@@ -53,6 +53,7 @@ def build_augmenter(augment, seed: int):
             images, labels = mixed["images"], mixed["labels"]
         return images, labels
 
+    apply.layers = [*layers, *mixers]  # their seed-generator states are part of a resumable run's state
     return apply
 
 

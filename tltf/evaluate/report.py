@@ -37,6 +37,12 @@ def format_table(rows, header=("metric", "val", "test")) -> str:
     return "\n".join(lines)
 
 
+def health_lines(metrics: dict) -> list[str]:
+    """What went wrong in training, one line per event (empty for a healthy run)."""
+    health = metrics.get("health") or {}
+    return [f"training health: {event['message']}" for event in health.get("events", [])]
+
+
 def adaptation_lines(metrics: dict) -> list[str]:
     """The domain-adaptation results, as text lines (empty without adaptation)."""
     if "a_distance" not in metrics:
@@ -92,6 +98,8 @@ def write_report(path, title: str, summary: list[str], metrics: dict, plan_rows)
     for row in metrics_rows(metrics):
         lines.append("| " + " | ".join(row) + " |")
     lines += adaptation_lines(metrics)
+    health = metrics.get("health", {}).get("status", "ok")
+    lines += ["", f"## Training health: {health}", ""] + [f"- {line}" for line in health_lines(metrics)]
     lines += [
         "",
         "Confusion matrix (rows true, columns predicted, threshold 0.5 for binary):",

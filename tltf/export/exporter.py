@@ -53,8 +53,12 @@ class RunArtifacts:
 
     @classmethod
     def read(cls, run_dir: Path) -> "RunArtifacts":
-        from tltf.run_dir import load_run_recipe
+        from tltf.run_dir import PARTIAL_SUFFIX, load_run_recipe
 
+        if run_dir.name.endswith(PARTIAL_SUFFIX):
+            final = run_dir.with_name(run_dir.name[: -len(PARTIAL_SUFFIX)])
+            raise TltfError(f"{run_dir}: an interrupted run, not a finished one; finish it with "
+                            f"`tltf fit RECIPE --run-dir {final}` (it continues where it stopped), then export {final}")
         for name in ("model.keras", "recipe.yaml", "metrics.json"):
             if not (run_dir / name).is_file():
                 raise TltfError(f"{run_dir}: not a finished tltf run (no {name}); pass a run directory from tltf fit")

@@ -46,6 +46,19 @@ class GradualConfig(Section):
     start_epochs: int = Field(1, ge=0, description="Head-only epochs before the first unit is unfrozen.")
 
 
+class HealthConfig(Section):
+    """Watching a run for divergence, collapse and stalls (`tltf.callbacks.TrainingHealth`).
+
+    Example:
+        train: {health: {stop: false}}     # report, but let a failing phase run to its end
+    """
+
+    stop: bool = Field(True, description="Stop a phase that diverges or collapses (the best checkpoint is kept).")
+    collapse_epochs: int = Field(2, ge=1, description="Epochs of val AUC at 0.5 that make a collapse.")
+    divergence_factor: float = Field(10.0, gt=1, description="An epoch loss above this × the first step's is divergence.")
+    stall_epochs: int = Field(5, ge=1, description="Epochs without a better val AUC that make a stall (reported).")
+
+
 class TrainConfig(Section):
     """How the network trains: the strategy, its budget, the optimizer and rates, and the GPU path.
 
@@ -84,3 +97,7 @@ class TrainConfig(Section):
     discriminative: Optional[DiscriminativeConfig] = None
     gradual: GradualConfig = GradualConfig()
     intent_check: bool = Field(True, description="Check frozen weights and BatchNorm at each phase's first step.")
+    health: HealthConfig = HealthConfig()
+    deterministic: bool = Field(
+        False, description="Repeatable runs on the same machine and library versions: TensorFlow op determinism and "
+                            "sequential augmentation. Slower; the default is fast.")

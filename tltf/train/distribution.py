@@ -54,3 +54,18 @@ def wrap_for_precision(optimizer, precision: str):
     if precision == "mixed_float16" and not isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
         return keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
+
+
+def make_deterministic(seed: int) -> None:
+    """Seeds every generator and turns on TensorFlow's op determinism, for repeatable runs.
+
+    Same machine, same library versions, same recipe: identical weights and
+    metrics. It also makes tf.data's parallel maps (augmentation) run in a
+    fixed order. Op determinism cannot be turned off again in this process,
+    and costs speed (`benchmarks/determinism.py`).
+    """
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()

@@ -92,6 +92,7 @@ class TrainingPlan:
             optimizer state the delivered model keeps (an adaptation method
             drops its own variables).
         schedule: the `PhaseSchedule` that drives the optimizer through the phases.
+        health: the `TrainingHealth` callback that watches every phase (in their callbacks too).
     """
 
     phases: list
@@ -104,6 +105,7 @@ class TrainingPlan:
     monitor: str = "val_auc"
     retained_optimizer: Optional[object] = None
     schedule: Optional[object] = None
+    health: Optional[object] = None
 
     def to_dict(self) -> dict:
         """What `tltf explain --json` prints: every segment of every phase, and the warnings."""

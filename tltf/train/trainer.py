@@ -1,9 +1,9 @@
-"""The trainer: executes a `TrainingPlan` with one ordinary `model.fit` per phase.
+"""The trainer: executes a `TrainingPlan` with one ordinary `model.fit` per phase, resumably.
 
 It knows no recipe, no evaluation and no run directory layout beyond the
-folder it is given for checkpoints and logs. What differs between strategies
-and adaptation methods is in the plan: which model each phase fits, on which
-datasets, with which callbacks.
+folder it is given for checkpoints, logs and its resume state. What differs
+between strategies and adaptation methods is in the plan: which model each
+phase fits, on which datasets, with which callbacks.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Optional
 
 from tltf.log import logger
 from tltf.models.anatomy import backbone_of
+from tltf.train import resume
 from tltf.train.optimizers import inner_optimizer
 
 
@@ -35,6 +36,10 @@ class TrainingOutcome:
 class Trainer:
     """Runs a plan's phases in order on its model and its one optimizer.
 
+    After every epoch the whole training state is saved in the checkpoint
+    folder (`tltf.train.resume`); `run` on a folder that holds one continues
+    from the last epoch saved, so a killed run loses at most one epoch.
+
     Example:
         outcome = Trainer(verbose=0).run(plan, Path("run"))
         plan.model.predict(images)   # the best epoch's weights, compiled with the optimizer that trained it
@@ -49,27 +54,42 @@ class Trainer:
         self.callbacks = list(callbacks)
 
     def run(self, plan, checkpoint_dir: Path) -> TrainingOutcome:
-        """Fits every phase; leaves the best epoch's model (and its optimizer state) in `checkpoint_dir/model.keras`."""
+        """Fits every phase not yet done; leaves the best epoch's model (with its optimizer state) in
+        `checkpoint_dir/model.keras`."""
         from tltf.train.callbacks import BestModelCheckpoint
 
         checkpoint_dir = Path(checkpoint_dir)
         best = BestModelCheckpoint(checkpoint_dir / "model.keras", plan.model, monitor=plan.monitor, mode="max")
+        progress = resume.load_state(checkpoint_dir, plan, best, plan.health) or resume.Progress()
+        if progress.epoch or progress.phase_index:
+            logger.info(f"resuming from {checkpoint_dir / resume.STATE_FILE}: {progress.epoch} epochs done")
+
+        def save(epoch: int, logs: dict) -> None:
+            for key, value in logs.items():
+                progress.history.setdefault(key, []).append(float(value))
+            progress.epoch = epoch + 1
+            resume.write_history_csv(checkpoint_dir / "history.csv", progress.history)
+            resume.save_state(checkpoint_dir, plan, progress, best, plan.health)
+
         shared = [best, *self._logging_callbacks(checkpoint_dir), *self.callbacks]
-        history: dict[str, list] = {}
-        phase_starts, epoch = [], 0
-        for index, phase_plan in enumerate(plan.phases):
-            phase_starts.append((phase_plan.phase.name, epoch))
-            epoch += self._run_phase(plan, index, shared, epoch, history)
+        while progress.phase_index < len(plan.phases):
+            self._run_phase(plan, progress, [*shared], resume.EpochState(save))
+            progress.phase_index += 1
+            resume.save_state(checkpoint_dir, plan, progress, best, plan.health)
         best.restore_best()
         self._compile_deliverable(plan)
         best.save()
         best_epoch = None if best.best_epoch is None else best.best_epoch + 1
-        return TrainingOutcome(history, phase_starts, best_epoch)
+        return TrainingOutcome(progress.history, [tuple(start) for start in progress.phase_starts], best_epoch)
 
-    def _run_phase(self, plan, index: int, shared: list, epoch: int, history: dict) -> int:
-        """One `fit`; returns how many epochs it ran."""
+    def _run_phase(self, plan, progress, shared: list, epoch_state) -> None:
+        """One `fit`, from the first epoch of the phase not yet done."""
+        index = progress.phase_index
         phase_plan = plan.phases[index]
         phase = phase_plan.phase
+        if len(progress.phase_starts) == index:
+            progress.phase_starts.append((phase.name, progress.epoch))
+        first_epoch = progress.phase_starts[index][1]
         epochs = f"{phase.epochs} epoch{'s' if phase.epochs != 1 else ''}"
         logger.info(f"phase {index + 1}/{len(plan.phases)}: {phase.name}, {epochs}, lr {phase.lr:g}, "
                     f"backbone {'trains' if phase.train_backbone else 'frozen'}")
@@ -78,21 +98,19 @@ class Trainer:
         target = phase_plan.fit_target
         target.compile(plan.optimizer)
         train_ds, val_ds = target.datasets()
-        result = target.model.fit(train_ds, validation_data=val_ds, initial_epoch=epoch, epochs=epoch + phase.epochs,
-                                  callbacks=[*shared, *phase_plan.callbacks], verbose=self.verbose, shuffle=False)
-        for key, values in result.history.items():
-            history.setdefault(key, []).extend(float(v) for v in values)
+        resume.replay_shuffles(train_ds, progress.epoch - first_epoch, plan)
+        target.model.fit(train_ds, validation_data=val_ds, initial_epoch=progress.epoch,
+                         epochs=first_epoch + phase.epochs, callbacks=[*shared, *phase_plan.callbacks, epoch_state],
+                         verbose=self.verbose, shuffle=False)
         if int(plan.optimizer.iterations.numpy()) < phase_plan.end_step:
             # Stopped early: start the next phase on its own schedule.
             plan.optimizer.iterations.assign(phase_plan.end_step)
-        return len(result.epoch)
 
     @staticmethod
     def _logging_callbacks(checkpoint_dir: Path) -> list:
         import keras
 
-        return [keras.callbacks.CSVLogger(str(checkpoint_dir / "history.csv"), append=True),
-                keras.callbacks.TensorBoard(str(checkpoint_dir / "logs"), write_graph=False)]
+        return [keras.callbacks.TensorBoard(str(checkpoint_dir / "logs"), write_graph=False)]
 
     @staticmethod
     def _compile_deliverable(plan) -> None:

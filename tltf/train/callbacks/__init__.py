@@ -3,5 +3,6 @@
 from tltf.train.callbacks.best_checkpoint import BestModelCheckpoint
 from tltf.train.callbacks.gradual_unfreezing import GradualUnfreezing
 from tltf.train.callbacks.intent_check import IntentCheck, IntentViolation
+from tltf.train.callbacks.training_health import TrainingHealth
 
-__all__ = ["BestModelCheckpoint", "GradualUnfreezing", "IntentCheck", "IntentViolation"]
+__all__ = ["BestModelCheckpoint", "GradualUnfreezing", "IntentCheck", "IntentViolation", "TrainingHealth"]

@@ -11,7 +11,8 @@ class BestModelCheckpoint(keras.callbacks.Callback):
     the one being fitted (tltf fits the head on cached features but saves
     the full backbone+head model), and it keeps its best value across
     several `fit` calls, one per phase. The best weights are also kept in
-    memory for `restore_best`.
+    memory for `restore_best`. An epoch whose weights are not all finite is
+    never the best.
 
     Example:
         best = BestModelCheckpoint("run/model.keras", model, monitor="val_auc")
@@ -42,9 +43,11 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         value = (logs or {}).get(self.monitor)
         if value is None or np.isnan(value) or not self._improved(value):
             return
-        self.best, self.best_epoch = float(value), epoch
         target = self.saved_model or self.model
-        self.best_weights = target.get_weights()
+        weights = target.get_weights()
+        if not all(np.isfinite(w).all() for w in weights if np.issubdtype(w.dtype, np.floating)):
+            return  # a diverged model is never the best one, whatever its metric says
+        self.best, self.best_epoch, self.best_weights = float(value), epoch, weights
         self.save()
 
     def save(self) -> None:

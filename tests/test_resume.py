@@ -1,0 +1,95 @@
+"""Kill -9 anywhere, rerun, and the run continues: the resume drill, in real subprocesses."""
+
+import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from conftest import separable_images, write_recipe
+from fixtures.shifted_domain import shift_domain
+from tltf.cli.main import main
+
+DRILL = Path(__file__).resolve().parent / "fixtures" / "drill.py"
+
+
+def drill(recipe: Path, run_dir: Path, point: str, *overrides: str) -> subprocess.CompletedProcess:
+    args = [arg for override in overrides for arg in ("--set", override)]
+    return subprocess.run([sys.executable, str(DRILL), str(recipe), str(run_dir), point, *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+@pytest.fixture(scope="module")
+def drill_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("drill")
+    source, target = {}, {}
+    for split, n, seed in (("train", 64, 0), ("val", 24, 1), ("test", 24, 2)):
+        images, labels = separable_images(n, 16, seed=seed)
+        source[f"{split}_images"], source[f"{split}_labels"] = images, labels
+        target[f"{split}_images"], target[f"{split}_labels"] = shift_domain(images, seed), labels
+    np.savez(root / "source.npz", **source)
+    np.savez(root / "target.npz", **target)
+    recipe = write_recipe(root / "drill.yaml", {"source": "npz", "path": str(root / "source.npz")},
+                          train={"strategy": "warmup_then_finetune", "epochs": 4, "head_warmup": {"epochs": 2},
+                                 "deterministic": True},
+                          augment={"flip": "horizontal", "rotation": 0.1}, model={"dropout": 0.2})
+    dann = [f"adaptation.target={{source: npz, path: {root / 'target.npz'}}}", "adaptation.compare_source_only=true",
+            "adaptation.domain_head.hidden=[8]"]
+    reference = drill(recipe, root / "reference", "none")
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    dann_reference = drill(recipe, root / "dann-reference", "none", *dann)
+    assert dann_reference.returncode == 0, dann_reference.stderr[-3000:]
+    return root, recipe, dann
+
+
+# 64 training images in batches of 16: 4 steps an epoch; epochs 0-1 warm up the head, 2-3 fine-tune.
+@pytest.mark.parametrize("point", ["epoch:1:1", "epoch:2:0", "epoch:3:2", "evaluation", "baseline"])
+def test_a_run_killed_anywhere_continues_and_ends_as_the_uninterrupted_run(drill_data, point):
+    root, recipe, dann = drill_data
+    overrides = dann if point == "baseline" else []
+    reference = root / ("dann-reference" if point == "baseline" else "reference")
+    run = root / f"killed-{point.replace(':', '-')}"
+    killed = drill(recipe, run, point, *overrides)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    assert (run.parent / (run.name + ".partial") / "resume.npz").is_file() and not run.exists()
+    resumed = drill(recipe, run, "none", *overrides)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "continuing the interrupted run" in resumed.stdout
+    assert (run / "metrics.json").read_text() == (reference / "metrics.json").read_text()
+    assert (run / "history.csv").read_text() == (reference / "history.csv").read_text()  # no gap, no repeat
+    assert not list(run.rglob("resume.npz"))  # a finished run keeps no resume state
+
+
+def test_a_different_recipe_is_refused_and_restart_discards(drill_data, tmp_path, monkeypatch):
+    root, recipe, _ = drill_data
+    run = tmp_path / "run"
+    assert drill(recipe, run, "epoch:1:1").returncode == -signal.SIGKILL
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    changed = runner.invoke(main, ["fit", str(recipe), "--run-dir", str(run), "--set", "train.lr=0.5"])
+    assert changed.exit_code == 2
+    assert changed.stderr.strip() == (f"tltf: error: {run}.partial: the recipe differs from the interrupted run's at "
+                                      "train.lr (0.01 there, 0.5 now); rerun with the same recipe, or pass --restart "
+                                      "to discard the run")
+    assert (tmp_path / "run.partial" / "resume.npz").is_file()  # refused, and nothing lost
+    exported = runner.invoke(main, ["export", str(tmp_path / "run.partial")])
+    assert exported.exit_code == 2 and "an interrupted run, not a finished one" in exported.stderr
+    assert f"tltf fit RECIPE --run-dir {run}" in exported.stderr
+
+
+def test_resume_finds_the_newest_interrupted_run(drill_data, tmp_path):
+    root, recipe, _ = drill_data
+    runs = tmp_path / "runs"
+    (runs / "tiny-20260101T000000Z.partial").mkdir(parents=True)  # an older, empty one
+    killed = drill(recipe, runs / "tiny-20261202T000000Z", "epoch:2:0")
+    assert killed.returncode == -signal.SIGKILL
+    script = (f"import sys; sys.path.insert(0, {str(DRILL.parents[1])!r}); import conftest, tltf; "
+              f"tltf.fit(tltf.load_recipe({str(recipe)!r}), runs_root={str(runs)!r}, resume=True, verbose=0)")
+    resumed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (runs / "tiny-20261202T000000Z" / "metrics.json").is_file()
+    assert (runs / "tiny-20260101T000000Z.partial").is_dir()  # the other one is left alone

@@ -1,0 +1,135 @@
+"""Resumable training: the whole training state, saved atomically at every epoch end, and restored.
+
+Like Keras' `BackupAndRestore`, but for a plan of several `fit` calls: one
+`.npz` file (`resume.npz` in the checkpoint folder) holds every variable of
+the model and of the fitted model around it (BatchNorm statistics and
+seed-generator states included), the optimizer's variables (slots, step
+count), the augmentation layers' seed states, the best checkpoint's weights,
+and as JSON the phase and epoch reached, the merged history, the
+best-checkpoint and health trackers. It is written next to its final name
+and renamed, so a run killed at any moment leaves the previous epoch's state
+whole. What is derived from the step count (the learning rate, λ, which
+blocks are unfrozen) needs no saving; the feature cache is recomputed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Optional
+
+import keras
+import numpy as np
+
+STATE_FILE = "resume.npz"
+
+
+@dataclasses.dataclass
+class Progress:
+    """How far a plan has got: the next phase to run, the epochs done, and what they logged."""
+
+    phase_index: int = 0
+    epoch: int = 0
+    phase_starts: list = dataclasses.field(default_factory=list)
+    history: dict = dataclasses.field(default_factory=dict)
+
+
+def state_variables(plan) -> dict[str, list]:
+    """The variables a run's state consists of, in a fixed order, grouped."""
+    model_vars = list(plan.model.variables)
+    known = {id(v) for v in model_vars}
+    fitted = []
+    for phase_plan in plan.phases:
+        for variable in phase_plan.fit_target.model.variables:
+            if id(variable) not in known:
+                known.add(id(variable))
+                fitted.append(variable)
+    augmenter = getattr(plan.phases[0].fit_target.data, "augmenter", None) if plan.phases else None
+    augment_vars = [v for layer in getattr(augmenter, "layers", []) for v in layer.variables]
+    return {"model": model_vars, "fitted": fitted, "optimizer": list(plan.optimizer.variables),
+            "augment": augment_vars}
+
+
+def save_state(directory: Path, plan, progress: Progress, best, health) -> None:
+    """Writes `directory/resume.npz` atomically."""
+    arrays = {}
+    for group, variables in state_variables(plan).items():
+        for index, variable in enumerate(variables):
+            arrays[f"{group}/{index}"] = np.asarray(variable.numpy())
+    for index, weight in enumerate(best.best_weights or []):
+        arrays[f"best/{index}"] = weight
+    meta = {"progress": dataclasses.asdict(progress), "best": {"value": best.best, "epoch": best.best_epoch},
+            "health": health.get_state() if health is not None else None}
+    arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    partial = directory / (STATE_FILE + ".partial.npz")
+    np.savez(partial, **arrays)
+    os.replace(partial, directory / STATE_FILE)
+
+
+def load_state(directory: Path, plan, best, health) -> Optional[Progress]:
+    """Restores a saved state into the plan's variables and trackers; None when there is none.
+
+    Raises:
+        ValueError: the saved state does not fit this plan (it was saved from another recipe).
+    """
+    path = Path(directory) / STATE_FILE
+    if not path.is_file():
+        return None
+    with np.load(path) as saved:
+        arrays = {key: saved[key] for key in saved.files}
+    for group, variables in state_variables(plan).items():
+        count = sum(1 for key in arrays if key.startswith(f"{group}/"))
+        if count != len(variables):
+            raise ValueError(f"{path}: the saved {group} state has {count} variables, this plan {len(variables)}")
+        for index, variable in enumerate(variables):
+            variable.assign(arrays[f"{group}/{index}"])
+    meta = json.loads(arrays["meta"].tobytes().decode())
+    best_weights = [arrays[f"best/{i}"] for i in range(sum(1 for key in arrays if key.startswith("best/")))]
+    best.best, best.best_epoch = meta["best"]["value"], meta["best"]["epoch"]
+    best.best_weights = best_weights or None
+    if health is not None and meta["health"] is not None:
+        health.set_state(meta["health"])
+    return Progress(**meta["progress"])
+
+
+def replay_shuffles(dataset, epochs: int, plan) -> None:
+    """Advances a freshly built training set's reshuffling past `epochs` epochs of `fit`.
+
+    Making iterators may run the augmentation map ahead, which moves the augmentation layers' seed states:
+    those are put back afterwards.
+    """
+    from tltf._keras_internals import FIT_ITERATORS_PER_EPOCH
+
+    if epochs <= 0:
+        return
+    augment = state_variables(plan)["augment"]
+    saved = [variable.numpy() for variable in augment]
+    iterators = [iter(dataset) for _ in range(epochs * FIT_ITERATORS_PER_EPOCH)]
+    del iterators
+    for variable, value in zip(augment, saved):
+        variable.assign(value)
+
+
+def write_history_csv(path: Path, history: dict) -> None:
+    """history.csv from the merged history: one row per epoch done, rewritten whole and renamed into place."""
+    keys = sorted(history)
+    rows = ["epoch," + ",".join(keys)]
+    for epoch in range(max((len(v) for v in history.values()), default=0)):
+        rows.append(",".join([str(epoch)] + [repr(history[k][epoch]) if epoch < len(history[k]) else ""
+                                             for k in keys]))
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text("\n".join(rows) + "\n")
+    os.replace(partial, path)
+
+
+class EpochState(keras.callbacks.Callback):
+    """Records each epoch's logs into the run's history and saves the whole state; the last callback of a fit."""
+
+    def __init__(self, save):
+        super().__init__()
+        self.save = save
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.save(epoch, dict(logs or {}))
