@@ -8,7 +8,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import pytest
 
 import tltf
 from conftest import write_recipe
@@ -115,3 +114,11 @@ def test_training_health_works_in_a_plain_keras_fit():
     health = tltf.callbacks.TrainingHealth(monitor="val_auc", divergence_factor=2.0)
     model.fit(x, y, validation_data=(x, y), epochs=5, batch_size=8, callbacks=[health], verbose=0)
     assert health.status == "diverged" and health.events[0]["kind"] == "diverged"
+
+
+def test_a_run_that_diverges_at_once_has_no_best_epoch(tmp_path, npz_path):
+    """Non-finite weights are never the best checkpoint, even when their val AUC is the first one seen."""
+    result = fit_quietly(tmp_path, {"source": "npz", "path": str(npz_path)},
+                         train={"strategy": "fine_tune", "epochs": 3, "optimizer": "sgd", "lr": 1e12})
+    assert result.metrics["health"]["status"] == "diverged"
+    assert result.metrics["best_epoch"] is None

@@ -1,6 +1,5 @@
 """Kill -9 anywhere, rerun, and the run continues: the resume drill, in real subprocesses."""
 
-import json
 import signal
 import subprocess
 import sys
@@ -43,16 +42,24 @@ def drill_data(tmp_path_factory):
     assert reference.returncode == 0, reference.stderr[-3000:]
     dann_reference = drill(recipe, root / "dann-reference", "none", *dann)
     assert dann_reference.returncode == 0, dann_reference.stderr[-3000:]
+    early_reference = drill(recipe, root / "early-reference", "none", *EARLY)
+    assert early_reference.returncode == 0, early_reference.stderr[-3000:]
     return root, recipe, dann
 
 
+# A 3-epoch warm-up that early stopping ends after its second epoch: a resumed run that forgot the
+# patience counter would run the third.
+EARLY = ["train.epochs=5", "train.head_warmup.epochs=3", "train.early_stopping={patience: 1, min_delta: 0.5}"]
+
+
 # 64 training images in batches of 16: 4 steps an epoch; epochs 0-1 warm up the head, 2-3 fine-tune.
-@pytest.mark.parametrize("point", ["epoch:1:1", "epoch:2:0", "epoch:3:2", "evaluation", "baseline"])
+@pytest.mark.parametrize("point", ["epoch:1:1", "epoch:2:0", "epoch:3:2", "evaluation", "baseline", "early"])
 def test_a_run_killed_anywhere_continues_and_ends_as_the_uninterrupted_run(drill_data, point):
     root, recipe, dann = drill_data
-    overrides = dann if point == "baseline" else []
-    reference = root / ("dann-reference" if point == "baseline" else "reference")
+    overrides = {"baseline": dann, "early": EARLY}.get(point, [])
+    reference = root / {"baseline": "dann-reference", "early": "early-reference"}.get(point, "reference")
     run = root / f"killed-{point.replace(':', '-')}"
+    point = "epoch:1:1" if point == "early" else point
     killed = drill(recipe, run, point, *overrides)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert (run.parent / (run.name + ".partial") / "resume.npz").is_file() and not run.exists()
@@ -93,3 +100,25 @@ def test_resume_finds_the_newest_interrupted_run(drill_data, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (runs / "tiny-20261202T000000Z" / "metrics.json").is_file()
     assert (runs / "tiny-20260101T000000Z.partial").is_dir()  # the other one is left alone
+
+
+def test_early_stopping_patience_survives_a_resume():
+    import keras
+
+    import tltf
+
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.stop_training = False
+    before = tltf.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=2)
+    before.set_model(model)
+    before.on_train_begin()
+    before.on_epoch_end(0, {"val_auc": 0.9})
+    before.on_epoch_end(1, {"val_auc": 0.8})  # one epoch without improvement
+    after, fresh = (tltf.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=2) for _ in range(2))
+    after.set_state(before.get_state())
+    for callback in (after, fresh):
+        callback.set_model(model)
+        callback.on_train_begin()
+        callback.on_epoch_end(2, {"val_auc": 0.85})
+        stopped, model.stop_training = model.stop_training, False
+        assert stopped == (callback is after)  # the resumed counter reaches its patience; a fresh one would not

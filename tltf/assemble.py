@@ -178,9 +178,7 @@ def _health_monitor(config):
 
 def _phase_callbacks(recipe, phase, model, health) -> list:
     """The callbacks a phase's recipe settings call for: unfreezing, intent check, health, early stopping."""
-    import keras
-
-    from tltf.train.callbacks import GradualUnfreezing, IntentCheck
+    from tltf.train.callbacks import EarlyStopping, GradualUnfreezing, IntentCheck
 
     chosen = []
     if phase.unfreeze_every:
@@ -190,6 +188,5 @@ def _phase_callbacks(recipe, phase, model, health) -> list:
     chosen.append(health)
     if recipe.train.early_stopping:
         stop = recipe.train.early_stopping
-        chosen.append(keras.callbacks.EarlyStopping(monitor="val_auc", mode="max", patience=stop.patience,
-                                                    min_delta=stop.min_delta))
+        chosen.append(EarlyStopping(monitor="val_auc", mode="max", patience=stop.patience, min_delta=stop.min_delta))
     return chosen

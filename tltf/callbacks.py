@@ -1,5 +1,7 @@
 """Public home of tltf's Keras callbacks (implemented in tltf/train/callbacks/, one per file)."""
 
-from tltf.train.callbacks import BestModelCheckpoint, GradualUnfreezing, IntentCheck, IntentViolation, TrainingHealth
+from tltf.train.callbacks import (
+    BestModelCheckpoint, EarlyStopping, GradualUnfreezing, IntentCheck, IntentViolation, TrainingHealth,
+)
 
-__all__ = ["BestModelCheckpoint", "GradualUnfreezing", "IntentCheck", "IntentViolation", "TrainingHealth"]
+__all__ = ["BestModelCheckpoint", "EarlyStopping", "GradualUnfreezing", "IntentCheck", "IntentViolation", "TrainingHealth"]

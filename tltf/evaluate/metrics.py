@@ -11,12 +11,12 @@ import numpy as np
 
 
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Binary ROC AUC; NaN when only one class is present."""
+    """Binary ROC AUC; NaN when only one class is present or a score is not finite (a diverged model)."""
     labels = np.asarray(labels).astype(bool).ravel()
     scores = np.asarray(scores, np.float64).ravel()
     positives = int(labels.sum())
     negatives = len(labels) - positives
-    if positives == 0 or negatives == 0:
+    if positives == 0 or negatives == 0 or not np.isfinite(scores).all():
         return float("nan")
     ranks = _average_ranks(scores)
     return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
@@ -71,7 +71,7 @@ def youden_threshold(labels: np.ndarray, scores: np.ndarray) -> float:
     """The score threshold maximising sensitivity + specificity − 1 (Youden's J)."""
     labels = np.asarray(labels).astype(bool).ravel()
     scores = np.asarray(scores, np.float64).ravel()
-    if labels.all() or not labels.any():
+    if labels.all() or not labels.any() or not np.isfinite(scores).all():
         return 0.5
     order = np.argsort(-scores, kind="mergesort")
     sorted_scores, sorted_labels = scores[order], labels[order]

@@ -30,13 +30,14 @@ def plot_roc(path, labels, probabilities, class_names, title="ROC"):
     else:
         curves = [(name, labels == c, probabilities[:, c]) for c, name in enumerate(class_names)]
     for name, positive, score in curves:
-        if positive.all() or not positive.any():
-            continue
+        if positive.all() or not positive.any() or not np.isfinite(score).all():
+            continue  # no curve for one class alone, or for a diverged model's non-finite scores
         fpr, tpr, _ = roc_curve(positive, score)
         ax.plot(fpr, tpr, label=f"{name} (AUC {roc_auc(positive, score):.3f})")
     ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
     ax.set(xlabel="false positive rate (1 − specificity)", ylabel="true positive rate (sensitivity)", title=title)
-    ax.legend(loc="lower right")
+    if ax.get_legend_handles_labels()[0]:  # none when no curve could be drawn (a diverged model)
+        ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

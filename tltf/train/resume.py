@@ -6,7 +6,8 @@ the model and of the fitted model around it (BatchNorm statistics and
 seed-generator states included), the optimizer's variables (slots, step
 count), the augmentation layers' seed states, the best checkpoint's weights,
 and as JSON the phase and epoch reached, the merged history, the
-best-checkpoint and health trackers. It is written next to its final name
+best-checkpoint tracker and the state of the current phase's callbacks that
+have one (`get_state`/`set_state`: early stopping, the health monitor). It is written next to its final name
 and renamed, so a run killed at any moment leaves the previous epoch's state
 whole. What is derived from the step count (the learning rate, λ, which
 blocks are unfrozen) needs no saving; the feature cache is recomputed.
@@ -52,7 +53,14 @@ def state_variables(plan) -> dict[str, list]:
             "augment": augment_vars}
 
 
-def save_state(directory: Path, plan, progress: Progress, best, health) -> None:
+def _stateful_callbacks(plan, progress: Progress) -> list:
+    """The current phase's callbacks that carry state between epochs (`get_state`/`set_state`)."""
+    if progress.phase_index >= len(plan.phases):
+        return []
+    return [cb for cb in plan.phases[progress.phase_index].callbacks if hasattr(cb, "get_state")]
+
+
+def save_state(directory: Path, plan, progress: Progress, best) -> None:
     """Writes `directory/resume.npz` atomically."""
     arrays = {}
     for group, variables in state_variables(plan).items():
@@ -61,14 +69,14 @@ def save_state(directory: Path, plan, progress: Progress, best, health) -> None:
     for index, weight in enumerate(best.best_weights or []):
         arrays[f"best/{index}"] = weight
     meta = {"progress": dataclasses.asdict(progress), "best": {"value": best.best, "epoch": best.best_epoch},
-            "health": health.get_state() if health is not None else None}
+            "callbacks": [callback.get_state() for callback in _stateful_callbacks(plan, progress)]}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     partial = directory / (STATE_FILE + ".partial.npz")
     np.savez(partial, **arrays)
     os.replace(partial, directory / STATE_FILE)
 
 
-def load_state(directory: Path, plan, best, health) -> Optional[Progress]:
+def load_state(directory: Path, plan, best) -> Optional[Progress]:
     """Restores a saved state into the plan's variables and trackers; None when there is none.
 
     Raises:
@@ -89,9 +97,10 @@ def load_state(directory: Path, plan, best, health) -> Optional[Progress]:
     best_weights = [arrays[f"best/{i}"] for i in range(sum(1 for key in arrays if key.startswith("best/")))]
     best.best, best.best_epoch = meta["best"]["value"], meta["best"]["epoch"]
     best.best_weights = best_weights or None
-    if health is not None and meta["health"] is not None:
-        health.set_state(meta["health"])
-    return Progress(**meta["progress"])
+    progress = Progress(**meta["progress"])
+    for callback, state in zip(_stateful_callbacks(plan, progress), meta["callbacks"]):
+        callback.set_state(state)
+    return progress
 
 
 def replay_shuffles(dataset, epochs: int, plan) -> None:

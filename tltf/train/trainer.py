@@ -60,7 +60,7 @@ class Trainer:
 
         checkpoint_dir = Path(checkpoint_dir)
         best = BestModelCheckpoint(checkpoint_dir / "model.keras", plan.model, monitor=plan.monitor, mode="max")
-        progress = resume.load_state(checkpoint_dir, plan, best, plan.health) or resume.Progress()
+        progress = resume.load_state(checkpoint_dir, plan, best) or resume.Progress()
         if progress.epoch or progress.phase_index:
             logger.info(f"resuming from {checkpoint_dir / resume.STATE_FILE}: {progress.epoch} epochs done")
 
@@ -69,13 +69,13 @@ class Trainer:
                 progress.history.setdefault(key, []).append(float(value))
             progress.epoch = epoch + 1
             resume.write_history_csv(checkpoint_dir / "history.csv", progress.history)
-            resume.save_state(checkpoint_dir, plan, progress, best, plan.health)
+            resume.save_state(checkpoint_dir, plan, progress, best)
 
         shared = [best, *self._logging_callbacks(checkpoint_dir), *self.callbacks]
         while progress.phase_index < len(plan.phases):
             self._run_phase(plan, progress, [*shared], resume.EpochState(save))
             progress.phase_index += 1
-            resume.save_state(checkpoint_dir, plan, progress, best, plan.health)
+            resume.save_state(checkpoint_dir, plan, progress, best)
         best.restore_best()
         self._compile_deliverable(plan)
         best.save()
