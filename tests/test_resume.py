@@ -53,19 +53,25 @@ EARLY = ["train.epochs=5", "train.head_warmup.epochs=3", "train.early_stopping={
 
 
 # 64 training images in batches of 16: 4 steps an epoch; epochs 0-1 warm up the head, 2-3 fine-tune.
-@pytest.mark.parametrize("point", ["epoch:1:1", "epoch:2:0", "epoch:3:2", "evaluation", "baseline", "early"])
+# `step:E:B` kills after batch B of epoch E with the state saved every step (train.checkpoint_every: 1), so the
+# rerun continues within the epoch; `epoch:E:B` saves at epoch ends only and reruns epoch E.
+@pytest.mark.parametrize("point", ["epoch:1:1", "epoch:2:0", "epoch:3:2", "evaluation", "baseline", "early",
+                                   "step:1:2", "step:3:1"])
 def test_a_run_killed_anywhere_continues_and_ends_as_the_uninterrupted_run(drill_data, point):
     root, recipe, dann = drill_data
-    overrides = {"baseline": dann, "early": EARLY}.get(point, [])
+    overrides = {"baseline": dann, "early": EARLY}.get(point, ["train.checkpoint_every=1"] if "step" in point else [])
     reference = root / {"baseline": "dann-reference", "early": "early-reference"}.get(point, "reference")
     run = root / f"killed-{point.replace(':', '-')}"
-    point = "epoch:1:1" if point == "early" else point
+    point = "epoch:1:1" if point == "early" else point.replace("step", "epoch")
     killed = drill(recipe, run, point, *overrides)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
     assert (run.parent / (run.name + ".partial") / "resume.npz").is_file() and not run.exists()
     resumed = drill(recipe, run, "none", *overrides)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "continuing the interrupted run" in resumed.stdout
+    if "step" in run.name:  # resumed within the epoch, after the batches saved
+        epoch, batch = run.name.split("-")[-2:]
+        assert f": {epoch} epochs and {batch} step{'s' if batch != '1' else ''} done" in resumed.stdout
     assert (run / "metrics.json").read_text() == (reference / "metrics.json").read_text()
     assert (run / "history.csv").read_text() == (reference / "history.csv").read_text()  # no gap, no repeat
     assert not list(run.rglob("resume.npz"))  # a finished run keeps no resume state

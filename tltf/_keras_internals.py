@@ -62,3 +62,14 @@ def uses_weight_decay(optimizer, variable) -> bool:
 # discards at the epoch's end), so a shuffled set reshuffles twice per epoch. A resumed run replays that
 # many iterators to give its next epoch the order an uninterrupted run would see (tests/test_resume.py).
 FIT_ITERATORS_PER_EPOCH = 2
+
+
+def build_compiled_metrics(model) -> None:
+    """Creates a compiled model's metric variables before its first step, so saved accumulators can be put
+    back (a run resumed within an epoch). Keras builds them lazily, at the first batch."""
+    import keras
+
+    compiled = getattr(model, "_compile_metrics", None)
+    if compiled is not None and not compiled.built:
+        shape = (1, *model.output.shape[1:])
+        compiled.build(keras.ops.zeros(shape), keras.ops.zeros(shape))

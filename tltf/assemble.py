@@ -117,6 +117,7 @@ def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 
                         _sample_weights(recipe, splits), train.seed)
     whole, on_features = FullModel(model, task, data), None
     plan.health = _health_monitor(train.health)
+    plan.checkpoint_every = train.checkpoint_every
     for phase_plan in plan.phases:
         phase_plan.feature_cache_note = _why_no_feature_cache(recipe, phase_plan.phase)
         if not phase_plan.feature_cache_note:

@@ -98,6 +98,9 @@ class TrainConfig(Section):
     gradual: GradualConfig = GradualConfig()
     intent_check: bool = Field(True, description="Check frozen weights and BatchNorm at each phase's first step.")
     health: HealthConfig = HealthConfig()
+    checkpoint_every: Optional[int] = Field(
+        None, ge=1, description="Also save the training state every N optimizer steps (default: at epoch ends "
+                                "only); a killed run then loses at most N steps.")
     deterministic: bool = Field(
         False, description="Repeatable runs on the same machine and library versions: TensorFlow op determinism and "
                             "sequential augmentation. Slower; the default is fast.")

@@ -93,6 +93,7 @@ class TrainingPlan:
             drops its own variables).
         schedule: the `PhaseSchedule` that drives the optimizer through the phases.
         health: the `TrainingHealth` callback that watches every phase (in their callbacks too).
+        checkpoint_every: also save the training state every this many steps (None: at epoch ends only).
     """
 
     phases: list
@@ -106,6 +107,7 @@ class TrainingPlan:
     retained_optimizer: Optional[object] = None
     schedule: Optional[object] = None
     health: Optional[object] = None
+    checkpoint_every: Optional[int] = None
 
     def to_dict(self) -> dict:
         """What `tltf explain --json` prints: every segment of every phase, and the warnings."""

@@ -33,6 +33,7 @@ class Progress:
 
     phase_index: int = 0
     epoch: int = 0
+    batch: int = 0  # batches done in the epoch in progress (a save within an epoch)
     phase_starts: list = dataclasses.field(default_factory=list)
     history: dict = dataclasses.field(default_factory=dict)
 
@@ -60,12 +61,19 @@ def _stateful_callbacks(plan, progress: Progress) -> list:
     return [cb for cb in plan.phases[progress.phase_index].callbacks if hasattr(cb, "get_state")]
 
 
-def save_state(directory: Path, plan, progress: Progress, best) -> None:
-    """Writes `directory/resume.npz` atomically."""
+def save_state(directory: Path, plan, progress: Progress, best, replace=None) -> None:
+    """Writes `directory/resume.npz` atomically.
+
+    Args:
+        replace: group → arrays saved instead of the variables' values (within an epoch: the augmentation
+            states as the epoch began, and the metric accumulators of the epoch so far).
+    """
     arrays = {}
-    for group, variables in state_variables(plan).items():
-        for index, variable in enumerate(variables):
-            arrays[f"{group}/{index}"] = np.asarray(variable.numpy())
+    groups = {**{group: [v.numpy() for v in variables] for group, variables in state_variables(plan).items()},
+              **(replace or {})}
+    for group, values in groups.items():
+        for index, value in enumerate(values):
+            arrays[f"{group}/{index}"] = np.asarray(value)
     for index, weight in enumerate(best.best_weights or []):
         arrays[f"best/{index}"] = weight
     meta = {"progress": dataclasses.asdict(progress), "best": {"value": best.best, "epoch": best.best_epoch},
@@ -76,15 +84,19 @@ def save_state(directory: Path, plan, progress: Progress, best) -> None:
     os.replace(partial, directory / STATE_FILE)
 
 
-def load_state(directory: Path, plan, best) -> Optional[Progress]:
-    """Restores a saved state into the plan's variables and trackers; None when there is none.
+def load_state(directory: Path, plan, best) -> tuple[Optional[Progress], list]:
+    """Restores a saved state into the plan's variables and trackers.
+
+    Returns:
+        the progress (None when nothing was saved) and, for a state saved within an epoch, the metric
+        accumulators of that epoch so far (for `RestoreMetrics`).
 
     Raises:
         ValueError: the saved state does not fit this plan (it was saved from another recipe).
     """
     path = Path(directory) / STATE_FILE
     if not path.is_file():
-        return None
+        return None, []
     with np.load(path) as saved:
         arrays = {key: saved[key] for key in saved.files}
     for group, variables in state_variables(plan).items():
@@ -94,13 +106,17 @@ def load_state(directory: Path, plan, best) -> Optional[Progress]:
         for index, variable in enumerate(variables):
             variable.assign(arrays[f"{group}/{index}"])
     meta = json.loads(arrays["meta"].tobytes().decode())
-    best_weights = [arrays[f"best/{i}"] for i in range(sum(1 for key in arrays if key.startswith("best/")))]
+    best_weights = _group(arrays, "best")
     best.best, best.best_epoch = meta["best"]["value"], meta["best"]["epoch"]
     best.best_weights = best_weights or None
     progress = Progress(**meta["progress"])
     for callback, state in zip(_stateful_callbacks(plan, progress), meta["callbacks"]):
         callback.set_state(state)
-    return progress
+    return progress, _group(arrays, "metrics")
+
+
+def _group(arrays: dict, group: str) -> list:
+    return [arrays[f"{group}/{i}"] for i in range(sum(1 for key in arrays if key.startswith(f"{group}/")))]
 
 
 def replay_shuffles(dataset, epochs: int, plan) -> None:
@@ -133,12 +149,52 @@ def write_history_csv(path: Path, history: dict) -> None:
     os.replace(partial, path)
 
 
-class EpochState(keras.callbacks.Callback):
-    """Records each epoch's logs into the run's history and saves the whole state; the last callback of a fit."""
+class RunRecorder(keras.callbacks.Callback):
+    """Records each epoch's logs into the run's history and saves the whole state: at every epoch end, and
+    every `every` optimizer steps when set. The last callback of every fit of a plan.
 
-    def __init__(self, save):
+    Args:
+        directory: where resume.npz and history.csv go.
+        plan: the plan being trained.
+        progress: how far it has got (updated here).
+        best: the `BestModelCheckpoint` (its tracker is part of the state).
+        every: also save every this many optimizer steps (None: epoch ends only).
+    """
+
+    def __init__(self, directory: Path, plan, progress: Progress, best, every=None):
         super().__init__()
-        self.save = save
+        self.directory, self.plan, self.progress, self.best, self.every = directory, plan, progress, best, every
+        self.offset = progress.batch  # a fit that resumes within an epoch starts counting its batches at 0
+        self.epoch_start_augment = [v.numpy() for v in state_variables(plan)["augment"]]
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.progress.batch = self.offset + batch + 1
+        within = self.progress.batch < self.plan.steps_per_epoch  # the epoch's end saves the last one
+        if self.every and within and int(self.plan.optimizer.iterations.numpy()) % self.every == 0:
+            metrics = [v.numpy() for v in self.model.metrics_variables]
+            save_state(self.directory, self.plan, self.progress, self.best,
+                       replace={"augment": self.epoch_start_augment, "metrics": metrics})
 
     def on_epoch_end(self, epoch, logs=None):
-        self.save(epoch, dict(logs or {}))
+        for key, value in (logs or {}).items():
+            self.progress.history.setdefault(key, []).append(float(value))
+        self.progress.epoch, self.progress.batch, self.offset = epoch + 1, 0, 0
+        write_history_csv(self.directory / "history.csv", self.progress.history)
+        save_state(self.directory, self.plan, self.progress, self.best)
+        self.epoch_start_augment = [v.numpy() for v in state_variables(self.plan)["augment"]]
+
+
+class RestoreMetrics(keras.callbacks.Callback):
+    """Puts the saved accumulators of an epoch in progress back, after `fit` has reset them at its start."""
+
+    def __init__(self, values: list):
+        super().__init__()
+        self.values = values
+
+    def on_epoch_begin(self, epoch, logs=None):
+        from tltf._keras_internals import build_compiled_metrics
+
+        build_compiled_metrics(self.model)
+        for variable, value in zip(self.model.metrics_variables, self.values):
+            variable.assign(value)
+        self.values = []

@@ -60,20 +60,16 @@ class Trainer:
 
         checkpoint_dir = Path(checkpoint_dir)
         best = BestModelCheckpoint(checkpoint_dir / "model.keras", plan.model, monitor=plan.monitor, mode="max")
-        progress = resume.load_state(checkpoint_dir, plan, best) or resume.Progress()
-        if progress.epoch or progress.phase_index:
-            logger.info(f"resuming from {checkpoint_dir / resume.STATE_FILE}: {progress.epoch} epochs done")
-
-        def save(epoch: int, logs: dict) -> None:
-            for key, value in logs.items():
-                progress.history.setdefault(key, []).append(float(value))
-            progress.epoch = epoch + 1
-            resume.write_history_csv(checkpoint_dir / "history.csv", progress.history)
-            resume.save_state(checkpoint_dir, plan, progress, best)
-
+        progress, epoch_metrics = resume.load_state(checkpoint_dir, plan, best)
+        progress = progress or resume.Progress()
+        if progress.epoch or progress.phase_index or progress.batch:
+            steps = f" and {progress.batch} step{'s' if progress.batch != 1 else ''}" if progress.batch else ""
+            logger.info(f"resuming from {checkpoint_dir / resume.STATE_FILE}: {progress.epoch} epochs{steps} done")
+        recorder = resume.RunRecorder(checkpoint_dir, plan, progress, best, plan.checkpoint_every)
         shared = [best, *self._logging_callbacks(checkpoint_dir), *self.callbacks]
         while progress.phase_index < len(plan.phases):
-            self._run_phase(plan, progress, [*shared], resume.EpochState(save))
+            self._run_phase(plan, progress, shared, recorder, epoch_metrics)
+            epoch_metrics = []
             progress.phase_index += 1
             resume.save_state(checkpoint_dir, plan, progress, best)
         best.restore_best()
@@ -82,8 +78,8 @@ class Trainer:
         best_epoch = None if best.best_epoch is None else best.best_epoch + 1
         return TrainingOutcome(progress.history, [tuple(start) for start in progress.phase_starts], best_epoch)
 
-    def _run_phase(self, plan, progress, shared: list, epoch_state) -> None:
-        """One `fit`, from the first epoch of the phase not yet done."""
+    def _run_phase(self, plan, progress, shared: list, recorder, epoch_metrics: list) -> None:
+        """The phase's `fit`, from its first epoch not yet done (a resumed partial epoch first, on its own)."""
         index = progress.phase_index
         phase_plan = plan.phases[index]
         phase = phase_plan.phase
@@ -99,9 +95,21 @@ class Trainer:
         target.compile(plan.optimizer)
         train_ds, val_ds = target.datasets()
         resume.replay_shuffles(train_ds, progress.epoch - first_epoch, plan)
-        target.model.fit(train_ds, validation_data=val_ds, initial_epoch=progress.epoch,
-                         epochs=first_epoch + phase.epochs, callbacks=[*shared, *phase_plan.callbacks, epoch_state],
-                         verbose=self.verbose, shuffle=False)
+        callbacks = [*shared, *phase_plan.callbacks]
+        end = first_epoch + phase.epochs
+        stopped = False
+        if progress.batch:
+            # The rest of the epoch the run was stopped in, its metrics as they were, its batches skipped.
+            target.model.fit(train_ds.skip(progress.batch), validation_data=val_ds, initial_epoch=progress.epoch,
+                             epochs=progress.epoch + 1, verbose=self.verbose, shuffle=False,
+                             callbacks=[*callbacks, resume.RestoreMetrics(epoch_metrics), recorder])
+            stopped = target.model.stop_training
+            for callback in phase_plan.callbacks:
+                if hasattr(callback, "get_state"):
+                    callback.set_state(callback.get_state())  # carry the trackers over into the next fit
+        if progress.epoch < end and not stopped:
+            target.model.fit(train_ds, validation_data=val_ds, initial_epoch=progress.epoch, epochs=end,
+                             callbacks=[*callbacks, recorder], verbose=self.verbose, shuffle=False)
         if int(plan.optimizer.iterations.numpy()) < phase_plan.end_step:
             # Stopped early: start the next phase on its own schedule.
             plan.optimizer.iterations.assign(phase_plan.end_step)
