@@ -103,6 +103,21 @@ def separable_images(n: int, size: int, num_classes: int = 2, seed: int = 0, cha
     return images, labels
 
 
+def write_domain_pair(root: Path) -> tuple[Path, Path]:
+    """`source.npz` and `target.npz` under `root`: separable grey 16 px images, and the same images as another
+    scanner would show them (`fixtures.shifted_domain`), for domain adaptation."""
+    from fixtures.shifted_domain import shift_domain
+
+    source, target = {}, {}
+    for split, n, seed in (("train", 64, 0), ("val", 24, 1), ("test", 24, 2)):
+        images, labels = separable_images(n, 16, seed=seed)
+        source[f"{split}_images"], source[f"{split}_labels"] = images, labels
+        target[f"{split}_images"], target[f"{split}_labels"] = shift_domain(images, seed), labels
+    np.savez(root / "source.npz", **source)
+    np.savez(root / "target.npz", **target)
+    return root / "source.npz", root / "target.npz"
+
+
 @pytest.fixture
 def npz_path(tmp_path) -> Path:
     """A MedMNIST-layout npz: grey 16 px, train/val/test, binary."""

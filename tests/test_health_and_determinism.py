@@ -25,17 +25,10 @@ def test_deterministic_runs_repeat_exactly_with_augmentation_warm_up_and_dann(tm
         import numpy as np
         sys.path.insert(0, {str(TESTS)!r})
         import conftest
-        from conftest import separable_images, write_recipe
-        from fixtures.shifted_domain import shift_domain
+        from conftest import write_domain_pair, write_recipe
         import keras, tltf
         root = Path({str(tmp_path)!r})
-        source, target = {{}}, {{}}
-        for split, n, seed in (("train", 64, 0), ("val", 24, 1), ("test", 24, 2)):
-            images, labels = separable_images(n, 16, seed=seed)
-            source[f"{{split}}_images"], source[f"{{split}}_labels"] = images, labels
-            target[f"{{split}}_images"], target[f"{{split}}_labels"] = shift_domain(images, seed), labels
-        np.savez(root / "source.npz", **source)
-        np.savez(root / "target.npz", **target)
+        write_domain_pair(root)
         augment = {{"flip": "horizontal", "rotation": 0.1, "contrast": 0.2}}
         cases = {{
             "fine_tune": ({{"strategy": "fine_tune", "epochs": 2}}, []),

@@ -5,12 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from conftest import separable_images, write_recipe
-from fixtures.shifted_domain import shift_domain
+from conftest import write_domain_pair, write_recipe
 from tltf.cli.main import main
 
 DRILL = Path(__file__).resolve().parent / "fixtures" / "drill.py"
@@ -25,13 +23,7 @@ def drill(recipe: Path, run_dir: Path, point: str, *overrides: str) -> subproces
 @pytest.fixture(scope="module")
 def drill_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("drill")
-    source, target = {}, {}
-    for split, n, seed in (("train", 64, 0), ("val", 24, 1), ("test", 24, 2)):
-        images, labels = separable_images(n, 16, seed=seed)
-        source[f"{split}_images"], source[f"{split}_labels"] = images, labels
-        target[f"{split}_images"], target[f"{split}_labels"] = shift_domain(images, seed), labels
-    np.savez(root / "source.npz", **source)
-    np.savez(root / "target.npz", **target)
+    write_domain_pair(root)
     recipe = write_recipe(root / "drill.yaml", {"source": "npz", "path": str(root / "source.npz")},
                           train={"strategy": "warmup_then_finetune", "epochs": 4, "head_warmup": {"epochs": 2},
                                  "deterministic": True},
