@@ -92,12 +92,15 @@ def test_resume_finds_the_newest_interrupted_run(drill_data, tmp_path):
     (runs / "tiny-20260101T000000Z.partial").mkdir(parents=True)  # an older, empty one
     killed = drill(recipe, runs / "tiny-20261202T000000Z", "epoch:2:0")
     assert killed.returncode == -signal.SIGKILL
+    killed_other = drill(recipe, runs / "tiny-other-20261203T000000Z", "epoch:1:1", "name=tiny-other")
+    assert killed_other.returncode == -signal.SIGKILL  # another recipe's run, newer, whose name starts alike
     script = (f"import sys; sys.path.insert(0, {str(DRILL.parents[1])!r}); import conftest, tltf; "
               f"tltf.fit(tltf.load_recipe({str(recipe)!r}), runs_root={str(runs)!r}, resume=True, verbose=0)")
     resumed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert (runs / "tiny-20261202T000000Z" / "metrics.json").is_file()
-    assert (runs / "tiny-20260101T000000Z.partial").is_dir()  # the other one is left alone
+    assert (runs / "tiny-20260101T000000Z.partial").is_dir()  # the others are left alone
+    assert (runs / "tiny-other-20261203T000000Z.partial" / "resume.npz").is_file()
 
 
 def test_early_stopping_patience_survives_a_resume():

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -51,7 +52,10 @@ def run_dir_for(recipe, run_dir=None, root: str = "runs", resume: bool = False, 
             `resume` without any interrupted run, or a `--run-dir` that is taken.
     """
     if run_dir is None and resume:
-        candidates = sorted(Path(root).glob(f"{recipe.name}-*{PARTIAL_SUFFIX}"), key=lambda p: p.stat().st_mtime)
+        # Only this recipe's own runs: `pneumonia-<time>`, not another recipe's `pneumonia-mobilenet-<time>`.
+        own = re.compile(re.escape(recipe.name) + r"-\d{8}T\d{6}Z(-\d+)?" + re.escape(PARTIAL_SUFFIX))
+        candidates = sorted((p for p in Path(root).glob(f"{recipe.name}-*{PARTIAL_SUFFIX}") if own.fullmatch(p.name)),
+                            key=lambda p: p.stat().st_mtime)
         if not candidates:
             raise TltfError(f"{root}: no interrupted run of {recipe.name!r} to resume (no {recipe.name}-*.partial)")
         run_dir = candidates[-1].with_name(candidates[-1].name[: -len(PARTIAL_SUFFIX)])
