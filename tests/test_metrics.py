@@ -66,3 +66,16 @@ def test_evaluate_predictions_binary_and_multiclass():
     labels3 = rng.integers(0, 3, 90)
     multi = evaluate_predictions(labels3, rng.dirichlet(np.ones(3), 90), ["x", "y", "z"], bootstrap=20)
     assert set(multi["per_class_auc"]) == {"x", "y", "z"} and np.array(multi["confusion"]).sum() == 90
+
+
+def test_no_bootstrap_says_not_computed():
+    from tltf.evaluate import metrics_rows
+
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 2, 50)
+    split = evaluate_predictions(labels, rng.random((50, 1)), ["a", "b"], bootstrap=0)
+    assert split["auc_ci"] is None  # null in metrics.json, not [NaN, NaN]
+    row = dict((r[0], r[1:]) for r in metrics_rows({"val": split, "test": split}))["auc 95% CI"]
+    assert row == ("not computed (evaluate.bootstrap: 0)",) * 2
+    with_ci = evaluate_predictions(labels, rng.random((50, 1)), ["a", "b"], bootstrap=20)
+    assert dict((r[0], r[1:]) for r in metrics_rows({"val": with_ci, "test": with_ci}))["auc 95% CI"][0].startswith("[")

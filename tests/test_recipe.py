@@ -29,7 +29,9 @@ def test_defaults_are_filled_in():
     recipe = validate_recipe(BASE)
     assert (recipe.model.backbone, recipe.model.weights, recipe.model.bn) == ("resnet50", "imagenet", "frozen")
     assert recipe.model.bn_momentum is None  # the pretrained backbone's own
-    assert (recipe.train.strategy, recipe.train.optimizer, recipe.train.lr) == ("fine_tune", "adamw", 1e-4)
+    # The rate and the budget are chosen with the data (tltf.train.phases.base_lr, budget_epochs).
+    assert (recipe.train.strategy, recipe.train.optimizer, recipe.train.lr) == ("fine_tune", "adamw", None)
+    assert (recipe.train.epochs, recipe.train.min_steps, recipe.train.max_epochs) == ("auto", 1000, 100)
     resolved = yaml.safe_load(recipe.to_yaml())
     assert list(resolved["data"])[0] == "source"
     assert resolved["model"]["bn"] == "frozen"

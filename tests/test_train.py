@@ -17,7 +17,7 @@ from tltf.task import Task
 from tltf.assemble import assemble_training, model_from_recipe
 from tltf.recipe import load_recipe, validate_recipe
 from tltf.train.trainer import Trainer
-from tltf.train.phases import Phase, plan_phases
+from tltf.train.phases import Phase, budget_epochs, budget_text, plan_phases
 from tltf.train.schedules import PhaseSchedule
 
 
@@ -26,16 +26,51 @@ def train_section(**train):
 
 
 def test_strategies_compile_to_phases():
-    assert plan_phases(train_section(strategy="feature_extraction", epochs=4, lr=1e-3)) == [
+    steps = 10
+    assert plan_phases(train_section(strategy="feature_extraction", epochs=4, lr=1e-3), steps) == [
         Phase("feature_extraction", 4, False, 1e-3)]
-    assert plan_phases(train_section(strategy="fine_tune", epochs=5)) == [
+    assert plan_phases(train_section(strategy="fine_tune", epochs=5), steps) == [
         Phase("fine_tune", 5, True, 1e-4, layerwise=True)]
     assert plan_phases(train_section(strategy="warmup_then_finetune", epochs=10, head_warmup={"epochs": 3, "lr": 1e-2},
-                                     schedule="cosine")) == [
+                                     schedule="cosine"), steps) == [
         Phase("head_warmup", 3, False, 1e-2, schedule="cosine"),
         Phase("fine_tune", 7, True, 1e-4, schedule="cosine", layerwise=True)]
-    assert plan_phases(train_section(strategy="gradual_unfreeze", epochs=9, gradual={"every": 3, "start_epochs": 2})) == [
+    assert plan_phases(train_section(strategy="gradual_unfreeze", epochs=9, gradual={"every": 3, "start_epochs": 2}),
+                       steps) == [
         Phase("gradual_unfreeze", 9, True, 1e-4, layerwise=True, unfreeze_every=3, unfreeze_start=2)]
+
+
+def test_without_pretrained_weights_every_strategy_trains_the_whole_network_at_the_scratch_rate():
+    for strategy in ("fine_tune", "warmup_then_finetune", "gradual_unfreeze"):
+        assert plan_phases(train_section(strategy=strategy, epochs=6), 10, pretrained=False) == [
+            Phase("fine_tune", 6, True, 1e-3, layerwise=True)]
+    # An explicit rate is the user's.
+    assert plan_phases(train_section(strategy="fine_tune", epochs=6, lr=5e-4), 10, pretrained=False)[0].lr == 5e-4
+
+
+def test_unset_learning_rates_default_by_what_the_phase_trains():
+    assert plan_phases(train_section(strategy="feature_extraction", epochs=3), 10)[0].lr == 1e-3  # a new head
+    assert plan_phases(train_section(strategy="fine_tune", epochs=3), 10)[0].lr == 1e-4  # a pretrained backbone
+    warmup, tune = plan_phases(train_section(strategy="warmup_then_finetune", epochs=5), 10)
+    assert (warmup.lr, tune.lr) == (1e-3, 1e-4)
+
+
+@pytest.mark.parametrize("train_images, epochs", [(4708, 14), (1178, 53), (236, 100), (47, 100)])
+def test_epochs_auto_buys_enough_optimizer_steps_and_stops_at_max_epochs(train_images, epochs):
+    steps_per_epoch = math.ceil(train_images / 64)
+    train = train_section(strategy="warmup_then_finetune", batch_size=64)  # epochs auto, min_steps 1000
+    phases = plan_phases(train, steps_per_epoch)
+    assert sum(p.epochs for p in phases) == epochs
+    assert budget_epochs(train, steps_per_epoch) * steps_per_epoch >= min(1000, 100 * steps_per_epoch)
+    text = budget_text(train, steps_per_epoch)
+    assert text.startswith(f"{epochs} epochs × {steps_per_epoch} steps")
+    assert ("capped at train.max_epochs=100" in text) == (epochs * steps_per_epoch < 1000)
+
+
+def test_epochs_auto_keeps_a_fine_tuning_epoch_after_the_warmup():
+    train = train_section(strategy="warmup_then_finetune", min_steps=10, head_warmup={"epochs": 3})
+    assert [p.epochs for p in plan_phases(train, 100)] == [3, 1]
+    assert [p.epochs for p in plan_phases(train, 100, pretrained=False)] == [1]
 
 
 def test_phase_schedule_follows_each_phase():

@@ -13,11 +13,13 @@ from __future__ import annotations
 import functools
 import math
 
+import numpy as np
+
 from tltf.models.anatomy import backbone_of
 from tltf.models.blocks import HEAD, BlockMap
 from tltf.task import Task
 from tltf.train.layerwise import recipe_unit_multipliers_checked, variable_multipliers
-from tltf.train.phases import phase_schedule, plan_phases
+from tltf.train.phases import base_lr, budget_text, phase_schedule, plan_phases
 from tltf.train.plan import PhasePlan, TrainingPlan
 from tltf.train.segments import param_counts, phase_segments, replica_warnings, unit_decays
 
@@ -34,8 +36,8 @@ def model_from_recipe(recipe, task: Task, weights="recipe"):
     )
 
 
-def plan_text(recipe, rows, replicas: int = 1) -> str:
-    """The console's plan: one line on the whole run, then a table with a row per phase."""
+def plan_text(recipe, plan, replicas: int = 1) -> str:
+    """The console's plan: a line on the whole run, its budget, then a table with a row per phase."""
     from tltf.evaluate.report import format_table
 
     header = ("phase", "epochs", "lr", "backbone", "trainable params", "frozen params", "feature cache")
@@ -43,15 +45,15 @@ def plan_text(recipe, rows, replicas: int = 1) -> str:
     title = (f"plan: {recipe.train.strategy} on {m.backbone} (weights {m.weights}, BatchNorm {m.bn}), "
              f"{recipe.train.optimizer}, batch {recipe.train.batch_size}, {recipe.train.precision}, "
              f"{recipe.train.distribution} distribution ({replicas} replica{'s' if replicas > 1 else ''})")
-    return title + "\n" + format_table(rows, header)
+    return f"{title}\nbudget: {plan.budget}\n" + format_table(plan.summary_rows(), header)
 
 
-def run_summary(recipe, class_names) -> list[str]:
+def run_summary(recipe, plan, class_names) -> list[str]:
     """What a run trains, as report.md's opening bullet lines."""
     m, t = recipe.model, recipe.train
     return [f"- backbone: `{m.backbone}`, weights `{m.weights}`, head `{m.head}`, BatchNorm `{m.bn}`",
             f"- data: `{recipe.data.source}`, {recipe.data.image_size} px, classes: {', '.join(class_names)}",
-            f"- strategy: `{t.strategy}`, {t.epochs} epochs, batch {t.batch_size}, {t.optimizer} lr {t.lr:g}"]
+            f"- strategy: `{t.strategy}`, batch {t.batch_size}, {t.optimizer}; budget: {plan.budget}"]
 
 
 def check_weights(recipe) -> None:
@@ -79,10 +81,10 @@ def describe_plan(recipe, model, steps_per_epoch: int, warnings=()) -> TrainingP
         steps_per_epoch: optimizer steps in one epoch of the training split.
         warnings: advice found elsewhere (about the data), listed first.
     """
-    train = recipe.train
+    train, pretrained = recipe.train, recipe.model.weights is not None
     block_map = BlockMap.of(model, train.unit)
-    units = recipe_unit_multipliers_checked(train, block_map.names)
-    phases = plan_phases(train)
+    units = recipe_unit_multipliers_checked(train, block_map.names, base_lr(train, pretrained))
+    phases = plan_phases(train, steps_per_epoch, pretrained)
     schedule = phase_schedule(phases, steps_per_epoch)
     boundaries = schedule.boundaries()
     decays = unit_decays(block_map, model, train)
@@ -93,8 +95,12 @@ def describe_plan(recipe, model, steps_per_epoch: int, warnings=()) -> TrainingP
                                   backbone_units, recipe.model.bn, decays)
         trainable, frozen = param_counts(model, phase.train_backbone)
         phase_plans.append(PhasePlan(phase, boundaries[index], boundaries[index + 1], segments, trainable, frozen))
-    return TrainingPlan(phase_plans, steps_per_epoch, [*warnings, *replica_warnings(train)],
-                        lr_multipliers=variable_multipliers(block_map.path_to_unit(), units), schedule=schedule)
+    notes = [] if pretrained or train.strategy == "fine_tune" else [
+        f"model.weights is none: nothing pretrained to protect, so the backbone trains from the first epoch "
+        f"(train.strategy {train.strategy} runs as fine_tune)"]
+    return TrainingPlan(phase_plans, steps_per_epoch, [*warnings, *notes, *replica_warnings(train)],
+                        lr_multipliers=variable_multipliers(block_map.path_to_unit(), units), schedule=schedule,
+                        budget=budget_text(train, steps_per_epoch, pretrained))
 
 
 def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 2) -> TrainingPlan:
@@ -123,7 +129,7 @@ def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 
         if not phase_plan.feature_cache_note:
             on_features = on_features or HeadOnFeatures(model, task, data, verbose)
         phase_plan.fit_target = whole if phase_plan.feature_cache_note else on_features
-        phase_plan.callbacks = _phase_callbacks(recipe, phase_plan.phase, model, plan.health)
+        phase_plan.callbacks = _phase_callbacks(recipe, phase_plan.phase, model, plan.health, splits.train)
     make_optimizer = functools.partial(_optimizer, train, plan.schedule, plan.lr_multipliers)
     plan.optimizer = make_optimizer()
     fitted = model
@@ -177,11 +183,19 @@ def _health_monitor(config):
                           config.stop)
 
 
-def _phase_callbacks(recipe, phase, model, health) -> list:
-    """The callbacks a phase's recipe settings call for: unfreezing, intent check, health, early stopping."""
-    from tltf.train.callbacks import EarlyStopping, GradualUnfreezing, IntentCheck
+def _phase_callbacks(recipe, phase, model, health, train_split) -> list:
+    """The callbacks a phase's recipe settings call for: unfreezing, intent check, BatchNorm calibration,
+    health, early stopping."""
+    from tltf.train.callbacks import BatchNormCalibration, EarlyStopping, GradualUnfreezing, IntentCheck
 
     chosen = []
+    batches = recipe.model.bn_calibration
+    if phase.train_backbone and recipe.model.bn == "train" and batches:
+        # A seeded sample of unaugmented training images; calibration runs the classifier itself, not the
+        # model being fitted (an adaptation wrapper takes other inputs).
+        size = min(len(train_split), batches * recipe.train.batch_size)
+        sample = np.sort(np.random.default_rng(recipe.train.seed).permutation(len(train_split))[:size])
+        chosen.append(BatchNormCalibration(train_split.images[sample], recipe.train.batch_size, batches, model=model))
     if phase.unfreeze_every:
         chosen.append(GradualUnfreezing(phase.unfreeze_every, recipe.train.unit, phase.unfreeze_start))
     if recipe.train.intent_check:

@@ -32,7 +32,7 @@ def format_explanation(explanation: dict) -> str:
     from tltf.evaluate.report import format_table
 
     header = ("block", "trainable", "BN", "params", "lr start", "lr peak", "lr end", "weight decay")
-    parts = []
+    parts = [f"budget: {explanation['budget']}"] if explanation.get("budget") else []
     for phase in explanation["phases"]:
         rows = [(b["name"], "yes" if b["trainable"] else "frozen", b["bn"], f"{b['params']:,}",
                  f"{b['lr']['start']:.3g}", f"{b['lr']['peak']:.3g}", f"{b['lr']['end']:.3g}",

@@ -80,7 +80,7 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int]
     with dtype_policy(recipe.train.precision), strategy.scope():
         model = model_from_recipe(recipe, Task(splits.class_names))
         plan = assemble_training(recipe, model, splits, target_domain, verbose)
-        logger.info(plan_text(recipe, plan.summary_rows(), strategy.num_replicas_in_sync))
+        logger.info(plan_text(recipe, plan, strategy.num_replicas_in_sync))
         with staged_run_dir(final_dir) as work_dir:
             (work_dir / "recipe.yaml").write_text(recipe.to_yaml())
             before = _domain_features(model, splits, target_domain, recipe) if target_domain else None
@@ -104,7 +104,7 @@ def _evaluate(recipe, plan, outcome, splits, target_domain, before, work_dir: Pa
     if target_domain is not None:
         evaluation.metrics.update(_adaptation_results(recipe, plan.model, splits, target_domain, before, work_dir,
                                                       verbose))
-    write_evaluation(work_dir, evaluation, outcome, recipe.name, run_summary(recipe, splits.class_names),
+    write_evaluation(work_dir, evaluation, outcome, recipe.name, run_summary(recipe, plan, splits.class_names),
                      plan.summary_rows())
     return evaluation.metrics
 

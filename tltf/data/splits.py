@@ -7,6 +7,7 @@ from typing import Optional
 
 import numpy as np
 
+from tltf.data.subsample import subsample_indices
 from tltf.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -46,6 +47,7 @@ class ImageSplits:
         val: the validation split (the source's own, or carved from train).
         test: the test split, or None.
         val_was_carved: whether val was carved from train.
+        train_subsampled_from: the training split's size before `data.train_fraction` / `train_per_class`.
     """
 
     class_names: list[str]
@@ -53,6 +55,7 @@ class ImageSplits:
     val: Split
     test: Optional[Split]
     val_was_carved: bool = False
+    train_subsampled_from: Optional[int] = None
 
     @property
     def num_classes(self) -> int:
@@ -61,6 +64,8 @@ class ImageSplits:
     def summary(self) -> str:
         parts = [f"{name} {len(split)}" for name, split in self.items()]
         carved = " (val carved from train)" if self.val_was_carved else ""
+        if self.train_subsampled_from is not None:
+            carved += f" (train subsampled from {self.train_subsampled_from})"
         return f"{self.num_classes} classes ({', '.join(self.class_names)}); " + ", ".join(parts) + carved
 
     def items(self):
@@ -94,7 +99,12 @@ def finish_splits(raw: dict, class_names: Optional[list[str]], data, seed: int) 
         train, val = stratified_split(train, data.val_fraction, seed)
     else:
         val = raw["val"]
-    return ImageSplits(list(class_names), train, val, raw.get("test"), val_was_carved)
+    subsampled_from = None
+    if data.train_fraction is not None or data.train_per_class is not None:
+        kept = subsample_indices(train.labels, fraction=data.train_fraction, per_class=data.train_per_class,
+                                 seed=data.subsample_seed)
+        subsampled_from, train = len(train), Split(train.images[kept], train.labels[kept])
+    return ImageSplits(list(class_names), train, val, raw.get("test"), val_was_carved, subsampled_from)
 
 
 def check_labels(raw: dict, class_names: list) -> None:

@@ -50,9 +50,9 @@ def task_auc(labels: np.ndarray, probabilities: np.ndarray) -> float:
 
 
 def bootstrap_auc_ci(labels, probabilities, samples: int = 1000, seed: int = 0, level: float = 0.95):
-    """Percentile bootstrap confidence interval for `task_auc`; `[nan, nan]` if `samples` is 0."""
+    """Percentile bootstrap confidence interval for `task_auc`; None (not computed) if `samples` is 0."""
     if samples <= 0:
-        return [float("nan"), float("nan")]
+        return None
     rng = np.random.default_rng(seed)
     n = len(labels)
     values = []

@@ -17,8 +17,7 @@ def metrics_rows(metrics: dict) -> list[tuple[str, str, str]]:
     rows = [("n", _fmt(val.get("n")), _fmt(test.get("n")))]
     for key in ("auc",):
         rows.append((key, _fmt(val.get(key)), _fmt(test.get(key))))
-    rows.append(("auc 95% CI", *("[" + ", ".join(_fmt(x) for x in m["auc_ci"]) + "]" if "auc_ci" in m else "–"
-                                  for m in (val, test))))
+    rows.append(("auc 95% CI", *(_interval(m) for m in (val, test))))
     rows.append(("accuracy (0.5)" if "at_0_5" in test else "accuracy", _fmt(val.get("accuracy")), _fmt(test.get("accuracy"))))
     if "at_0_5" in test:
         for where, label in (("at_0_5", "0.5"), ("at_threshold", f"val threshold {test['threshold']:.3f}")):
@@ -26,6 +25,14 @@ def metrics_rows(metrics: dict) -> list[tuple[str, str, str]]:
                 rows.append((f"{rate} @ {label}", _fmt(val[where][rate] if where in val else None),
                              _fmt(test[where][rate])))
     return rows
+
+
+def _interval(split_metrics: dict) -> str:
+    if "auc_ci" not in split_metrics:
+        return "–"
+    if split_metrics["auc_ci"] is None:
+        return "not computed (evaluate.bootstrap: 0)"
+    return "[" + ", ".join(_fmt(x) for x in split_metrics["auc_ci"]) + "]"
 
 
 def format_table(rows, header=("metric", "val", "test")) -> str:

@@ -26,6 +26,16 @@ def default_bn_momentum(weights, bn: str):
     return 0.9 if bn == "train" and not weights else None
 
 
+def default_bn_calibration(weights, bn: str) -> int:
+    """16 batches when BatchNorm trains from scratch, else 0 (see `tltf.callbacks.BatchNormCalibration`).
+
+    Momentum alone is not enough there: a random network's activations shrink by orders of magnitude
+    from layer to layer under the initial statistics, and the moving averages of the last layers are still
+    far off after a hundred steps, so validation sees a constant prediction.
+    """
+    return 16 if bn == "train" and not weights else 0
+
+
 def build_model(backbone: str = "resnet50", *, num_classes: int = 2, image_size: int = 224, weights="imagenet",
                 alpha=None, head: str = "linear", hidden_units=(256,), dropout: float = 0.2, bn: str | None = None,
                 bn_momentum: float | None = None):

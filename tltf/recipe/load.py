@@ -116,7 +116,7 @@ def _check_consistency(recipe: Recipe, source: str) -> None:
 
 def _check_model(recipe: Recipe, source: str) -> None:
     from tltf.models.backbones import backbone_names, get_backbone_spec
-    from tltf.models.build import default_bn, default_bn_momentum
+    from tltf.models.build import default_bn, default_bn_calibration, default_bn_momentum
 
     if recipe.model.backbone not in backbone_names():
         raise RecipeError(f"{source}: model.backbone: unknown backbone {recipe.model.backbone!r}"
@@ -126,6 +126,8 @@ def _check_model(recipe: Recipe, source: str) -> None:
         recipe.model.bn = default_bn(recipe.model.weights)
     if recipe.model.bn_momentum is None:
         recipe.model.bn_momentum = default_bn_momentum(recipe.model.weights, recipe.model.bn)
+    if recipe.model.bn_calibration is None:
+        recipe.model.bn_calibration = default_bn_calibration(recipe.model.weights, recipe.model.bn)
     if recipe.data.image_size < spec.min_size:
         raise RecipeError(
             f"{source}: data.image_size: {recipe.data.image_size} px is smaller than the "
@@ -136,7 +138,11 @@ def _check_model(recipe: Recipe, source: str) -> None:
 
 
 def _check_training(recipe: Recipe, source: str) -> None:
-    if recipe.train.strategy == "warmup_then_finetune" and recipe.train.head_warmup.epochs >= recipe.train.epochs:
+    if recipe.train.strategy == "feature_extraction" and recipe.model.weights is None:
+        raise RecipeError(f"{source}: model.weights: none with feature_extraction trains a head on a frozen random "
+                          "backbone, whose features carry no information; use fine_tune, or pretrained weights")
+    epochs = recipe.train.epochs
+    if recipe.train.strategy == "warmup_then_finetune" and epochs != "auto" and recipe.train.head_warmup.epochs >= epochs:
         raise RecipeError(
             f"{source}: train.head_warmup.epochs: {recipe.train.head_warmup.epochs} leaves no fine-tuning epoch "
             f"out of train.epochs={recipe.train.epochs}; make it smaller than train.epochs"

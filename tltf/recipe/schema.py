@@ -79,6 +79,8 @@ class ModelConfig(Section):
         head: `linear` or `mlp`; `hidden_units` and `dropout` shape it.
         bn: `frozen` or `train`; filled in from `weights` when not given.
         bn_momentum: the backbone BatchNorm momentum; filled in (0.9) when BN trains from scratch.
+        bn_calibration: batches that recompute BatchNorm statistics before each validation; filled in (16)
+            when BN trains from scratch.
     """
 
     backbone: str = "resnet50"
@@ -94,6 +96,12 @@ class ModelConfig(Section):
         None, gt=0, lt=1,
         description="Moving-average momentum of the backbone's BatchNorm. Default: the backbone's own with "
                     "pretrained weights; 0.9 when BN trains from scratch.",
+    )
+    bn_calibration: Optional[int] = Field(
+        None, ge=0,
+        description="Training batches whose BatchNorm statistics replace the moving averages before each "
+                    "validation (tltf.callbacks.BatchNormCalibration); 0 turns it off. Default: 16 when BN "
+                    "trains from scratch, else 0.",
     )
 
     @field_validator("weights", mode="before")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tltf.config import Section
 
@@ -63,21 +63,29 @@ class TrainConfig(Section):
     """How the network trains: the strategy, its budget, the optimizer and rates, and the GPU path.
 
     Example:
-        train: {strategy: warmup_then_finetune, epochs: 12, lr: 5.0e-4, schedule: cosine, layer_decay: 0.8}
+        train: {strategy: warmup_then_finetune, epochs: auto, lr: 1.0e-4, schedule: cosine, layer_decay: 0.8}
 
     Args:
         strategy: feature_extraction, fine_tune, warmup_then_finetune or gradual_unfreeze.
-        epochs: total epochs over all phases.
-        lr: the base (fine-tuning) rate; `head_warmup.lr` is the head's in a warm-up.
+        epochs: total epochs over all phases, or `auto`: enough epochs for `min_steps` optimizer steps (at most
+            `max_epochs`), so a small dataset is not starved.
+        lr: the base (fine-tuning) rate; `head_warmup.lr` is the head's in a warm-up. Unset: a default for
+            what the strategy trains (`tltf.train.phases.base_lr`).
         layer_decay, discriminative: per-unit rates (one of them), over the block map's `unit`s.
         precision, distribution: the dtype policy and tf.distribute strategy.
     """
 
     strategy: Literal["feature_extraction", "fine_tune", "warmup_then_finetune", "gradual_unfreeze"] = "fine_tune"
-    epochs: int = Field(20, ge=1, description="Total epochs over all phases.")
+    epochs: Union[int, Literal["auto"]] = Field(
+        "auto", description="Total epochs over all phases, or auto: enough for min_steps optimizer steps.")
+    min_steps: int = Field(1000, ge=1, description="epochs auto: at least this many optimizer steps in all.")
+    max_epochs: int = Field(100, ge=1, description="epochs auto: never more epochs than this.")
     batch_size: int = Field(32, ge=1)
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
-    lr: float = Field(1e-4, gt=0, description="Base learning rate (the fine-tuning rate).")
+    lr: Optional[float] = Field(
+        None, gt=0, description="Base learning rate (the fine-tuning rate). Default: 1e-3 for a new head on frozen "
+                                "features (feature_extraction) and from scratch (weights none), 1e-4 to fine-tune "
+                                "a pretrained backbone.")
     weight_decay: float = Field(0.004, ge=0)
     schedule: Literal["constant", "cosine"] = "constant"
     warmup_epochs: float = Field(0.0, ge=0, description="Linear learning-rate warm-up at the start of each phase.")
@@ -104,3 +112,10 @@ class TrainConfig(Section):
     deterministic: bool = Field(
         False, description="Repeatable runs on the same machine and library versions: TensorFlow op determinism and "
                             "sequential augmentation. Slower; the default is fast.")
+
+    @field_validator("epochs", mode="before")
+    @classmethod
+    def _epochs(cls, value: Any):
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+            return value
+        raise ValueError(f"expected a number of epochs (1 or more) or auto, got {value!r}")

@@ -69,17 +69,17 @@ def variable_multipliers(key_to_unit: dict[str, str], unit_multipliers: dict[str
     return {key: unit_multipliers[unit] for key, unit in key_to_unit.items() if unit_multipliers.get(unit, 1.0) != 1.0}
 
 
-def recipe_unit_multipliers(train, units: list[str]) -> dict[str, float]:
+def recipe_unit_multipliers(train, units: list[str], base_lr: float) -> dict[str, float]:
     """The recipe's `train.layer_decay` or `train.discriminative` as unit multipliers (all 1 if neither)."""
     if train.layer_decay is not None:
         return layer_decay_multipliers(units, train.layer_decay)
     if train.discriminative is not None:
         d = train.discriminative
-        return discriminative_multipliers(units, train.lr, d.head, d.groups, d.range)
+        return discriminative_multipliers(units, base_lr, d.head, d.groups, d.range)
     return {name: 1.0 for name in units}
 
 
-def recipe_unit_multipliers_checked(train, units: list[str]) -> dict[str, float]:
+def recipe_unit_multipliers_checked(train, units: list[str], base_lr: float) -> dict[str, float]:
     """`recipe_unit_multipliers`, with a recipe error when the groups do not fit the backbone."""
     from tltf.errors import RecipeError
 
@@ -90,4 +90,4 @@ def recipe_unit_multipliers_checked(train, units: list[str]) -> dict[str, float]
                 f"train.discriminative.groups: {len(train.discriminative.groups)} rates for {len(backbone)} "
                 f"backbone {train.unit}s ({', '.join(backbone)}); give at most {len(backbone)}"
             )
-    return recipe_unit_multipliers(train, units)
+    return recipe_unit_multipliers(train, units, base_lr)

@@ -7,6 +7,7 @@ warm-up is a field here; one trainer (`tltf.train.fit`) runs them all.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Optional
 
 
@@ -39,29 +40,73 @@ class Phase:
     unfreeze_start: int = 0
 
 
-def plan_phases(train) -> list[Phase]:
+# Learning-rate defaults by what a phase trains, for recipes that leave `train.lr` unset. A new head on
+# frozen features learns from nothing and needs a head's rate; a pretrained backbone is moved gently.
+HEAD_LR = 1e-3
+FINE_TUNE_LR = 1e-4
+SCRATCH_LR = 1e-3
+
+
+def plan_phases(train, steps_per_epoch: int, pretrained: bool = True) -> list[Phase]:
     """Compiles the recipe's `train` section into phases.
 
+    Without pretrained weights a frozen backbone computes nothing worth keeping, so every strategy becomes
+    `fine_tune`: the whole budget trains the whole network (`feature_extraction` is refused at load).
+
     Example:
-        plan_phases(recipe.train)
+        plan_phases(recipe.train, steps_per_epoch=74)
         # warmup_then_finetune, epochs=10, head_warmup.epochs=3 →
         # [Phase("head_warmup", 3, False, 1e-3), Phase("fine_tune", 7, True, 1e-4)]
     """
     common = dict(warmup_epochs=train.warmup_epochs, schedule=train.schedule)
-    if train.strategy == "feature_extraction":
-        return [Phase("feature_extraction", train.epochs, False, train.lr, **common)]
-    if train.strategy == "fine_tune":
-        return [Phase("fine_tune", train.epochs, True, train.lr, layerwise=True, **common)]
-    if train.strategy == "warmup_then_finetune":
+    epochs = budget_epochs(train, steps_per_epoch, pretrained)
+    lr = base_lr(train, pretrained)
+    strategy = train.strategy if pretrained else "fine_tune"
+    if strategy == "feature_extraction":
+        return [Phase("feature_extraction", epochs, False, lr, **common)]
+    if strategy == "fine_tune":
+        return [Phase("fine_tune", epochs, True, lr, layerwise=True, **common)]
+    if strategy == "warmup_then_finetune":
         head = train.head_warmup
         return [
             Phase("head_warmup", head.epochs, False, head.lr, **common),
-            Phase("fine_tune", train.epochs - head.epochs, True, train.lr, layerwise=True, **common),
+            Phase("fine_tune", epochs - head.epochs, True, lr, layerwise=True, **common),
         ]
-    if train.strategy == "gradual_unfreeze":
-        return [Phase("gradual_unfreeze", train.epochs, True, train.lr, layerwise=True,
+    if strategy == "gradual_unfreeze":
+        return [Phase("gradual_unfreeze", epochs, True, lr, layerwise=True,
                       unfreeze_every=train.gradual.every, unfreeze_start=train.gradual.start_epochs, **common)]
     raise ValueError(f"unknown strategy {train.strategy!r}")
+
+
+def base_lr(train, pretrained: bool = True) -> float:
+    """`train.lr`, or when unset the default for what the strategy's main phase trains."""
+    if train.lr is not None:
+        return train.lr
+    if not pretrained:
+        return SCRATCH_LR
+    return HEAD_LR if train.strategy == "feature_extraction" else FINE_TUNE_LR
+
+
+def budget_epochs(train, steps_per_epoch: int, pretrained: bool = True) -> int:
+    """`train.epochs`, or for `auto` enough epochs for `train.min_steps` optimizer steps, at most `max_epochs`.
+
+    A budget in epochs starves a small dataset: 12 epochs of 234 images at batch 64 are 48 steps.
+    """
+    if train.epochs != "auto":
+        return train.epochs
+    fewest = train.head_warmup.epochs + 1 if pretrained and train.strategy == "warmup_then_finetune" else 1
+    return max(fewest, min(train.max_epochs, math.ceil(train.min_steps / max(steps_per_epoch, 1))))
+
+
+def budget_text(train, steps_per_epoch: int, pretrained: bool = True) -> str:
+    """One line on the run's budget, e.g. "14 epochs × 74 steps = 1,036 optimizer steps (epochs auto: ...)"."""
+    epochs = budget_epochs(train, steps_per_epoch, pretrained)
+    text = f"{epochs} epoch{'s' if epochs != 1 else ''} × {steps_per_epoch} steps = {epochs * steps_per_epoch:,} optimizer steps"
+    if train.epochs == "auto":
+        capped = epochs * steps_per_epoch < train.min_steps
+        text += (f" (epochs auto: at least train.min_steps={train.min_steps:,}"
+                 + (f", capped at train.max_epochs={train.max_epochs})" if capped else ")"))
+    return text
 
 
 def phase_schedule(phases: list[Phase], steps_per_epoch: int):

@@ -94,6 +94,7 @@ class TrainingPlan:
         schedule: the `PhaseSchedule` that drives the optimizer through the phases.
         health: the `TrainingHealth` callback that watches every phase (in their callbacks too).
         checkpoint_every: also save the training state every this many steps (None: at epoch ends only).
+        budget: one line on the epochs and optimizer steps, and how `epochs: auto` chose them.
     """
 
     phases: list
@@ -108,11 +109,12 @@ class TrainingPlan:
     schedule: Optional[object] = None
     health: Optional[object] = None
     checkpoint_every: Optional[int] = None
+    budget: str = ""
 
     def to_dict(self) -> dict:
         """What `tltf explain --json` prints: every segment of every phase, and the warnings."""
         return {"phases": [segment.to_dict() for phase in self.phases for segment in phase.segments],
-                "warnings": list(self.warnings)}
+                "budget": self.budget, "warnings": list(self.warnings)}
 
     def summary_rows(self) -> list[tuple]:
         """One row per phase for the console plan and report.md."""

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from tltf.config import Section
+from tltf.data.subsample import subsample_count
 from tltf.errors import DataError
 
 
@@ -25,6 +26,19 @@ class SourceConfig(Section):
         0.1, gt=0, lt=1, description="Held out of train, stratified and seeded, when the source has no val split."
     )
     class_weight: Literal["auto", "none"] = "none"
+    train_fraction: Optional[float] = Field(
+        None, gt=0, le=1, description="Train on this share of each class of the training split (stratified, nested: "
+                                      "a smaller fraction's images are among a larger one's); val and test stay whole.")
+    train_per_class: Optional[int] = Field(None, ge=1, description="Train on this many images of each class.")
+    subsample_seed: int = Field(
+        0, description="Which images train_fraction / train_per_class keep; separate from train.seed, so runs with "
+                       "different training seeds see the same images.")
+
+    @model_validator(mode="after")
+    def _one_subsample(self):
+        if self.train_fraction is not None and self.train_per_class is not None:
+            raise ValueError("give train_fraction or train_per_class, not both")
+        return self
 
 
 @dataclasses.dataclass
@@ -55,7 +69,8 @@ def existing(path, key: str) -> Path:
 def make_peek(names, labels: np.ndarray, has_val: bool, data, warnings) -> DataPeek:
     """A `DataPeek` from training labels, with the class-balance advice."""
     counts = np.bincount(labels, minlength=len(names)).tolist()
-    train_count = len(labels) if has_val else len(labels) - int(round(len(labels) * data.val_fraction))
+    kept = 1.0 if has_val else 1.0 - data.val_fraction
+    train_count = subsample_count([int(round(count * kept)) for count in np.bincount(labels)], data)
     present = [c for c in counts if c]
     # Moderate imbalance needs nothing: AUC ignores it and the decision threshold is chosen on val. Severe
     # imbalance can leave a head predicting the majority class only, which class weights prevent.
