@@ -37,6 +37,10 @@ def load_target(target, image_size: int, class_names: list[str]) -> TargetData:
                         "use the same class folders in both domains")
     if target.source in ("npz", "medmnist"):
         return TargetData(raw["train"].images, raw.get("test"))
-    images = np.concatenate([split.images for split in raw.values()])
+    if len(raw) == 1:  # one folder of classes: its images stay where the source keeps them (memory or disk)
+        (split,) = raw.values()
+        return TargetData(split.images, split)
+    # Several split folders are read into one array (a store on disk is read whole here).
+    images = np.concatenate([split.images[:] for split in raw.values()])
     labels = np.concatenate([split.labels for split in raw.values()])
     return TargetData(images, Split(images, labels))

@@ -71,7 +71,8 @@ def make_dataset(
     """A batched `tf.data.Dataset` of `(float32 images 0–255, labels[, sample_weights])`.
 
     Args:
-        images: uint8 `[N,H,W,3]`, or precomputed features `[N,D]`.
+        images: uint8 `[N,H,W,3]` (an array, or an `ImageStore` read a batch at a time), or precomputed
+            features `[N,D]`.
         labels: int class ids `[N]`.
         task: the `tltf.task.Task`, which encodes the labels for its output layer.
         batch_size: batch size.
@@ -82,12 +83,20 @@ def make_dataset(
     """
     import tensorflow as tf
 
+    from tltf.data.image_store import ImageStore, read_batch
+
     targets = task.encode(labels)
-    tensors = (images, targets) if sample_weights is None else (images, targets, sample_weights.astype(np.float32))
+    on_disk = isinstance(images, ImageStore)
+    # Images on disk travel as their positions, and a batch is read when the map reaches it.
+    first = np.arange(len(labels)) if on_disk else images
+    tensors = (first, targets) if sample_weights is None else (first, targets, sample_weights.astype(np.float32))
     ds = tf.data.Dataset.from_tensor_slices(tensors)
     if training:
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
+    if on_disk:
+        ds = ds.map(lambda x, *rest: (read_batch(images, x), *rest), num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=True)
 
     def prepare(x, y, *w):
         x = tf.cast(x, tf.float32)
@@ -103,8 +112,14 @@ def make_unlabelled_dataset(images: np.ndarray, batch_size: int, *, augmenter=No
     """An endless, shuffled, batched dataset of float32 images (a domain-adaptation target)."""
     import tensorflow as tf
 
-    ds = tf.data.Dataset.from_tensor_slices(images).shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.repeat().batch(batch_size, drop_remainder=True)
+    from tltf.data.image_store import ImageStore, read_batch
+
+    on_disk = isinstance(images, ImageStore)
+    ds = tf.data.Dataset.from_tensor_slices(np.arange(len(images)) if on_disk else images)
+    ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat().batch(batch_size, drop_remainder=True)
+
+    if on_disk:
+        ds = ds.map(lambda x: read_batch(images, x), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
     def prepare(x):
         x = tf.cast(x, tf.float32)
@@ -113,3 +128,4 @@ def make_unlabelled_dataset(images: np.ndarray, batch_size: int, *, augmenter=No
         return x
 
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+

@@ -22,7 +22,7 @@ class Split:
         len(split)          # number of images
 
     Args:
-        images: uint8 `[N,S,S,3]`.
+        images: uint8 `[N,S,S,3]`: an array, or a `tltf.data.image_store.ImageStore` for images kept on disk.
         labels: int64 class ids `[N]`.
     """
 
@@ -31,6 +31,13 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def take(self, indices: np.ndarray) -> "Split":
+        """The images and labels at `indices` (a store on disk stays on disk: nothing is read)."""
+        from tltf.data.image_store import ImageStore
+
+        images = self.images.subset(indices) if isinstance(self.images, ImageStore) else self.images[indices]
+        return Split(images, self.labels[indices])
 
 
 @dataclasses.dataclass
@@ -103,7 +110,7 @@ def finish_splits(raw: dict, class_names: Optional[list[str]], data, seed: int) 
     if data.train_fraction is not None or data.train_per_class is not None:
         kept = subsample_indices(train.labels, fraction=data.train_fraction, per_class=data.train_per_class,
                                  seed=data.subsample_seed)
-        subsampled_from, train = len(train), Split(train.images[kept], train.labels[kept])
+        subsampled_from, train = len(train), train.take(kept)
     return ImageSplits(list(class_names), train, val, raw.get("test"), val_was_carved, subsampled_from)
 
 
@@ -144,8 +151,7 @@ def stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, S
     except ValueError as error:
         raise DataError(f"data.val_fraction: {error}") from None
     train_idx, val_idx = np.sort(train_idx), np.sort(val_idx)
-    return (Split(split.images[train_idx], split.labels[train_idx]),
-            Split(split.images[val_idx], split.labels[val_idx]))
+    return split.take(train_idx), split.take(val_idx)
 
 
 def class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:

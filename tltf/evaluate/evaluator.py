@@ -15,12 +15,10 @@ from tltf.evaluate.report import write_report
 
 def predict_probabilities(model, images: np.ndarray, batch_size: int = 64, verbose: int = 0) -> np.ndarray:
     """`[N]` positive-class probabilities for binary models, `[N,C]` for multiclass."""
-    import tensorflow as tf
-
+    from tltf.data.image_store import images_in_batches
     from tltf.task import Task
 
-    ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size).map(lambda x: tf.cast(x, tf.float32))
-    return Task.of_model(model).scores(model.predict(ds.prefetch(tf.data.AUTOTUNE), verbose=verbose))
+    return Task.of_model(model).scores(model.predict(images_in_batches(images, batch_size), verbose=verbose))
 
 
 @dataclasses.dataclass

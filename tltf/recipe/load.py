@@ -141,8 +141,8 @@ def _check_training(recipe: Recipe, source: str) -> None:
     if recipe.train.strategy == "feature_extraction" and recipe.model.weights is None:
         raise RecipeError(f"{source}: model.weights: none with feature_extraction trains a head on a frozen random "
                           "backbone, whose features carry no information; use fine_tune, or pretrained weights")
-    epochs = recipe.train.epochs
-    if recipe.train.strategy == "warmup_then_finetune" and epochs != "auto" and recipe.train.head_warmup.epochs >= epochs:
+    epochs, warmup = recipe.train.epochs, recipe.train.head_warmup.epochs
+    if recipe.train.strategy == "warmup_then_finetune" and epochs != "auto" and warmup >= epochs:
         raise RecipeError(
             f"{source}: train.head_warmup.epochs: {recipe.train.head_warmup.epochs} leaves no fine-tuning epoch "
             f"out of train.epochs={recipe.train.epochs}; make it smaller than train.epochs"

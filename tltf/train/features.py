@@ -10,15 +10,13 @@ def extract_features(model, images: np.ndarray, batch_size: int, verbose: int = 
 
     Args:
         model: a model from `tltf.build_model`.
-        images: uint8 `[N,S,S,3]`.
+        images: uint8 `[N,S,S,3]`, an array or an `ImageStore`.
         batch_size: inference batch size.
         verbose: Keras progress-bar verbosity.
     """
-    import tensorflow as tf
-
+    from tltf.data.image_store import images_in_batches
     from tltf.models.anatomy import feature_extractor
 
     extractor = feature_extractor(model)
-    ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size).map(lambda x: tf.cast(x, tf.float32))
     # float32 whatever the compute precision: the head's input is float32.
-    return extractor.predict(ds.prefetch(tf.data.AUTOTUNE), verbose=verbose).astype("float32")
+    return extractor.predict(images_in_batches(images, batch_size), verbose=verbose).astype("float32")

@@ -1,7 +1,7 @@
 """A training strategy compiled to data: a list of `Phase`s.
 
 Everything that differs between feature extraction, fine-tuning and head
-warm-up is a field here; one trainer (`tltf.train.fit`) runs them all.
+warm-up is a field here; one trainer (`tltf.train.trainer.Trainer`) runs them all.
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ def budget_epochs(train, steps_per_epoch: int, pretrained: bool = True) -> int:
 def budget_text(train, steps_per_epoch: int, pretrained: bool = True) -> str:
     """One line on the run's budget, e.g. "14 epochs × 74 steps = 1,036 optimizer steps (epochs auto: ...)"."""
     epochs = budget_epochs(train, steps_per_epoch, pretrained)
-    text = f"{epochs} epoch{'s' if epochs != 1 else ''} × {steps_per_epoch} steps = {epochs * steps_per_epoch:,} optimizer steps"
+    text = (f"{epochs} epoch{'s' if epochs != 1 else ''} × {steps_per_epoch} steps = "
+            f"{epochs * steps_per_epoch:,} optimizer steps")
     if train.epochs == "auto":
         capped = epochs * steps_per_epoch < train.min_steps
         text += (f" (epochs auto: at least train.min_steps={train.min_steps:,}"

@@ -41,6 +41,17 @@ class SourceConfig(Section):
         return self
 
 
+class ImageFilesConfig(SourceConfig):
+    """Settings of the sources that read image files (`directory`, `csv`): where decoded images are kept."""
+
+    cache: Literal["auto", "memory", "disk"] = Field(
+        "auto", description="memory: decode every image into RAM; disk: decode once into a file under cache_dir "
+                            "and read batches from it, reused while the files are unchanged; auto: disk when a "
+                            "split's decoded images exceed 1 GiB.")
+    cache_dir: Optional[Path] = Field(None, description="Where decoded images are kept (default $TLTF_CACHE/images, "
+                                                        "~/.cache/tltf/images).")
+
+
 @dataclasses.dataclass
 class DataPeek:
     """What a dry run needs from the data, read without decoding images.

@@ -9,13 +9,13 @@ from typing import Literal, Optional
 import numpy as np
 from pydantic import Field
 
-from tltf.data.images import decode_files
-from tltf.data.sources.base import SourceConfig, existing, make_peek
+from tltf.data.decoded_cache import load_image_files
+from tltf.data.sources.base import ImageFilesConfig, existing, make_peek
 from tltf.data.splits import SPLITS, Split
 from tltf.errors import DataError
 
 
-class CsvSource(SourceConfig):
+class CsvSource(ImageFilesConfig):
     """A CSV file with an image-path column and a label column."""
 
     source: Literal["csv"]
@@ -43,7 +43,7 @@ def load(data):
     raw = {}
     for split, indices in by_split.items():
         paths = [_image_path(rows[i][data.image_column], path) for i in indices]
-        images = decode_files(paths, data.image_size, title=f"decoding {split} images listed in {path}")
+        images = load_image_files(paths, data, title=f"decoding {split} images listed in {path}")
         raw[split] = Split(images, label_ids[indices])
     return raw, class_names
 

@@ -7,13 +7,14 @@ from typing import Literal
 
 import numpy as np
 
-from tltf.data.images import IMAGE_SUFFIXES, decode_files
-from tltf.data.sources.base import SourceConfig, existing, make_peek
+from tltf.data.decoded_cache import load_image_files
+from tltf.data.images import IMAGE_SUFFIXES
+from tltf.data.sources.base import ImageFilesConfig, existing, make_peek
 from tltf.data.splits import SPLITS, Split
 from tltf.errors import DataError
 
 
-class DirectorySource(SourceConfig):
+class DirectorySource(ImageFilesConfig):
     """Class subfolders, optionally under `train/`, `val/` and `test/`."""
 
     source: Literal["directory"]
@@ -32,7 +33,7 @@ def load(data):
         extra = sorted(set(p.name for p in folder.iterdir() if p.is_dir()) - set(class_names))
         if extra and split != "train":
             raise DataError(f"{folder / extra[0]}: class folder not present under train/")
-        images = decode_files(paths, data.image_size, title=f"decoding {split} images from {folder}")
+        images = load_image_files(paths, data, title=f"decoding {split} images from {folder}")
         raw[split] = Split(images, np.asarray(labels, np.int64))
     return raw, class_names
 
