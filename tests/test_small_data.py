@@ -34,7 +34,7 @@ def scratch_recipe(tmp_path, npz, **model):
     ))
 
 
-def test_the_scratch_arm_trains_a_deep_random_network_on_few_images(tmp_path, small_npz):
+def test_the_scratch_arm_trains_a_deep_random_network_on_few_images(tmp_path, small_npz, tltf_log):
     # A random MobileNetV2 validated with its initial BatchNorm statistics passes activations of ~1e-11 and
     # predicts a constant (val AUC exactly 0.5), however well it fits in training mode: that is what
     # `--set model.weights=none` gave on 5% of PneumoniaMNIST. The weights-none defaults must prevent it.
@@ -43,6 +43,9 @@ def test_the_scratch_arm_trains_a_deep_random_network_on_few_images(tmp_path, sm
     result = tltf.fit(recipe, tmp_path / "run", verbose=0)
     assert [row[0] for row in result.plan] == ["fine_tune"]  # nothing frozen: no warm-up on random features
     assert result.plan[0][1] == 20  # epochs auto: 60 steps at 3 steps an epoch
+    printed = "\n".join(tltf_log)
+    assert "budget: 20 epochs × 3 steps = 60 optimizer steps (epochs auto" in printed
+    assert "(train.strategy warmup_then_finetune runs as fine_tune)" in printed and "weights none" in printed
     model = keras.models.load_model(tmp_path / "run" / "model.keras")
     test = np.load(small_npz)
     scores = model.predict(test["test_images"], verbose=0).ravel()

@@ -42,7 +42,7 @@ def plan_text(recipe, plan, replicas: int = 1) -> str:
 
     header = ("phase", "epochs", "lr", "backbone", "trainable params", "frozen params", "feature cache")
     m = recipe.model
-    title = (f"plan: {recipe.train.strategy} on {m.backbone} (weights {m.weights}, BatchNorm {m.bn}), "
+    title = (f"plan: {recipe.train.strategy} on {m.backbone} (weights {m.weights or 'none'}, BatchNorm {m.bn}), "
              f"{recipe.train.optimizer}, batch {recipe.train.batch_size}, {recipe.train.precision}, "
              f"{recipe.train.distribution} distribution ({replicas} replica{'s' if replicas > 1 else ''})")
     return f"{title}\nbudget: {plan.budget}\n" + format_table(plan.summary_rows(), header)
@@ -51,7 +51,7 @@ def plan_text(recipe, plan, replicas: int = 1) -> str:
 def run_summary(recipe, plan, class_names) -> list[str]:
     """What a run trains, as report.md's opening bullet lines."""
     m, t = recipe.model, recipe.train
-    return [f"- backbone: `{m.backbone}`, weights `{m.weights}`, head `{m.head}`, BatchNorm `{m.bn}`",
+    return [f"- backbone: `{m.backbone}`, weights `{m.weights or 'none'}`, head `{m.head}`, BatchNorm `{m.bn}`",
             f"- data: `{recipe.data.source}`, {recipe.data.image_size} px, classes: {', '.join(class_names)}",
             f"- strategy: `{t.strategy}`, batch {t.batch_size}, {t.optimizer}; budget: {plan.budget}"]
 

@@ -81,6 +81,8 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int]
         model = model_from_recipe(recipe, Task(splits.class_names))
         plan = assemble_training(recipe, model, splits, target_domain, verbose)
         logger.info(plan_text(recipe, plan, strategy.num_replicas_in_sync))
+        for warning in plan.warnings:
+            logger.warning(warning)
         with staged_run_dir(final_dir) as work_dir:
             (work_dir / "recipe.yaml").write_text(recipe.to_yaml())
             before = _domain_features(model, splits, target_domain, recipe) if target_domain else None

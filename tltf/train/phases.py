@@ -101,13 +101,17 @@ def budget_epochs(train, steps_per_epoch: int, pretrained: bool = True) -> int:
 def budget_text(train, steps_per_epoch: int, pretrained: bool = True) -> str:
     """One line on the run's budget, e.g. "14 epochs × 74 steps = 1,036 optimizer steps (epochs auto: ...)"."""
     epochs = budget_epochs(train, steps_per_epoch, pretrained)
-    text = (f"{epochs} epoch{'s' if epochs != 1 else ''} × {steps_per_epoch} steps = "
+    text = (f"{_count(epochs, 'epoch')} × {_count(steps_per_epoch, 'step')} = "
             f"{epochs * steps_per_epoch:,} optimizer steps")
     if train.epochs == "auto":
         capped = epochs * steps_per_epoch < train.min_steps
         text += (f" (epochs auto: at least train.min_steps={train.min_steps:,}"
                  + (f", capped at train.max_epochs={train.max_epochs})" if capped else ")"))
     return text
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'s' if number != 1 else ''}"
 
 
 def phase_schedule(phases: list[Phase], steps_per_epoch: int):
