@@ -63,7 +63,7 @@ def test_epochs_auto_buys_enough_optimizer_steps_and_stops_at_max_epochs(train_i
     assert sum(p.epochs for p in phases) == epochs
     assert budget_epochs(train, steps_per_epoch) * steps_per_epoch >= min(1000, 100 * steps_per_epoch)
     text = budget_text(train, steps_per_epoch)
-    assert text.startswith(f"{epochs} epochs × {steps_per_epoch} steps")
+    assert text.startswith(f"{epochs} epochs × {steps_per_epoch} step{'s' if steps_per_epoch > 1 else ''} = ")
     assert ("capped at train.max_epochs=100" in text) == (epochs * steps_per_epoch < 1000)
 
 
