@@ -19,6 +19,7 @@ import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
 from tltf.models.backbones import BackboneSpec, register_backbone  # noqa: E402
+from tltf.train.callbacks.batch_norm_calibration import calibrate_batch_norm as product_calibration  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PNEUMONIA_NPZ = SHARED / "data" / "pneumoniamnist.npz"
@@ -69,10 +70,7 @@ def tiny_pretrained_weights() -> str:
     keras.utils.set_random_seed(0)
     backbone = tiny_backbone((16, 16, 3))
     images = separable_images(64, 16, channels=3)[0].astype("float32") / 127.5 - 1  # the "tf" preprocessing
-    norms = [layer for layer in backbone.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    for norm in norms:
-        norm.momentum = 0.0
-    backbone(images, training=True)
+    product_calibration(backbone, [images])
     path = folder / "tiny_test.weights.h5"
     backbone.save_weights(path)
     return str(path)
@@ -93,20 +91,13 @@ def calibrate_batch_norm(model, images) -> None:
     statistics taken from real batches the output depends on the input.
     """
     from tltf.models import backbone_of
-    from tltf.models.anatomy import leaf_layers
 
     policy = backbone_of(model)
-    norms = [layer for layer in leaf_layers(policy) if isinstance(layer, keras.layers.BatchNormalization)]
-    momenta, mode = [norm.momentum for norm in norms], policy.mode
-    for norm in norms:
-        norm.momentum = 0.0
-    policy.mode = "train"
+    mode, policy.mode = policy.mode, "train"  # frozen BatchNorm would keep its statistics
     try:
-        model(images, training=True)
+        product_calibration(model, [images])
     finally:
         policy.mode = mode
-        for norm, momentum in zip(norms, momenta):
-            norm.momentum = momentum
 
 
 def separable_images(n: int, size: int, num_classes: int = 2, seed: int = 0, channels: int = 1):

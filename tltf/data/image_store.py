@@ -76,24 +76,3 @@ class ImageStore:
             os.close(descriptor)
         return out
 
-
-def read_batch(store: ImageStore, positions):
-    """The uint8 images at `positions` (a tensor) of `store`, for a tf.data map: put it in a map of its own,
-    so reading overlaps the work on other batches."""
-    import tensorflow as tf
-
-    batch = tf.numpy_function(store.__getitem__, [positions], tf.uint8, stateful=False)
-    return tf.ensure_shape(batch, (None, *store.shape[1:]))
-
-
-def images_in_batches(images, batch_size: int):
-    """Consecutive batches of `images` (an array or an `ImageStore`) as a float32 `tf.data.Dataset`."""
-    import tensorflow as tf
-
-    if isinstance(images, ImageStore):
-        ds = tf.data.Dataset.range(len(images)).batch(batch_size)
-        ds = ds.map(lambda positions: read_batch(images, positions), num_parallel_calls=tf.data.AUTOTUNE,
-                    deterministic=True)
-    else:
-        ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
-    return ds.map(lambda x: tf.cast(x, tf.float32)).prefetch(tf.data.AUTOTUNE)

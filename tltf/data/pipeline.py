@@ -11,6 +11,8 @@ from typing import Optional
 
 import numpy as np
 
+from tltf.data.image_store import ImageStore
+
 
 def build_augmenter(augment, seed: int):
     """Returns `fn(images, labels) -> (images, labels)` for the recipe's `augment`, or None.
@@ -83,20 +85,13 @@ def make_dataset(
     """
     import tensorflow as tf
 
-    from tltf.data.image_store import ImageStore, read_batch
-
     targets = task.encode(labels)
-    on_disk = isinstance(images, ImageStore)
-    # Images on disk travel as their positions, and a batch is read when the map reaches it.
-    first = np.arange(len(labels)) if on_disk else images
+    first = _slices(images)
     tensors = (first, targets) if sample_weights is None else (first, targets, sample_weights.astype(np.float32))
     ds = tf.data.Dataset.from_tensor_slices(tensors)
     if training:
         ds = ds.shuffle(len(labels), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
-    if on_disk:
-        ds = ds.map(lambda x, *rest: (read_batch(images, x), *rest), num_parallel_calls=tf.data.AUTOTUNE,
-                    deterministic=True)
+    ds = _read_stored(ds.batch(batch_size), images)
 
     def prepare(x, y, *w):
         x = tf.cast(x, tf.float32)
@@ -112,14 +107,9 @@ def make_unlabelled_dataset(images: np.ndarray, batch_size: int, *, augmenter=No
     """An endless, shuffled, batched dataset of float32 images (a domain-adaptation target)."""
     import tensorflow as tf
 
-    from tltf.data.image_store import ImageStore, read_batch
-
-    on_disk = isinstance(images, ImageStore)
-    ds = tf.data.Dataset.from_tensor_slices(np.arange(len(images)) if on_disk else images)
-    ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True).repeat().batch(batch_size, drop_remainder=True)
-
-    if on_disk:
-        ds = ds.map(lambda x: read_batch(images, x), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = tf.data.Dataset.from_tensor_slices(_slices(images)).shuffle(len(images), seed=seed,
+                                                                      reshuffle_each_iteration=True)
+    ds = _read_stored(ds.repeat().batch(batch_size, drop_remainder=True), images)
 
     def prepare(x):
         x = tf.cast(x, tf.float32)
@@ -129,3 +119,33 @@ def make_unlabelled_dataset(images: np.ndarray, batch_size: int, *, augmenter=No
 
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
+
+def images_in_batches(images, batch_size: int):
+    """Consecutive batches of `images` (an array or an `ImageStore`) as a float32 `tf.data.Dataset`."""
+    import tensorflow as tf
+
+    ds = _read_stored(tf.data.Dataset.from_tensor_slices(_slices(images)).batch(batch_size), images)
+    return ds.map(lambda x: tf.cast(x, tf.float32)).prefetch(tf.data.AUTOTUNE)
+
+
+def _slices(images):
+    """What tf.data slices: the images themselves, or an `ImageStore`'s positions (its images stay on disk)."""
+    return np.arange(len(images)) if isinstance(images, ImageStore) else images
+
+
+def _read_stored(ds, images):
+    """`ds`, with each batch's positions replaced by the images read from `images` when it is an `ImageStore`.
+
+    A map of its own, so reading overlaps the work on other batches.
+    """
+    import tensorflow as tf
+
+    if not isinstance(images, ImageStore):
+        return ds
+
+    def read(positions, *rest):
+        batch = tf.numpy_function(images.__getitem__, [positions], tf.uint8, stateful=False)
+        batch = tf.ensure_shape(batch, (None, *images.shape[1:]))
+        return (batch, *rest) if rest else batch
+
+    return ds.map(read, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -32,16 +32,18 @@ def subsample_indices(labels: np.ndarray, *, fraction: Optional[float] = None, p
     for label in np.unique(labels):
         members = np.flatnonzero(labels == label)
         order = members[rng.permutation(len(members))]
-        count = per_class if per_class is not None else int(round(fraction * len(members)))
-        kept.append(order[:max(1, count)])
+        kept.append(order[:kept_count(len(members), fraction, per_class)])
     return np.sort(np.concatenate(kept))
+
+
+def kept_count(class_size: int, fraction: Optional[float], per_class: Optional[int]) -> int:
+    """How many of a class's `class_size` images a subsample keeps: at least one, at most all."""
+    count = per_class if per_class is not None else int(round(fraction * class_size))
+    return min(class_size, max(1, count))
 
 
 def subsample_count(class_counts: list[int], data) -> int:
     """How many training images `data.train_fraction` / `train_per_class` leave of `class_counts` (for dry runs)."""
     if data.train_fraction is None and data.train_per_class is None:
         return int(sum(class_counts))
-    if data.train_per_class is not None:
-        return int(sum(min(data.train_per_class, c) for c in class_counts if c))
-    return int(sum(max(1, int(round(data.train_fraction * c))) for c in class_counts if c))
-
+    return sum(kept_count(c, data.train_fraction, data.train_per_class) for c in class_counts if c)

@@ -15,7 +15,7 @@ from tltf.evaluate.report import write_report
 
 def predict_probabilities(model, images: np.ndarray, batch_size: int = 64, verbose: int = 0) -> np.ndarray:
     """`[N]` positive-class probabilities for binary models, `[N,C]` for multiclass."""
-    from tltf.data.image_store import images_in_batches
+    from tltf.data.pipeline import images_in_batches
     from tltf.task import Task
 
     return Task.of_model(model).scores(model.predict(images_in_batches(images, batch_size), verbose=verbose))

@@ -14,7 +14,7 @@ def extract_features(model, images: np.ndarray, batch_size: int, verbose: int = 
         batch_size: inference batch size.
         verbose: Keras progress-bar verbosity.
     """
-    from tltf.data.image_store import images_in_batches
+    from tltf.data.pipeline import images_in_batches
     from tltf.models.anatomy import feature_extractor
 
     extractor = feature_extractor(model)

@@ -81,7 +81,7 @@ def make_peek(names, labels: np.ndarray, has_val: bool, data, warnings) -> DataP
     """A `DataPeek` from training labels, with the class-balance advice."""
     counts = np.bincount(labels, minlength=len(names)).tolist()
     kept = 1.0 if has_val else 1.0 - data.val_fraction
-    train_count = subsample_count([int(round(count * kept)) for count in np.bincount(labels)], data)
+    train_count = subsample_count([int(round(count * kept)) for count in counts], data)
     present = [c for c in counts if c]
     # Moderate imbalance needs nothing: AUC ignores it and the decision threshold is chosen on val. Severe
     # imbalance can leave a head predicting the majority class only, which class weights prevent.
