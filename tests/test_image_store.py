@@ -99,3 +99,13 @@ def test_a_run_from_disk_equals_the_run_from_memory(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "SAME True True" in result.stdout, result.stdout[-2000:]
     assert json.loads((tmp_path / "disk" / "metrics.json").read_text())["test"]["n"] == 12
+
+
+def test_a_cache_dir_that_cannot_be_written_is_named(tmp_path):
+    root = write_folder(tmp_path / "images", n=10)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    recipe = folder_recipe(tmp_path, root, "disk")
+    recipe.data.cache_dir = blocker / "cache"
+    with pytest.raises(DataError, match=r"a-file/cache: data.cache_dir: cannot keep decoded images there"):
+        load_splits(recipe.data, seed=1)

@@ -43,16 +43,20 @@ def decode_to_store(paths: list[Path], size: int, cache_dir: Path, title: str = 
     if manifest.exists() and store_path.exists():
         logger.info(f"{title}: reusing the {len(paths)} images decoded in {store_path}")
         return ImageStore(store_path, len(paths), size)
-    cache_dir.mkdir(parents=True, exist_ok=True)
     partial = store_path.with_name(f"{key}.{os.getpid()}.partial")
     try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
         with open(partial, "wb") as out:
             _write_decoded(paths, size, out, title)
         os.replace(partial, store_path)
+        manifest.write_text(json.dumps({"format": CACHE_FORMAT, "size": size, "count": len(paths),
+                                        "first": str(paths[0]) if paths else None}))
+    except OSError as error:
+        raise DataError(f"{cache_dir}: data.cache_dir: cannot keep decoded images there ({error.strerror}); set "
+                        "data.cache_dir to a writable folder with room, or data.cache: memory") from None
     finally:
-        partial.unlink(missing_ok=True)
-    manifest.write_text(json.dumps({"format": CACHE_FORMAT, "size": size, "count": len(paths),
-                                    "first": str(paths[0]) if paths else None}))
+        if partial.exists():  # False too when cache_dir could not be made
+            partial.unlink()
     return ImageStore(store_path, len(paths), size)
 
 
