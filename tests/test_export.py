@@ -243,6 +243,30 @@ def test_predict_cli_rows_errors_and_exit_code(binary_run, tmp_path):
     assert csv_out.splitlines()[0] == "file,class_name,class_probability,error"
 
 
+def test_predict_in_small_batches_keeps_order_errors_and_probabilities(binary_run, tmp_path):
+    """Files are decoded a batch ahead of the forward pass: with batches of 2, a bad file in the second
+    batch still gets its own row, and every other row is what one batch of all of them gives."""
+    from tltf.export.predict import Predictor
+
+    images = separable_images(6, 20, seed=5, channels=3)[0]
+    paths = []
+    for i, image in enumerate(images):
+        paths.append(tmp_path / f"img{i}.png")
+        Image.fromarray(image).save(paths[-1])
+    paths.insert(3, tmp_path / "broken.png")
+    paths[3].write_bytes(b"\x89PNG not really")
+    predictor = Predictor(binary_run)
+    small, whole = predictor.predict(paths, batch_size=2), predictor.predict(paths, batch_size=64)
+    assert [row.file for row in small] == [str(p) for p in paths]
+    assert [bool(row.error) for row in small] == [False, False, False, True, False, False, False]
+    for a, b in zip(small, whole):
+        assert a.error == b.error and a.class_name == b.class_name
+        if a.error:
+            assert a.probabilities is None and b.probabilities is None
+        else:
+            assert a.probabilities == pytest.approx(b.probabilities, abs=1e-6)
+
+
 @needs_shared(PNEUMONIA_NPZ)
 def test_predict_on_pneumonia_pngs_matches_evaluate(tmp_path):
     recipe_path = write_recipe(tmp_path / "p.yaml", {"source": "medmnist", "name": "pneumoniamnist",

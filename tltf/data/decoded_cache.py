@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from tltf.config import cache_root
 from tltf.data.image_store import ImageStore
 from tltf.errors import DataError
 from tltf.log import logger
@@ -17,7 +18,7 @@ CACHE_FORMAT = "tltf-decoded-images-1"
 
 def default_cache_dir() -> Path:
     """`$TLTF_CACHE/images`, by default `~/.cache/tltf/images`."""
-    return Path(os.environ.get("TLTF_CACHE", "~/.cache/tltf")).expanduser() / "images"
+    return cache_root() / "images"
 
 
 def cache_key(paths: list[Path], size: int) -> str:
@@ -47,7 +48,7 @@ def decode_to_store(paths: list[Path], size: int, cache_dir: Path, title: str = 
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         with open(partial, "wb") as out:
-            _write_decoded(paths, size, out, title)
+            _write_decoded(paths, size, out, f"{title} into {cache_dir}")
         os.replace(partial, store_path)
         manifest.write_text(json.dumps({"format": CACHE_FORMAT, "size": size, "count": len(paths),
                                         "first": str(paths[0]) if paths else None}))
@@ -61,33 +62,10 @@ def decode_to_store(paths: list[Path], size: int, cache_dir: Path, title: str = 
 
 
 def _write_decoded(paths: list[Path], size: int, out, title: str) -> None:
-    import tensorflow as tf
-    from keras.utils import Progbar
+    from tltf.data.images import decoded_files
 
-    from tltf.data.images import decode_file, decode_pixels, resize_pixels
-
-    def decode(path):
-        image = decode_pixels(tf.io.read_file(path))
-        same = tf.logical_and(tf.shape(image)[0] == size, tf.shape(image)[1] == size)
-        resized = tf.cond(same, lambda: tf.cast(image, tf.float32), lambda: resize_pixels(image[None], size)[0])
-        return tf.cast(resized, tf.uint8)
-
-    names = tf.data.Dataset.from_tensor_slices([str(p) for p in paths])
-    decoded = names.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(64)
-    logger.info(f"{title} ({len(paths)} files, into {out.name})")
-    bar, done = Progbar(len(paths), unit_name="image"), 0
-    iterator = iter(decoded)
-    while done < len(paths):
-        try:
-            image = next(iterator)
-        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, tf.errors.NotFoundError):
-            decode_file(paths[done], size)  # the same decode, one file: raises the DataError naming it
-            raise DataError(f"{paths[done]}: not a decodable image; remove it or replace it") from None
-        out.write(image.numpy().tobytes())
-        done += 1
-        if done % 256 == 0:
-            bar.update(done)
-    bar.update(done, finalize=True)
+    for image in decoded_files(paths, size, title):
+        out.write(image.tobytes())
 
 
 # Above this many decoded bytes in one split, `data.cache: auto` keeps the images on disk (at 224 px,

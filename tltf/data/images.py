@@ -95,18 +95,42 @@ def decode_file(path: Path, size: int) -> np.ndarray:
     return standardize(image[None], size)[0]
 
 
-def decode_files(paths: list[Path], size: int, title: str = "decoding images") -> np.ndarray:
-    """Decodes many files with a progress bar; the first bad file raises `DataError`."""
+def decoded_files(paths: list[Path], size: int, title: str = "decoding images"):
+    """Yields each file decoded to uint8 `[size,size,3]`, in order, with a progress bar.
+
+    Files are read and decoded in a parallel `tf.data` map with the ops of `decode_file` (the same pixels);
+    the first file that cannot be read or decoded raises `DataError` naming it.
+    """
+    import tensorflow as tf
     from keras.utils import Progbar
 
-    out = np.empty((len(paths), size, size, 3), np.uint8)
+    def decode(path):
+        image = decode_pixels(tf.io.read_file(path))
+        same = tf.logical_and(tf.shape(image)[0] == size, tf.shape(image)[1] == size)
+        resized = tf.cond(same, lambda: tf.cast(image, tf.float32), lambda: resize_pixels(image[None], size)[0])
+        return tf.cast(resized, tf.uint8)
+
+    names = tf.data.Dataset.from_tensor_slices([str(p) for p in paths] or tf.zeros([0], tf.string))
+    decoded = iter(names.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(64))
     bar = Progbar(len(paths), unit_name="image") if len(paths) > 200 else None
     if bar:
-        logger.info(title)
-    for i, path in enumerate(paths):
-        out[i] = decode_file(path, size)
-        if bar and (i + 1) % 50 == 0:
-            bar.update(i + 1)
+        logger.info(f"{title} ({len(paths)} files)")
+    for done, path in enumerate(paths):
+        try:
+            image = next(decoded)
+        except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, tf.errors.NotFoundError):
+            decode_file(path, size)  # the same decode, one file: raises the DataError saying why
+            raise DataError(f"{path}: not a decodable image; remove it or replace it") from None
+        yield image.numpy()
+        if bar and (done + 1) % 256 == 0:
+            bar.update(done + 1)
     if bar:
         bar.update(len(paths), finalize=True)
+
+
+def decode_files(paths: list[Path], size: int, title: str = "decoding images") -> np.ndarray:
+    """Decodes many files into one array (`decoded_files`); the first bad file raises `DataError`."""
+    out = np.empty((len(paths), size, size, 3), np.uint8)
+    for i, image in enumerate(decoded_files(paths, size, title)):
+        out[i] = image
     return out

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import glob
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -94,18 +95,29 @@ class Predictor:
         self.model = None
 
     def predict(self, paths: list[Path], batch_size: int = 64) -> list[Prediction]:
-        rows, good = [], []
-        for path in paths:
-            row = Prediction(str(path))
-            rows.append(row)
-            try:
-                good.append((row, self._load(path)))
-            except TltfError as error:
-                row.error = str(error)
-        for start in range(0, len(good), batch_size):
-            chunk = good[start : start + batch_size]
-            self._fill([row for row, _ in chunk], [item for _, item in chunk])
+        """One row per path, in order. Files are decoded by a pool of threads (TensorFlow's decoders release
+        the GIL) a batch ahead of the forward pass, so at most two batches of images are held at once."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        rows = [Prediction(str(path)) for path in paths]
+        chunks = [rows[start : start + batch_size] for start in range(0, len(rows), batch_size)]
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+            pending = [pool.submit(self._load_or_error, row) for row in chunks[0]] if chunks else []
+            for index, chunk in enumerate(chunks):
+                loaded = [(row, future.result()) for row, future in zip(chunk, pending)]
+                if index + 1 < len(chunks):
+                    pending = [pool.submit(self._load_or_error, row) for row in chunks[index + 1]]
+                good = [(row, item) for row, item in loaded if item is not None]
+                if good:
+                    self._fill([row for row, _ in good], [item for _, item in good])
         return rows
+
+    def _load_or_error(self, row: Prediction):
+        try:
+            return self._load(Path(row.file))
+        except TltfError as error:
+            row.error = str(error)
+            return None
 
     def _load(self, path: Path):
         """Decoded pixels (run) or the checked file bytes (SavedModel); `TltfError` if not an image."""
