@@ -168,3 +168,93 @@ def test_layerwise_multipliers_apply_on_every_replica(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "REPLICAS 2 UNITS ['block1', 'block2', 'head']" in result.stdout
+
+
+def test_jit_compile_reaches_every_phase_and_xla_trains_as_without_it(tmp_path, npz_path):
+    """XLA on CPU: after a warm-up step on cached features and a fine-tuning step, the same weights as
+    without it (float tolerance: XLA fuses differently); each phase's fitted model was compiled with it. In a
+    fresh process: op determinism, which earlier tests turn on for good, makes Keras drop XLA."""
+    script = textwrap.dedent(f"""
+        import json, sys
+        import keras, numpy as np
+        sys.path.insert(0, {str(TESTS)!r})
+        import conftest
+        from tltf.assemble import assemble_training, model_from_recipe
+        from tltf.data.sources import load_splits
+        from tltf.recipe import load_recipe
+        from tltf.task import Task
+        from tltf.train.trainer import Trainer
+
+        weights, compiled = {{}}, {{}}
+        for setting in (True, False):
+            recipe = load_recipe({str(tmp_path / "r.yaml")!r}, [f"train.jit_compile={{str(setting).lower()}}"])
+            splits = load_splits(recipe.data)
+            keras.utils.set_random_seed(0)
+            model = model_from_recipe(recipe, Task(splits.class_names))
+            plan = assemble_training(recipe, model, splits, verbose=0)
+            seen = keras.callbacks.LambdaCallback(
+                on_train_begin=lambda logs: compiled.setdefault(setting, []).append(seen.model.jit_compile))
+            Trainer(verbose=0, callbacks=[seen]).run(plan, {str(tmp_path)!r} + f"/{{setting}}")
+            weights[setting] = [w.numpy() for w in model.weights]
+        worst = max(float(np.max(np.abs(a - b) / (1e-5 + 1e-4 * np.abs(b)))) for a, b in zip(*weights.values()))
+        print(json.dumps({{"compiled": {{str(k): v for k, v in compiled.items()}}, "worst": worst}}))
+    """)
+    recipe_with(tmp_path, npz_path, strategy="warmup_then_finetune", epochs=2, head_warmup={"epochs": 1},
+                batch_size=64, optimizer="sgd")
+    # One SGD step a phase: over many steps, or through Adam's g/|g| for gradients near 0, rounding grows.
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    outcome = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outcome["compiled"] == {"True": [True, True], "False": [False, False]}
+    assert outcome["worst"] <= 1.0  # every weight within atol 1e-5 + rtol 1e-4
+
+
+def test_jit_compile_true_with_deterministic_is_refused(tmp_path, npz_path):
+    with pytest.raises(RecipeError, match="train.jit_compile: true cannot run with train.deterministic: true"):
+        recipe_with(tmp_path, npz_path, jit_compile=True, deterministic=True)
+
+
+def test_precision_auto_times_once_remembers_and_chooses_by_the_measurement(tmp_path, npz_path, monkeypatch):
+    from tltf.train import precision
+
+    monkeypatch.setenv("TLTF_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(precision, "cpu_has_bfloat16", lambda: True)  # the CPU branch on any CI processor
+    recipe = recipe_with(tmp_path, npz_path, precision="auto")
+    assert "not yet timed" in precision.choose_precision(recipe, measure=False).reason
+    first = precision.choose_precision(recipe)
+    remembered = json.loads((tmp_path / "cache" / "precision.json").read_text())
+    (key, rates), = remembered.items()
+    assert "tiny_test" in key and "16 px" in key and rates["float32"] > 0 and rates["mixed_bfloat16"] > 0
+    assert first.precision == ("mixed_bfloat16" if rates["mixed_bfloat16"] >= 1.1 * rates["float32"] else "float32")
+
+    def no_second_measurement(recipe):
+        raise AssertionError("measured again")
+
+    monkeypatch.setattr(precision, "measure_training_rates", no_second_measurement)
+    for bf16, finite, chosen in [(300.0, True, "mixed_bfloat16"), (105.0, True, "float32"),
+                                 (300.0, False, "float32")]:
+        rates = {"float32": 100.0, "mixed_bfloat16": bf16, "bfloat16_finite": finite}
+        (tmp_path / "cache" / "precision.json").write_text(json.dumps({key: rates}))
+        choice = precision.choose_precision(recipe)
+        assert choice.precision == chosen, (rates, choice)
+        assert "float32 100.0, bfloat16" in choice.reason
+    named = recipe_with(tmp_path, npz_path, precision="mixed_float16")
+    assert precision.choose_precision(named).precision == "mixed_float16"
+
+
+def test_fit_with_precision_auto_trains_in_the_chosen_precision_and_records_it(tmp_path, npz_path, monkeypatch):
+    from tltf.train import precision
+
+    monkeypatch.setenv("TLTF_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(precision, "cpu_has_bfloat16", lambda: True)
+    recipe = recipe_with(tmp_path, npz_path, precision="auto", epochs=1)
+    key = precision._measurement_key(recipe)
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "precision.json").write_text(json.dumps(
+        {key: {"float32": 100.0, "mixed_bfloat16": 200.0, "bfloat16_finite": True}}))
+    tltf.fit(recipe, tmp_path / "run", verbose=0)
+    assert load_recipe(tmp_path / "run" / "recipe.yaml").train.precision == "mixed_bfloat16"
+    model = keras.models.load_model(tmp_path / "run" / "model.keras")
+    assert backbone_of(model).layer.get_layer("block1_conv").compute_dtype == "bfloat16"
+    explained = tltf.explain(recipe)
+    assert explained["precision"]["chosen"] == "mixed_bfloat16" and "200.0" in explained["precision"]["reason"]

@@ -157,6 +157,22 @@ def test_feature_cache_runs_the_backbone_once(tmp_path, npz_path, feature_cache,
     assert saved.get_layer("backbone") is not None  # the deliverable is the full model
 
 
+def test_a_head_on_features_runs_several_steps_a_call_with_the_weights_of_one_step_a_call(tmp_path, npz_path):
+    """Several steps per call into TensorFlow (fast heads) change nothing but speed; with checkpoint_every the
+    resume counts single steps, so it is one step a call. 22 steps an epoch: a call of 16, then one of 6."""
+    weights = {}
+    for checkpoint_every in (None, 1000):
+        recipe = tiny_recipe(tmp_path, npz_path, strategy="feature_extraction", epochs=2, batch_size=3,
+                             checkpoint_every=checkpoint_every)
+        keras.utils.set_random_seed(0)
+        plan, model, _ = prepared_plan(recipe)
+        Trainer(verbose=0).run(plan, tmp_path / str(checkpoint_every))
+        fitted = plan.phases[0].fit_target.model
+        assert fitted.steps_per_execution == (16 if checkpoint_every is None else 1)
+        weights[checkpoint_every] = model.get_weights()
+    assert all(np.array_equal(a, b) for a, b in zip(*weights.values()))
+
+
 def test_augmentation_disables_the_feature_cache(tmp_path, npz_path):
     path = write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(npz_path)},
                         train={"strategy": "feature_extraction"}, augment={"flip": "horizontal"})
@@ -261,3 +277,24 @@ def test_early_stopping_moves_to_the_next_phase_on_schedule(tmp_path, npz_path):
     warm_end, tune_begin = recorder.events[1], recorder.events[2]
     assert warm_end["iterations"] < 5 * plan.steps_per_epoch  # stopped early
     assert tune_begin["iterations"] == 5 * plan.steps_per_epoch  # fine-tuning starts at its own rate
+
+
+def test_best_checkpoint_between_saves_keeps_the_best_in_memory_and_writes_it_when_the_fit_ends(tmp_path):
+    from tltf.callbacks import BestModelCheckpoint
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(keras.optimizers.SGD(0.5), "binary_crossentropy")
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    scores, weights, on_disk = [0.6, 0.5, 0.8, 0.7], [], []
+    path = tmp_path / "best.keras"
+    score = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: logs.update(score=scores[epoch]))
+    best = BestModelCheckpoint(path, monitor="score", min_seconds_between_saves=3600)
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: (
+        weights.append(model.get_weights()), on_disk.append(keras.models.load_model(path).get_weights())))
+    model.fit(x, (x[:, 0] > 0).astype("float32"), epochs=4, verbose=0, callbacks=[score, best, record])
+    same = lambda a, b: all(np.array_equal(u, v) for u, v in zip(a, b))  # noqa: E731
+    assert best.best_epoch == 2 and same(best.best_weights, weights[2])
+    assert all(same(saved, weights[0]) for saved in on_disk)  # epoch 2's improvement came too soon to write
+    assert same(keras.models.load_model(path).get_weights(), weights[2])  # written when fit ended
+    assert same(model.get_weights(), weights[3]) and not same(weights[3], weights[2])  # the model kept its own

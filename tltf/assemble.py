@@ -24,6 +24,10 @@ from tltf.train.plan import PhasePlan, TrainingPlan
 from tltf.train.segments import param_counts, phase_segments, replica_warnings, unit_decays
 
 
+# Training steps per call when a head fits on cached features (`HeadOnFeatures`).
+HEAD_STEPS_PER_EXECUTION = 16
+
+
 def model_from_recipe(recipe, task: Task, weights="recipe"):
     """`tltf.build_model` with the recipe's `model` section and `data.image_size` (weights None: structure only)."""
     from tltf.models.build import build_model
@@ -44,8 +48,19 @@ def plan_text(recipe, plan, replicas: int = 1) -> str:
     m = recipe.model
     title = (f"plan: {recipe.train.strategy} on {m.backbone} (weights {m.weights or 'none'}, BatchNorm {m.bn}), "
              f"{recipe.train.optimizer}, batch {recipe.train.batch_size}, {recipe.train.precision}, "
+             f"XLA {_jit_text(recipe.train.jit_compile)}, "
              f"{recipe.train.distribution} distribution ({replicas} replica{'s' if replicas > 1 else ''})")
     return f"{title}\nbudget: {plan.budget}\n" + format_table(plan.summary_rows(), header)
+
+
+def _jit_text(setting) -> str:
+    if setting != "auto":
+        return "on" if setting else "off"
+    import tensorflow as tf
+
+    if tf.config.list_physical_devices("GPU"):
+        return "auto (on where Keras can)"
+    return "auto (off: no GPU)"
 
 
 def run_summary(recipe, plan, class_names) -> list[str]:
@@ -124,10 +139,12 @@ def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 
     whole, on_features = FullModel(model, task, data), None
     plan.health = _health_monitor(train.health)
     plan.checkpoint_every = train.checkpoint_every
+    plan.jit_compile = train.jit_compile
     for phase_plan in plan.phases:
         phase_plan.feature_cache_note = _why_no_feature_cache(recipe, phase_plan.phase)
         if not phase_plan.feature_cache_note:
-            on_features = on_features or HeadOnFeatures(model, task, data, verbose)
+            steps = 1 if train.checkpoint_every else HEAD_STEPS_PER_EXECUTION
+            on_features = on_features or HeadOnFeatures(model, task, data, verbose, steps)
         phase_plan.fit_target = whole if phase_plan.feature_cache_note else on_features
         phase_plan.callbacks = _phase_callbacks(recipe, phase_plan.phase, model, plan.health, splits.train)
     make_optimizer = functools.partial(_optimizer, train, plan.schedule, plan.lr_multipliers)

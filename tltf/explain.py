@@ -15,16 +15,22 @@ import math
 
 
 def explain(recipe) -> dict:
-    """`{"phases": [{"name", "epochs", "blocks": [...]}, ...], "warnings": [...]}` (see docs/fine-tuning.md)."""
+    """`{"phases": [{"name", "epochs", "blocks": [...]}, ...], "budget": str, "warnings": [...]}` (see
+    docs/fine-tuning.md), and with `train.precision: auto` `"precision": {"chosen", "reason"}`."""
     from tltf.assemble import check_weights, describe_plan, model_from_recipe
     from tltf.data.sources import peek_data
     from tltf.task import Task
+    from tltf.train.precision import choose_precision
 
     check_weights(recipe)
     peek = peek_data(recipe.data)
     model = model_from_recipe(recipe, Task(peek.class_names), weights=None)
     steps_per_epoch = math.ceil(peek.train_count / recipe.train.batch_size)
-    return describe_plan(recipe, model, steps_per_epoch, peek.warnings).to_dict()
+    explanation = describe_plan(recipe, model, steps_per_epoch, peek.warnings).to_dict()
+    if recipe.train.precision == "auto":  # what auto means here; a named precision is the recipe's own
+        precision = choose_precision(recipe, measure=False)
+        explanation["precision"] = {"chosen": precision.precision, "reason": precision.reason}
+    return explanation
 
 
 def format_explanation(explanation: dict) -> str:
@@ -33,6 +39,9 @@ def format_explanation(explanation: dict) -> str:
 
     header = ("block", "trainable", "BN", "params", "lr start", "lr peak", "lr end", "weight decay")
     parts = [f"budget: {explanation['budget']}"] if explanation.get("budget") else []
+    if explanation.get("precision"):
+        precision = explanation["precision"]
+        parts.append(f"precision: {precision['chosen']} ({precision['reason']})")
     for phase in explanation["phases"]:
         rows = [(b["name"], "yes" if b["trainable"] else "frozen", b["bn"], f"{b['params']:,}",
                  f"{b['lr']['start']:.3g}", f"{b['lr']['peak']:.3g}", f"{b['lr']['end']:.3g}",

@@ -58,22 +58,19 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int]
     Raises:
         TltfError: bad data, weights or run dir, before anything is written.
     """
-    import keras
-
     from tltf.assemble import assemble_training, check_weights, model_from_recipe, plan_text
     from tltf.data.sources import load_splits
     from tltf.run_dir import run_dir_for, staged_run_dir
     from tltf.task import Task
-    from tltf.train.distribution import dtype_policy, make_deterministic, make_strategy
+    from tltf.train.distribution import dtype_policy, make_strategy
     from tltf.train.trainer import Trainer
 
     verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
     strategy = make_strategy(recipe.train.distribution)
-    keras.utils.set_random_seed(recipe.train.seed)
-    if recipe.train.deterministic:
-        make_deterministic(recipe.train.seed)
+    _seed(recipe.train)
     final_dir = run_dir_for(recipe, run_dir, runs_root, resume, restart)
     check_weights(recipe)
+    recipe = _with_precision_chosen(recipe)
     splits = load_splits(recipe.data, seed=recipe.train.seed)
     logger.info(f"data: {splits.summary()}")
     target_domain = _load_target_domain(recipe, splits)
@@ -91,6 +88,28 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int]
             _discard_resume_state(work_dir)
     logger.info(f"run written to {final_dir}")
     return FitResult(final_dir, metrics, outcome.history, plan.summary_rows())
+
+
+def _seed(train) -> None:
+    """Every generator seeded; with `deterministic`, TensorFlow's op determinism too."""
+    import keras
+
+    from tltf.train.distribution import make_deterministic
+
+    keras.utils.set_random_seed(train.seed)
+    if train.deterministic:
+        make_deterministic(train.seed)
+
+
+def _with_precision_chosen(recipe):
+    """`precision: auto` resolved for this machine (logged), so the run and its recipe.yaml say which."""
+    from tltf.train.precision import choose_precision
+
+    if recipe.train.precision != "auto":
+        return recipe
+    choice = choose_precision(recipe)
+    logger.info(f"precision: {choice.precision} ({choice.reason})")
+    return recipe.model_copy(update={"train": recipe.train.model_copy(update={"precision": choice.precision})})
 
 
 def _evaluate(recipe, plan, outcome, splits, target_domain, before, work_dir: Path, verbose: int) -> dict:

@@ -11,8 +11,8 @@ def domain_features(model, source_images, target_images, batch_size: int, limit:
     """Pooled backbone features of up to `limit` source and target images."""
     from tltf.train.features import extract_features
 
-    return (extract_features(model, source_images[:limit], batch_size, verbose=0),
-            extract_features(model, target_images[:limit], batch_size, verbose=0))
+    return tuple(extract_features(model, source_images[:limit], target_images[:limit], batch_size=batch_size,
+                                  verbose=0))
 
 
 def target_metrics(model, target_domain, class_names, batch_size: int) -> dict:

@@ -28,8 +28,8 @@ class DomainAdversarialTarget:
         self.data = data
         self.target_images = target_images
 
-    def compile(self, optimizer) -> None:
-        self.model.compile(optimizer=optimizer)
+    def compile(self, optimizer, jit_compile="auto") -> None:
+        self.model.compile(optimizer=optimizer, jit_compile=jit_compile)
 
     def datasets(self):
         import tensorflow as tf

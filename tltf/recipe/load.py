@@ -165,6 +165,9 @@ def _check_training(recipe: Recipe, source: str) -> None:
             f"{source}: train.distribution: multi_worker is not supported: Keras 3's model.fit fails under "
             "MultiWorkerMirroredStrategy (keras-team/keras#20585); use mirrored on one machine"
         )
+    if recipe.train.jit_compile is True and recipe.train.deterministic:
+        raise RecipeError(f"{source}: train.jit_compile: true cannot run with train.deterministic: true (Keras "
+                          "turns XLA off under TensorFlow's op determinism); use one of them")
     if recipe.data.class_weight == "auto" and (recipe.augment.mixup or recipe.augment.cutmix):
         raise RecipeError(
             f"{source}: data.class_weight: 'auto' cannot be combined with augment.mixup/cutmix, which mix "

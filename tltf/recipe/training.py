@@ -72,7 +72,7 @@ class TrainConfig(Section):
         lr: the base (fine-tuning) rate; `head_warmup.lr` is the head's in a warm-up. Unset: a default for
             what the strategy trains (`tltf.train.phases.base_lr`).
         layer_decay, discriminative: per-unit rates (one of them), over the block map's `unit`s.
-        precision, distribution: the dtype policy and tf.distribute strategy.
+        precision, jit_compile, distribution: the dtype policy, XLA, and the tf.distribute strategy.
     """
 
     strategy: Literal["feature_extraction", "fine_tune", "warmup_then_finetune", "gradual_unfreeze"] = "fine_tune"
@@ -93,9 +93,12 @@ class TrainConfig(Section):
     seed: int = 42
     early_stopping: Optional[EarlyStoppingConfig] = None
     feature_cache: bool = Field(True, description="Cache frozen-backbone features when augmentation is off.")
-    precision: Literal["float32", "mixed_float16", "mixed_bfloat16"] = Field(
-        "float32", description="Keras dtype policy: mixed_float16 on GPUs, mixed_bfloat16 on TPUs and recent CPUs."
-    )
+    precision: Literal["float32", "mixed_float16", "mixed_bfloat16", "auto"] = Field(
+        "float32", description="Keras dtype policy: mixed_float16 on GPUs, mixed_bfloat16 on TPUs and recent CPUs; "
+                               "auto chooses for the device (on CPUs by timing the network once, remembered).")
+    jit_compile: Union[bool, Literal["auto"]] = Field(
+        "auto", description="Compile the train step with XLA. auto: Keras's rule (on a GPU, when every layer "
+                            "supports it, without tf.distribute or op determinism); it was slower on CPUs measured.")
     distribution: Literal["default", "mirrored", "multi_worker"] = Field(
         "default", description="tf.distribute strategy; batch_size is the global batch."
     )

@@ -95,6 +95,7 @@ class TrainingPlan:
         health: the `TrainingHealth` callback that watches every phase (in their callbacks too).
         checkpoint_every: also save the training state every this many steps (None: at epoch ends only).
         budget: one line on the epochs and optimizer steps, and how `epochs: auto` chose them.
+        jit_compile: `model.compile`'s `jit_compile` for every phase (True, False or "auto").
     """
 
     phases: list
@@ -110,6 +111,7 @@ class TrainingPlan:
     health: Optional[object] = None
     checkpoint_every: Optional[int] = None
     budget: str = ""
+    jit_compile: object = "auto"
 
     def to_dict(self) -> dict:
         """What `tltf explain --json` prints: every segment of every phase, and the warnings."""

@@ -58,9 +58,10 @@ class FullModel:
         self.task = task
         self.data = data
 
-    def compile(self, optimizer) -> None:
+    def compile(self, optimizer, jit_compile="auto") -> None:
         """(Re)compiles: Keras bakes the trainable variables into the train function."""
-        self.model.compile(optimizer=optimizer, loss=self.task.loss(), metrics=self.task.metrics())
+        self.model.compile(optimizer=optimizer, loss=self.task.loss(), metrics=self.task.metrics(),
+                           jit_compile=jit_compile)
 
     def datasets(self):
         return self.data.datasets()
@@ -72,11 +73,22 @@ class HeadOnFeatures(FullModel):
 
     The head is wrapped in its own model rather than compiled itself: a compiled
     nested layer would carry the optimizer into the full model's `.keras` file twice.
+
+    A step of a head on features takes well under a millisecond, less than Keras' per-step overhead, so
+    several steps run in one call (`steps_per_execution`); the batch callbacks then see every that many steps.
+
+    Args:
+        model: the full classifier (backbone and head).
+        task: the `tltf.task.Task`.
+        data: the `LabelledData` whose images give the features.
+        verbose: the feature extraction's progress bar.
+        steps_per_execution: training steps per call into TensorFlow (1 when the training state is saved
+            every N steps: the resume counts single steps).
     """
 
     caches_features = True
 
-    def __init__(self, model, task, data: LabelledData, verbose: int = 2):
+    def __init__(self, model, task, data: LabelledData, verbose: int = 2, steps_per_execution: int = 1):
         import keras
 
         from tltf.models.anatomy import head_of
@@ -87,7 +99,12 @@ class HeadOnFeatures(FullModel):
         head = head_of(model)
         features = keras.Input(head.input_shape[1:], name="features")
         self.model = keras.Model(features, head(features), name="head_on_features")
+        self.steps_per_execution = steps_per_execution
         self._features = None
+
+    def compile(self, optimizer, jit_compile="auto") -> None:
+        self.model.compile(optimizer=optimizer, loss=self.task.loss(), metrics=self.task.metrics(),
+                           jit_compile=jit_compile, steps_per_execution=self.steps_per_execution)
 
     def datasets(self):
         if self._features is None:
@@ -95,6 +112,7 @@ class HeadOnFeatures(FullModel):
 
             logger.info("computing backbone features once (the backbone is frozen and images are not augmented)")
             batch_size = self.data.batch_size
-            self._features = [extract_features(self.classifier, split.images, batch_size, self.verbose)
-                              for split in (self.data.splits.train, self.data.splits.val)]
+            splits = self.data.splits
+            self._features = extract_features(self.classifier, splits.train.images, splits.val.images,
+                                              batch_size=batch_size, verbose=self.verbose)
         return self.data.datasets(*self._features)

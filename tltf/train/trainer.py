@@ -18,6 +18,10 @@ from tltf.train import resume
 from tltf.train.optimizers import inner_optimizer
 
 
+# Seconds: how far model.keras in an interrupted run may lag behind the best epoch so far.
+BEST_MODEL_SAVE_INTERVAL = 60.0
+
+
 @dataclasses.dataclass
 class TrainingOutcome:
     """What a trained plan leaves besides the model.
@@ -59,7 +63,9 @@ class Trainer:
         from tltf.train.callbacks import BestModelCheckpoint
 
         checkpoint_dir = Path(checkpoint_dir)
-        best = BestModelCheckpoint(checkpoint_dir / "model.keras", plan.model, monitor=plan.monitor, mode="max")
+        # The resume state holds the best weights every epoch; model.keras need not be rewritten as often.
+        best = BestModelCheckpoint(checkpoint_dir / "model.keras", plan.model, monitor=plan.monitor, mode="max",
+                                   min_seconds_between_saves=BEST_MODEL_SAVE_INTERVAL)
         progress, epoch_metrics = resume.load_state(checkpoint_dir, plan, best)
         progress = progress or resume.Progress()
         if progress.epoch or progress.phase_index or progress.batch:
@@ -92,7 +98,7 @@ class Trainer:
         backbone_of(plan.model).trainable = phase.train_backbone
         inner_optimizer(plan.optimizer).set_lr_multipliers(plan.lr_multipliers if phase.layerwise else {})
         target = phase_plan.fit_target
-        target.compile(plan.optimizer)
+        target.compile(plan.optimizer, jit_compile=plan.jit_compile)
         train_ds, val_ds = target.datasets()
         resume.replay_shuffles(train_ds, progress.epoch - first_epoch, plan)
         callbacks = [*shared, *phase_plan.callbacks]
