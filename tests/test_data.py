@@ -1,3 +1,4 @@
+import functools
 import re
 import hashlib
 
@@ -10,6 +11,8 @@ from tltf.data.images import to_rgb
 from tltf.data.pipeline import build_augmenter, make_dataset
 from tltf.task import Task
 from tltf.data import class_weights, load_splits
+from tltf.data.image_store import ImageStore
+from tltf.data.sources import peek_data
 from tltf.errors import DataError
 from tltf.recipe import AugmentConfig, validate_recipe
 
@@ -150,10 +153,28 @@ def test_tfds_source(tmp_path):
                 yield i, {"image": images[i], "label": int(labels[i])}
 
     TinyImages(data_dir=str(builder_dir)).download_and_prepare()
-    splits = load_splits(data_section(source="tfds", name="tiny_images", data_dir=str(builder_dir), val_fraction=0.25))
+    section = functools.partial(data_section, source="tfds", name="tiny_images", data_dir=str(builder_dir),
+                                val_fraction=0.25, image_size=16, cache_dir=str(tmp_path / "cache"))
+    splits = load_splits(section(cache="memory"))
     assert splits.class_names == ["dark", "light"]
     assert (len(splits.train), len(splits.val), len(splits.test)) == (6, 2, 4)
     assert tf.is_tensor(tf.constant(splits.test.images))
+    peek = peek_data(section())
+    assert (peek.class_names, peek.train_count, sum(peek.class_counts)) == (["dark", "light"], 6, 8)
+
+    # On disk: the same pixels and labels; a second load reads the store, not tfds's records.
+    on_disk = load_splits(section(cache="disk"))
+    assert isinstance(on_disk.test.images, ImageStore)
+    disk_splits = dict(on_disk.items())
+    for name, split in splits.items():
+        assert np.array_equal(disk_splits[name].images[np.arange(len(split))], split.images)
+        assert np.array_equal(disk_splits[name].labels, split.labels)
+    for records in builder_dir.rglob("*.tfrecord*"):
+        records.unlink()
+    again = load_splits(section(cache="disk"))
+    assert np.array_equal(again.train.images[np.arange(6)], splits.train.images)
+    with pytest.raises(Exception):
+        load_splits(section(cache="memory"))  # the records really are gone
 
 
 @pytest.mark.parametrize("problem, expected", [

@@ -109,3 +109,21 @@ def test_a_cache_dir_that_cannot_be_written_is_named(tmp_path):
     recipe.data.cache_dir = blocker / "cache"
     with pytest.raises(DataError, match=r"a-file/cache: data.cache_dir: cannot keep decoded images there"):
         load_splits(recipe.data, seed=1)
+
+
+def test_a_target_of_several_split_folders_on_disk_is_one_store_with_the_pixels_of_memory(tmp_path):
+    from tltf.adapt.target import load_target
+    from tltf.recipe import validate_recipe
+
+    root = write_folder(tmp_path / "target")  # train/ and test/ class folders
+    targets = {}
+    for cache in ("memory", "disk"):
+        recipe = validate_recipe({
+            "data": {"source": "npz", "path": "unused"},
+            "adaptation": {"method": "dann", "target": {"source": "directory", "path": str(root), "cache": cache,
+                                                        "cache_dir": str(tmp_path / "cache")}}})
+        targets[cache] = load_target(recipe.adaptation.target, 16, ["dark", "light"])
+    memory, disk = targets["memory"], targets["disk"]
+    assert isinstance(disk.images, ImageStore) and len(disk.images) == len(memory.images) == 60
+    assert np.array_equal(disk.images[np.arange(60)], memory.images)
+    assert np.array_equal(disk.evaluation.labels, memory.evaluation.labels)

@@ -7,6 +7,8 @@ from typing import Optional
 
 import numpy as np
 
+from tltf.data.decoded_cache import concatenated_store
+from tltf.data.image_store import ImageStore
 from tltf.data.sources import load_raw
 from tltf.data.splits import Split
 from tltf.errors import DataError
@@ -14,7 +16,7 @@ from tltf.errors import DataError
 
 @dataclasses.dataclass
 class TargetData:
-    images: np.ndarray  # uint8 [N,S,S,3], used without labels
+    images: np.ndarray  # uint8 [N,S,S,3] (or an ImageStore), used without labels
     evaluation: Optional[Split]  # labelled target images, for evaluation only
 
     def summary(self) -> str:
@@ -40,7 +42,8 @@ def load_target(target, image_size: int, class_names: list[str]) -> TargetData:
     if len(raw) == 1:  # one folder of classes: its images stay where the source keeps them (memory or disk)
         (split,) = raw.values()
         return TargetData(split.images, split)
-    # Several split folders are read into one array (a store on disk is read whole here).
-    images = np.concatenate([split.images[:] for split in raw.values()])
+    # Several split folders: one array, or one store on disk when any of them is kept there.
+    parts = [split.images for split in raw.values()]
+    images = concatenated_store(parts) if any(isinstance(p, ImageStore) for p in parts) else np.concatenate(parts)
     labels = np.concatenate([split.labels for split in raw.values()])
     return TargetData(images, Split(images, labels))

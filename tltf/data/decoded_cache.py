@@ -7,6 +7,8 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
+
 from tltf.config import cache_root
 from tltf.data.image_store import ImageStore
 from tltf.errors import DataError
@@ -35,37 +37,82 @@ def decode_to_store(paths: list[Path], size: int, cache_dir: Path, title: str = 
 
     A store made from the same files (same paths, lengths and modification times) at the same size is
     reused; otherwise the files are decoded in a parallel `tf.data` map, with the same TensorFlow ops as
-    the in-memory path and the exported model, and written to a temporary name renamed when complete.
-    The first file that cannot be decoded raises a `DataError` naming it, and nothing is left behind.
+    the in-memory path and the exported model. The first file that cannot be decoded raises a `DataError`
+    naming it, and nothing is left behind.
     """
+    from tltf.data.images import decoded_files
+
     cache_dir = Path(cache_dir).expanduser()
-    key = cache_key(paths, size)
+    store, _ = cached_store(cache_dir, cache_key(paths, size), size,
+                            lambda: decoded_files(paths, size, f"{title} into {cache_dir}"), title)
+    return store
+
+
+def cached_store(cache_dir: Path, key: str, size: int, images, title: str, details=None) -> tuple[ImageStore, dict]:
+    """The `ImageStore` named `key` under `cache_dir`, written from `images()` unless it exists; and its manifest.
+
+    Args:
+        cache_dir: the folder of stores.
+        key: names the store; it must change whenever the images would.
+        size: the images' side.
+        images: called only when the store is written: an iterator of uint8 `[size,size,3]` arrays.
+        title: for the progress lines.
+        details: called after the images are written: extra JSON-able entries for the manifest (a
+            source's labels), returned with it when the store is reused.
+
+    The store is written under a temporary name and renamed when complete, then the manifest that marks
+    it done; an error or an unwritable folder leaves nothing behind (`DataError` naming the folder).
+    """
     store_path, manifest = cache_dir / f"{key}.u8", cache_dir / f"{key}.json"
     if manifest.exists() and store_path.exists():
-        logger.info(f"{title}: reusing the {len(paths)} images decoded in {store_path}")
-        return ImageStore(store_path, len(paths), size)
+        recorded = json.loads(manifest.read_text())
+        logger.info(f"{title}: reusing the {recorded['count']} images decoded in {store_path}")
+        return ImageStore(store_path, recorded["count"], size), recorded
     partial = store_path.with_name(f"{key}.{os.getpid()}.partial")
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
+        count = 0
         with open(partial, "wb") as out:
-            _write_decoded(paths, size, out, f"{title} into {cache_dir}")
+            for image in images():
+                out.write(image.tobytes())
+                count += 1
         os.replace(partial, store_path)
-        manifest.write_text(json.dumps({"format": CACHE_FORMAT, "size": size, "count": len(paths),
-                                        "first": str(paths[0]) if paths else None}))
+        recorded = {"format": CACHE_FORMAT, "size": size, "count": count, **(details() if details else {})}
+        manifest.write_text(json.dumps(recorded))
     except OSError as error:
         raise DataError(f"{cache_dir}: data.cache_dir: cannot keep decoded images there ({error.strerror}); set "
                         "data.cache_dir to a writable folder with room, or data.cache: memory") from None
     finally:
         if partial.exists():  # False too when cache_dir could not be made
             partial.unlink()
-    return ImageStore(store_path, len(paths), size)
+    return ImageStore(store_path, count, size), recorded
 
 
-def _write_decoded(paths: list[Path], size: int, out, title: str) -> None:
-    from tltf.data.images import decoded_files
+def concatenated_store(parts: list) -> ImageStore:
+    """One store holding the images of `parts` (`ImageStore`s or arrays) one after another, beside the first
+    store, copied a batch at a time (reused while the parts are the same)."""
+    first = next(part for part in parts if isinstance(part, ImageStore))
+    digest = hashlib.sha256(f"{CACHE_FORMAT}\nconcatenated\n".encode())
+    for part in parts:
+        named = f"{part.path.name}:{part.indices.tobytes().hex()}" if isinstance(part, ImageStore) else "array"
+        digest.update(f"{named}\t{len(part)}\n".encode())
+        if not isinstance(part, ImageStore):
+            digest.update(np.ascontiguousarray(part).tobytes())
 
-    for image in decoded_files(paths, size, title):
-        out.write(image.tobytes())
+    def images():
+        for part in parts:
+            for start in range(0, len(part), 256):
+                yield from part[np.arange(start, min(start + 256, len(part)))]
+
+    store, _ = cached_store(first.path.parent, digest.hexdigest()[:32], first.size, images, "joining image folders")
+    return store
+
+
+def cache_mode(data, count: int) -> str:
+    """`data.cache`, with `auto` decided by the decoded size of `count` images."""
+    if data.cache != "auto":
+        return data.cache
+    return "disk" if count * data.image_size * data.image_size * 3 > AUTO_DISK_BYTES else "memory"
 
 
 # Above this many decoded bytes in one split, `data.cache: auto` keeps the images on disk (at 224 px,
@@ -77,10 +124,6 @@ def load_image_files(paths: list[Path], data, title: str):
     """The files decoded at `data.image_size`: an array in memory, or an `ImageStore` (`data.cache`)."""
     from tltf.data.images import decode_files
 
-    size = data.image_size
-    mode = data.cache
-    if mode == "auto":
-        mode = "disk" if len(paths) * size * size * 3 > AUTO_DISK_BYTES else "memory"
-    if mode == "memory":
-        return decode_files(paths, size, title=title)
-    return decode_to_store(paths, size, data.cache_dir or default_cache_dir(), title)
+    if cache_mode(data, len(paths)) == "memory":
+        return decode_files(paths, data.image_size, title=title)
+    return decode_to_store(paths, data.image_size, data.cache_dir or default_cache_dir(), title)

@@ -42,7 +42,8 @@ class SourceConfig(Section):
 
 
 class ImageFilesConfig(SourceConfig):
-    """Settings of the sources that read image files (`directory`, `csv`): where decoded images are kept."""
+    """Settings of the sources whose images may not fit in memory (`directory`, `csv`, `tfds`): where decoded
+    images are kept."""
 
     cache: Literal["auto", "memory", "disk"] = Field(
         "auto", description="memory: decode every image into RAM; disk: decode once into a file under cache_dir "

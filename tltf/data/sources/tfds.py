@@ -1,4 +1,10 @@
-"""The `tfds` source: a TensorFlow Datasets dataset, read from `data_dir`."""
+"""The `tfds` source: a TensorFlow Datasets dataset, read from `data_dir`.
+
+Its images are resized as they stream out of tfds, into memory or, with
+`data.cache: disk` (or `auto` above 1 GiB decoded), into an `ImageStore`
+keyed by the dataset, version, split and size, with the labels in its
+manifest: reused by later runs without reading tfds's images again.
+"""
 
 from __future__ import annotations
 
@@ -8,12 +14,12 @@ from typing import Literal, Optional
 import numpy as np
 
 from tltf.data.images import standardize
-from tltf.data.sources.base import SourceConfig, make_peek
+from tltf.data.sources.base import ImageFilesConfig, make_peek
 from tltf.data.splits import Split
 from tltf.errors import DataError
 
 
-class TfdsSource(SourceConfig):
+class TfdsSource(ImageFilesConfig):
     """A TensorFlow Datasets dataset, read from `data_dir`."""
 
     source: Literal["tfds"]
@@ -39,10 +45,16 @@ def load(data):
 
 
 def peek(data):
-    """The builder's metadata would do, but tfds datasets used here are small: load them."""
-    raw, names = load(data)
-    names = names or [f"class_{i}" for i in range(int(raw["train"].labels.max()) + 1)]
-    return make_peek(names, raw["train"].labels, "val" in raw, data, [])
+    """Class names and counts from the labels alone: the images are not decoded."""
+    import tensorflow_datasets as tfds
+
+    builder = _builder(data)
+    feature = builder.info.features[data.label_key]
+    examples = builder.as_dataset(split=data.splits["train"], decoders={data.image_key: tfds.decode.SkipDecoding()})
+    labels = np.fromiter((int(example[data.label_key]) for example in tfds.as_numpy(examples)), np.int64)
+    names = data.class_names or list(getattr(feature, "names", []) or []) or [
+        f"class_{i}" for i in range(int(labels.max()) + 1)]
+    return make_peek(names, labels, "val" in data.splits, data, [])
 
 
 def _builder(data):
@@ -69,12 +81,43 @@ def _builder(data):
 
 
 def _read_split(builder, data, split: str, tfds_split: str) -> Split:
+    from tltf.data.decoded_cache import cache_mode, cached_store, default_cache_dir
+
+    try:
+        count = builder.info.splits[tfds_split].num_examples
+    except (KeyError, ValueError):
+        count = 0  # unknown: memory, as for a small split
+    labels = []
+    if cache_mode(data, count) == "memory":
+        images = list(_resized(builder, data, tfds_split, labels))
+        images = np.stack(images) if images else np.empty((0, data.image_size, data.image_size, 3), np.uint8)
+    else:
+        cache_dir = Path(data.cache_dir or default_cache_dir()).expanduser()
+        images, manifest = cached_store(
+            cache_dir, _store_key(builder, data, tfds_split), data.image_size,
+            lambda: _resized(builder, data, tfds_split, labels), f"tfds {data.name} {tfds_split}",
+            details=lambda: {"labels": labels})
+        labels = manifest["labels"]
+    if not len(labels):
+        raise DataError(f"data.splits.{split}: tfds split {tfds_split!r} is empty")
+    return Split(images, np.asarray(labels, np.int64))
+
+
+def _resized(builder, data, tfds_split: str, labels: list):
+    """Each example's image at `data.image_size` (RGB uint8), appending its label to `labels`."""
     import tensorflow_datasets as tfds
 
-    images, labels = [], []
     for example in tfds.as_numpy(builder.as_dataset(split=tfds_split)):
-        images.append(standardize(example[data.image_key][None], data.image_size)[0])
         labels.append(int(example[data.label_key]))
-    if not images:
-        raise DataError(f"data.splits.{split}: tfds split {tfds_split!r} is empty")
-    return Split(np.stack(images), np.asarray(labels, np.int64))
+        yield standardize(example[data.image_key][None], data.image_size)[0]
+
+
+def _store_key(builder, data, tfds_split: str) -> str:
+    """Changes with the dataset, its version and folder, the split, the features read and the size."""
+    import hashlib
+
+    from tltf.data.decoded_cache import CACHE_FORMAT
+
+    described = "\n".join([CACHE_FORMAT, "tfds", builder.info.full_name, str(Path(builder.data_dir).resolve()),
+                           tfds_split, data.image_key, data.label_key, str(data.image_size)])
+    return hashlib.sha256(described.encode()).hexdigest()[:32]
