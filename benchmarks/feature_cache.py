@@ -4,7 +4,9 @@ Prints wall-time ratios (cached / uncached) for feature extraction with
 MobileNetV2-0.35 at 96 px on synthetic images. Ratios, not seconds: the
 machines are noisy.
 
-    python benchmarks/feature_cache.py [--images 1024] [--epochs 5] [--repeats 3]
+    python benchmarks/feature_cache.py [--images 1024] [--epochs 5] [--repeats 3] [--shared ../shared]
+
+The backbone loads the ImageNet weights file from `--shared` (tltf refuses a frozen random backbone).
 
 Each repeat runs both arms back to back; the ratio is printed per repeat,
 then its min and median over the repeats.
@@ -27,10 +29,14 @@ from tltf.assemble import assemble_training, model_from_recipe
 from tltf.train import Trainer
 
 
-def timed_run(feature_cache: bool, splits: ImageSplits, epochs: int) -> float:
+ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS = "weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"
+
+
+def timed_run(feature_cache: bool, splits: ImageSplits, epochs: int, weights: str) -> float:
     recipe = validate_recipe({
         "data": {"source": "npz", "path": "unused", "image_size": 96},
-        "model": {"backbone": "mobilenet_v2", "alpha": 0.35, "weights": None},
+        "model": {"backbone": "mobilenet_v2", "alpha": 0.35, "weights": weights},
         "train": {"strategy": "feature_extraction", "epochs": epochs, "batch_size": 64,
                   "feature_cache": feature_cache},
     })
@@ -47,7 +53,9 @@ def main():
     parser.add_argument("--images", type=int, default=1024)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--shared", default=str(ROOT.parent / "shared"))
     args = parser.parse_args()
+    weights = str(Path(args.shared) / WEIGHTS)
     rng = np.random.default_rng(0)
     make = lambda n: Split(rng.integers(0, 255, (n, 96, 96, 3), dtype=np.uint8), np.arange(n) % 2)  # noqa: E731
     splits = ImageSplits(["a", "b"], make(args.images), make(args.images // 4), None)
@@ -55,8 +63,8 @@ def main():
           f"{args.repeats} repeats")
     ratios = []
     for repeat in range(args.repeats):
-        uncached = timed_run(False, splits, args.epochs)
-        cached = timed_run(True, splits, args.epochs)
+        uncached = timed_run(False, splits, args.epochs, weights)
+        cached = timed_run(True, splits, args.epochs, weights)
         ratios.append(cached / uncached)
         print(f"  repeat {repeat + 1}: backbone every epoch {uncached:6.1f} s, feature cache {cached:6.1f} s, "
               f"ratio {ratios[-1]:.2f}")

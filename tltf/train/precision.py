@@ -45,7 +45,7 @@ def choose_precision(recipe, measure: bool = True) -> PrecisionChoice:
 
     Args:
         recipe: a validated recipe.
-        measure: on a CPU with bfloat16 and nothing remembered, time both precisions now (about a minute);
+        measure: on a CPU with bfloat16 and nothing remembered, time both precisions now (a minute or two);
             False: say it is not measured yet and choose float32 (what `tltf explain` does).
     """
     setting = recipe.train.precision
@@ -66,7 +66,7 @@ def choose_precision(recipe, measure: bool = True) -> PrecisionChoice:
     rates = _remembered().get(key)
     if rates is None and not measure:
         return PrecisionChoice("float32", "auto: bfloat16 not yet timed for this network on this machine; "
-                                          "tltf fit times it once (about a minute) and remembers")
+                                          "tltf fit times it once (a minute or two) and remembers")
     if rates is None:
         rates = measure_training_rates(recipe)
         _remember(key, rates)

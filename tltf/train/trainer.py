@@ -74,6 +74,7 @@ class Trainer:
         recorder = resume.RunRecorder(checkpoint_dir, plan, progress, best, plan.checkpoint_every)
         shared = [best, *self._logging_callbacks(checkpoint_dir), *self.callbacks]
         while progress.phase_index < len(plan.phases):
+            best.write_at_train_end = progress.phase_index < len(plan.phases) - 1  # the last: saved below
             self._run_phase(plan, progress, shared, recorder, epoch_metrics)
             epoch_metrics = []
             progress.phase_index += 1

@@ -32,6 +32,10 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         monitor: a metric in the epoch logs.
         mode: `"max"` or `"min"`.
         min_seconds_between_saves: 0 writes at every improvement.
+
+    Attributes:
+        write_at_train_end: whether a best not yet written is written when `fit` ends (True); a caller
+            that saves the model itself right after the last `fit` sets it False for that one.
     """
 
     def __init__(self, path, model=None, monitor: str = "val_auc", mode: str = "max",
@@ -47,6 +51,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
         self.min_seconds_between_saves = min_seconds_between_saves
         self._last_save = -float("inf")
         self._unsaved = False
+        self.write_at_train_end = True
 
     def _improved(self, value) -> bool:
         return value > self.best if self.mode == "max" else value < self.best
@@ -66,7 +71,7 @@ class BestModelCheckpoint(keras.callbacks.Callback):
             self._unsaved = True
 
     def on_train_end(self, logs=None):
-        if not self._unsaved:
+        if not self._unsaved or not self.write_at_train_end:
             return
         target = self.saved_model or self.model
         current = target.get_weights()
