@@ -79,3 +79,57 @@ def test_no_bootstrap_says_not_computed():
     assert row == ("not computed (evaluate.bootstrap: 0)",) * 2
     with_ci = evaluate_predictions(labels, rng.random((50, 1)), ["a", "b"], bootstrap=20)
     assert dict((r[0], r[1:]) for r in metrics_rows({"val": with_ci, "test": with_ci}))["auc 95% CI"][0].startswith("[")
+
+
+def correlated_scores(n: int, seed: int, shift_b: float):
+    """Two models' scores that share each image's difficulty (correlated), model b `shift_b` better."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, n)
+    difficulty = rng.normal(0, 1, n)
+    a = labels * 1.0 + difficulty + rng.normal(0, 0.7, n)
+    b = labels * (1.0 + shift_b) + difficulty + rng.normal(0, 0.7, n)
+    return labels, a, b
+
+
+def test_delong_aucs_are_the_rank_aucs_and_its_variance_matches_a_paired_bootstrap():
+    from tltf.evaluate.paired import delong_test
+
+    labels, a, b = correlated_scores(400, 0, 0.3)
+    result = delong_test(labels, a, b)
+    assert result.auc_a == pytest.approx(roc_auc_score(labels, a), abs=1e-12)
+    assert result.auc_b == pytest.approx(roc_auc_score(labels, b), abs=1e-12)
+    assert result.difference == pytest.approx(result.auc_b - result.auc_a)
+    delong_sd = (result.ci[1] - result.ci[0]) / (2 * 1.959964)
+    rng = np.random.default_rng(1)
+    differences = []
+    for _ in range(2000):
+        rows = rng.integers(0, 400, 400)
+        differences.append(roc_auc_score(labels[rows], b[rows]) - roc_auc_score(labels[rows], a[rows]))
+    assert delong_sd == pytest.approx(np.std(differences), rel=0.1)
+    # The pairing matters: the unpaired variance (the two AUCs' own variances summed) is much larger here.
+    unpaired = np.var([roc_auc_score(labels[r], a[r]) for r in rng.integers(0, 400, (500, 400))]) * 2
+    assert delong_sd ** 2 < 0.6 * unpaired
+
+
+def test_delong_finds_a_real_difference_and_not_an_absent_one():
+    from tltf.evaluate.paired import delong_test
+
+    better = delong_test(*correlated_scores(600, 2, 0.6))
+    assert better.difference > 0 and better.ci[0] > 0 and better.p < 0.01
+    labels, a, _ = correlated_scores(600, 3, 0.0)
+    same = delong_test(labels, a, a)
+    assert (same.difference, same.ci, same.p) == (0.0, [0.0, 0.0], 1.0)
+    flipped = delong_test(labels, a, -a)
+    assert flipped.difference == pytest.approx(1 - 2 * flipped.auc_a) and flipped.p < 1e-6
+
+
+def test_paired_bootstrap_on_multiclass_probabilities():
+    from tltf.evaluate.paired import paired_bootstrap
+
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 3, 300)
+    good = np.eye(3)[labels] * 2 + rng.normal(0, 1, (300, 3))
+    worse = np.eye(3)[labels] * 0.5 + rng.normal(0, 1, (300, 3))
+    result = paired_bootstrap(labels, worse, good, samples=500)
+    assert result.method == "paired_bootstrap" and result.difference > 0 and result.ci[0] > 0 and result.p < 0.01
+    assert paired_bootstrap(labels, good, good, samples=50).ci == [0.0, 0.0]
