@@ -97,8 +97,8 @@ class TrainConfig(Section):
         "float32", description="Keras dtype policy: mixed_float16 on GPUs, mixed_bfloat16 on TPUs and recent CPUs; "
                                "auto chooses for the device (on CPUs by timing the network once, remembered).")
     jit_compile: Union[bool, Literal["auto"]] = Field(
-        "auto", description="Compile the train step with XLA. auto: Keras's rule (on a GPU, when every layer "
-                            "supports it, without tf.distribute or op determinism); it was slower on CPUs measured.")
+        "auto", description="Compile the train step with XLA. auto: Keras' rule (on a GPU, when every layer "
+                            "supports it, without tf.distribute or op determinism).")
     distribution: Literal["default", "mirrored", "multi_worker"] = Field(
         "default", description="tf.distribute strategy; batch_size is the global batch."
     )
