@@ -11,7 +11,9 @@ from click.testing import CliRunner
 from PIL import Image
 
 from conftest import MOBILENET_WEIGHTS, PNEUMONIA_NPZ, SHARED, write_recipe
+import tltf
 from tltf.cli.main import main
+from tltf.recipe import load_recipe
 
 
 @pytest.fixture
@@ -141,3 +143,31 @@ def test_weights_that_cannot_be_had_fail_before_the_data_is_read(run_cli, tmp_pa
                                                 "image_size": 32},
                           model={"backbone": "mobilenet_v2", "alpha": 0.35, "weights": str(tmp_path / "w.h5")})
     assert_user_error(run_cli(command, recipe), "w.h5: model.weights file not found", cwd=tmp_path)
+
+
+def test_compare_pairs_runs_on_the_same_test_images_and_refuses_other_images(tmp_path, npz_path):
+    from tltf.evaluate.paired import delong_test
+
+    runs = []
+    for seed, epochs in ((1, 1), (2, 3)):
+        path = write_recipe(tmp_path / f"r{seed}.yaml", {"source": "npz", "path": str(npz_path)},
+                            train={"epochs": epochs, "seed": seed}, evaluate={"bootstrap": 0})
+        runs.append(tltf.fit(load_recipe(path), tmp_path / f"run{seed}", verbose=0).run_dir)
+    result = CliRunner().invoke(main, ["compare", *map(str, runs), "--json", str(tmp_path / "c.json")])
+    assert result.exit_code == 0, result.output
+    (pair,) = json.loads((tmp_path / "c.json").read_text())["pairs"]
+    labels, a = tltf.evaluate.read_predictions(runs[0])
+    _, b = tltf.evaluate.read_predictions(runs[1])
+    expected = delong_test(labels, a, b)
+    assert (pair["a"], pair["b"], pair["method"]) == (str(runs[0]), str(runs[1]), "delong")
+    assert pair["difference"] == pytest.approx(expected.difference) and pair["p"] == pytest.approx(expected.p)
+    assert pair["auc_b"] == pytest.approx(json.loads((runs[1] / "metrics.json").read_text())["test"]["auc"])
+    # Another test set (fewer test images): one line naming the run, exit 2.
+    other = np.load(npz_path)
+    np.savez(tmp_path / "other.npz", **{k: (v[:12] if k.startswith("test") else v) for k, v in other.items()})
+    path = write_recipe(tmp_path / "o.yaml", {"source": "npz", "path": str(tmp_path / "other.npz")},
+                        train={"epochs": 1}, evaluate={"bootstrap": 0})
+    odd = tltf.fit(load_recipe(path), tmp_path / "odd", verbose=0).run_dir
+    refused = CliRunner().invoke(main, ["compare", str(runs[0]), str(odd)])
+    assert refused.exit_code == 2 and "compare needs runs evaluated on the same test set" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1

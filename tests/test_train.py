@@ -198,6 +198,9 @@ def test_fit_writes_a_complete_run_and_its_auc_matches_sklearn(tmp_path, npz_pat
     assert metrics["test"]["auc"] == pytest.approx(roc_auc_score(splits.test.labels, probabilities), abs=1e-9)
     assert metrics["test"]["auc"] > 0.9  # the classes differ in brightness: a working pipeline learns them
     assert len((run / "history.csv").read_text().splitlines()) == 1 + 3
+    labels, scores = tltf.evaluate.read_predictions(run, "test")  # predictions.csv: the same images and scores
+    assert np.array_equal(labels, splits.test.labels) and np.abs(scores - probabilities).max() < 1e-6
+    assert tltf.evaluate.read_predictions(run, "val")[0].tolist() == splits.val.labels.tolist()
     report = (run / "report.md").read_text()
     confusion = metrics["test"]["confusion"]
     assert re.search(r"true \\ predicted +class_0 +class_1\n" + rf"class_0 +{confusion[0][0]} +{confusion[0][1]}\n", report)

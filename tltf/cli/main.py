@@ -159,6 +159,34 @@ def evaluate(run_dir, split, json_path):
 
 
 @main.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--split", type=click.Choice(["test", "val"]), default="test", show_default=True,
+              help="Which split's per-image predictions to pair.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help='Also write {"pairs": [{"a", "b", "auc_a", "auc_b", "difference", "ci", "p", "method"}]}.')
+@user_errors
+def compare(run_dirs, split, json_path):
+    """Compare runs paired on the same test images: AUC difference (B - A), 95% CI and p for every pair.
+
+    Binary runs use DeLong's test for correlated AUCs, multiclass runs a paired
+    bootstrap of the macro one-vs-rest AUC. The runs must have been evaluated on
+    the same images (same count and labels, in order): each run directory keeps
+    them in predictions.csv.
+    """
+    import json
+
+    import tltf
+
+    pairs = tltf.evaluate.compare_runs(list(run_dirs), split)
+    rows = [(p["a"], p["b"], f"{p['auc_a']:.4f}", f"{p['auc_b']:.4f}", f"{p['difference']:+.4f}",
+             f"[{p['ci'][0]:+.4f}, {p['ci'][1]:+.4f}]", f"{p['p']:.3g}", p["method"]) for p in pairs]
+    click.echo(tltf.evaluate.format_table(rows, header=("A", "B", "AUC A", "AUC B", "B - A", "95% CI", "p", "method")))
+    if json_path:
+        with open(json_path, "w") as handle:
+            json.dump({"pairs": pairs}, handle, indent=2)
+
+
+@main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--out", type=click.Path(file_okay=False), default="exports", show_default=True,
               help="TF Serving base folder; the model goes in OUT/<recipe name>/<version>/.")
@@ -204,34 +232,11 @@ def predict(target, images, fmt):
     import tltf
 
     rows = tltf.export.Predictor(target).predict(tltf.export.expand_inputs(images))
-    click.echo(format_predictions(rows, fmt), nl=False)
+    click.echo(tltf.export.predict.format_predictions(rows, fmt), nl=False)
     failed = sum(row.error is not None for row in rows)
     if failed:
         click.echo(f"tltf: {failed} of {len(rows)} files could not be predicted", err=True)
         sys.exit(1)
-
-
-def format_predictions(rows, fmt: str) -> str:
-    import csv
-    import dataclasses
-    import io
-    import json
-
-    records = [dataclasses.asdict(row) for row in rows]
-    if fmt == "json":
-        return json.dumps(records, indent=2) + "\n"
-    columns = ["file", "class_name", "class_probability", "error"]
-    if fmt == "csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(records)
-        return buffer.getvalue()
-    import tltf
-
-    table = [(r.file, r.class_name or "-", f"{r.class_probability:.4f}" if r.class_probability is not None else "-",
-              r.error or "") for r in rows]
-    return tltf.evaluate.format_table(table, header=("file", "class", "class probability", "error")) + "\n"
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tltf.evaluate.compare import PREDICTIONS_FILE, write_predictions
 from tltf.evaluate.metrics import evaluate_predictions
 from tltf.evaluate.plots import plot_confusion, plot_learning_curves, plot_roc
 from tltf.evaluate.report import write_report
@@ -29,11 +30,13 @@ class Evaluation:
         metrics: `{"val": {...}, "test": {...}, "class_names": [...]}` (what metrics.json holds).
         test_labels: int class ids of the test entry's images.
         test_scores: the model's scores for them (`[N]` binary, `[N,C]` multiclass).
+        per_split: `{"val": (labels, scores), "test": (labels, scores)}`, for predictions.csv.
     """
 
     metrics: dict
     test_labels: np.ndarray
     test_scores: np.ndarray
+    per_split: dict = dataclasses.field(default_factory=dict)
 
 
 def evaluate_splits(model, splits, bootstrap: int = 1000, seed: int = 0, batch_size: int = 64,
@@ -47,11 +50,12 @@ def evaluate_splits(model, splits, bootstrap: int = 1000, seed: int = 0, batch_s
     test = evaluate_predictions(test_split.labels, test_probs, names, val.get("threshold"), bootstrap, seed)
     val["split"] = "val"
     test["split"] = "test" if splits.test is not None else "val (no test split)"
-    return Evaluation({"class_names": names, "val": val, "test": test}, test_split.labels, test_probs)
+    per_split = {"val": (splits.val.labels, val_probs), "test": (test_split.labels, test_probs)}
+    return Evaluation({"class_names": names, "val": val, "test": test}, test_split.labels, test_probs, per_split)
 
 
 def write_evaluation(run_dir: Path, evaluation: Evaluation, outcome, title: str, summary: list[str], plan_rows) -> None:
-    """Writes metrics.json, report.md, roc.png, learning_curves.png and confusion_matrix.png.
+    """Writes metrics.json, predictions.csv, report.md, roc.png, learning_curves.png and confusion_matrix.png.
 
     Args:
         run_dir: the run directory being written.
@@ -65,6 +69,7 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation, outcome, title: str,
     metrics = evaluation.metrics
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, allow_nan=True) + "\n")
     names = metrics["class_names"]
+    write_predictions(run_dir / PREDICTIONS_FILE, evaluation.per_split, names)
     plot_roc(run_dir / "roc.png", evaluation.test_labels, evaluation.test_scores, names,
              title=f"ROC on {metrics['test']['split']}")
     plot_learning_curves(run_dir / "learning_curves.png", outcome.history, outcome.phase_starts)

@@ -164,3 +164,26 @@ def _saved_model_dir(target: Path) -> Path:
     if versions and (versions[-1][1] / "saved_model.pb").is_file():
         return versions[-1][1]
     raise TltfError(f"{target}: neither a tltf run directory (model.keras) nor a SavedModel (saved_model.pb)")
+
+
+def format_predictions(rows: list[Prediction], fmt: str) -> str:
+    """The rows as `table` (file, class, class probability, error), `json` (every field) or `csv`."""
+    import csv
+    import io
+    import json
+
+    records = [dataclasses.asdict(row) for row in rows]
+    if fmt == "json":
+        return json.dumps(records, indent=2) + "\n"
+    columns = ["file", "class_name", "class_probability", "error"]
+    if fmt == "csv":
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(records)
+        return buffer.getvalue()
+    from tltf.evaluate.report import format_table
+
+    table = [(r.file, r.class_name or "-", f"{r.class_probability:.4f}" if r.class_probability is not None else "-",
+              r.error or "") for r in rows]
+    return format_table(table, header=("file", "class", "class probability", "error")) + "\n"
