@@ -24,19 +24,24 @@ def predict_probabilities(model, images: np.ndarray, batch_size: int = 64, verbo
 
 @dataclasses.dataclass
 class Evaluation:
-    """A run's metrics and, for the plots, the test labels and scores they were computed from.
+    """A run's metrics and, for the plots and predictions.csv, the labels and scores they were computed from.
 
     Args:
         metrics: `{"val": {...}, "test": {...}, "class_names": [...]}` (what metrics.json holds).
-        test_labels: int class ids of the test entry's images.
-        test_scores: the model's scores for them (`[N]` binary, `[N,C]` multiclass).
-        per_split: `{"val": (labels, scores), "test": (labels, scores)}`, for predictions.csv.
+        per_split: `{"val": (labels, scores), "test": (labels, scores)}`: int class ids and the model's
+            scores (`[N]` binary, `[N,C]` multiclass); the test entry is val's when there is no test split.
     """
 
     metrics: dict
-    test_labels: np.ndarray
-    test_scores: np.ndarray
-    per_split: dict = dataclasses.field(default_factory=dict)
+    per_split: dict
+
+    @property
+    def test_labels(self) -> np.ndarray:
+        return self.per_split["test"][0]
+
+    @property
+    def test_scores(self) -> np.ndarray:
+        return self.per_split["test"][1]
 
 
 def evaluate_splits(model, splits, bootstrap: int = 1000, seed: int = 0, batch_size: int = 64,
@@ -51,7 +56,7 @@ def evaluate_splits(model, splits, bootstrap: int = 1000, seed: int = 0, batch_s
     val["split"] = "val"
     test["split"] = "test" if splits.test is not None else "val (no test split)"
     per_split = {"val": (splits.val.labels, val_probs), "test": (test_split.labels, test_probs)}
-    return Evaluation({"class_names": names, "val": val, "test": test}, test_split.labels, test_probs, per_split)
+    return Evaluation({"class_names": names, "val": val, "test": test}, per_split)
 
 
 def write_evaluation(run_dir: Path, evaluation: Evaluation, outcome, title: str, summary: list[str], plan_rows) -> None:

@@ -151,10 +151,12 @@ def _remember(key: str, rates: dict) -> None:
     """Adds one measurement to the cache file (written whole, then renamed); a cache that cannot be written
     only means measuring again next time."""
     path = _cache_file()
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
         partial.write_text(json.dumps({**_remembered(), key: rates}, indent=1))
         os.replace(partial, path)
     except OSError as error:
         logger.warning(f"{path}: cannot remember the precision measurement ({error.strerror})")
+    finally:
+        partial.unlink(missing_ok=True)  # nothing half-written is left beside the cache

@@ -52,6 +52,7 @@ class FullModel:
     """Fits the whole classifier on images; the backbone runs (frozen or not) at every step."""
 
     caches_features = False
+    steps_per_execution = 1
 
     def __init__(self, model, task, data: LabelledData):
         self.model = model
@@ -61,7 +62,7 @@ class FullModel:
     def compile(self, optimizer, jit_compile="auto") -> None:
         """(Re)compiles: Keras bakes the trainable variables into the train function."""
         self.model.compile(optimizer=optimizer, loss=self.task.loss(), metrics=self.task.metrics(),
-                           jit_compile=jit_compile)
+                           jit_compile=jit_compile, steps_per_execution=self.steps_per_execution)
 
     def datasets(self):
         return self.data.datasets()
@@ -101,10 +102,6 @@ class HeadOnFeatures(FullModel):
         self.model = keras.Model(features, head(features), name="head_on_features")
         self.steps_per_execution = steps_per_execution
         self._features = None
-
-    def compile(self, optimizer, jit_compile="auto") -> None:
-        self.model.compile(optimizer=optimizer, loss=self.task.loss(), metrics=self.task.metrics(),
-                           jit_compile=jit_compile, steps_per_execution=self.steps_per_execution)
 
     def datasets(self):
         if self._features is None:
