@@ -162,6 +162,15 @@ def test_compare_pairs_runs_on_the_same_test_images_and_refuses_other_images(tmp
     assert (pair["a"], pair["b"], pair["method"]) == (str(runs[0]), str(runs[1]), "delong")
     assert pair["difference"] == pytest.approx(expected.difference) and pair["p"] == pytest.approx(expected.p)
     assert pair["auc_b"] == pytest.approx(json.loads((runs[1] / "metrics.json").read_text())["test"]["auc"])
+    # A run without predictions.csv (made before it existed): `tltf evaluate` writes its split's rows.
+    (runs[0] / "predictions.csv").unlink()
+    missing = CliRunner().invoke(main, ["compare", *map(str, runs)])
+    assert missing.exit_code == 2 and f"tltf evaluate {runs[0]} --split test` writes them" in missing.stderr
+    assert CliRunner().invoke(main, ["evaluate", str(runs[0])]).exit_code == 0
+    relabels, rescored = tltf.evaluate.read_predictions(runs[0])
+    assert np.array_equal(relabels, labels) and np.abs(rescored - a).max() < 1e-6
+    again = CliRunner().invoke(main, ["compare", *map(str, runs), "--json", str(tmp_path / "c2.json")])
+    assert again.exit_code == 0 and json.loads((tmp_path / "c2.json").read_text())["pairs"][0]["p"] == pair["p"]
     # Another test set (fewer test images): one line naming the run, exit 2.
     other = np.load(npz_path)
     np.savez(tmp_path / "other.npz", **{k: (v[:12] if k.startswith("test") else v) for k, v in other.items()})

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from conftest import write_domain_pair, write_recipe
@@ -84,6 +85,18 @@ def test_a_different_recipe_is_refused_and_restart_discards(drill_data, tmp_path
     exported = runner.invoke(main, ["export", str(tmp_path / "run.partial")])
     assert exported.exit_code == 2 and "an interrupted run, not a finished one" in exported.stderr
     assert f"tltf fit RECIPE --run-dir {run}" in exported.stderr
+
+
+def test_a_run_with_precision_auto_continues(drill_data, tmp_path):
+    """recipe.yaml holds the precision auto chose; the rerun, still saying auto, is the same recipe."""
+    root, recipe, _ = drill_data
+    run = tmp_path / "run"
+    assert drill(recipe, run, "epoch:1:1", "train.precision=auto").returncode == -signal.SIGKILL
+    saved = yaml.safe_load((tmp_path / "run.partial" / "recipe.yaml").read_text())["train"]["precision"]
+    assert saved in ("float32", "mixed_bfloat16", "mixed_float16")
+    resumed = drill(recipe, run, "none", "train.precision=auto")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "continuing the interrupted run" in resumed.stdout and (run / "metrics.json").is_file()
 
 
 def test_resume_finds_the_newest_interrupted_run(drill_data, tmp_path):

@@ -10,12 +10,16 @@ directory appear only when everything is written.
 from __future__ import annotations
 
 import dataclasses
+import json
 import sys
+import time
 from pathlib import Path
 from typing import Optional
 
 from tltf.log import logger
 from tltf.train.resume import STATE_FILE
+
+TIMING_FILE = "timing.json"
 
 
 @dataclasses.dataclass
@@ -65,12 +69,15 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int]
     from tltf.train.distribution import dtype_policy, make_strategy
     from tltf.train.trainer import Trainer
 
+    started = time.monotonic()
     verbose = (1 if sys.stdout.isatty() else 2) if verbose is None else verbose
     strategy = make_strategy(recipe.train.distribution)
     _seed(recipe.train)
-    final_dir = run_dir_for(recipe, run_dir, runs_root, resume, restart)
     check_weights(recipe)
+    # Before the run folder is chosen: an interrupted run's recipe.yaml holds the precision auto chose, and
+    # continuing it compares recipes.
     recipe = _with_precision_chosen(recipe)
+    final_dir = run_dir_for(recipe, run_dir, runs_root, resume, restart)
     splits = load_splits(recipe.data, seed=recipe.train.seed)
     logger.info(f"data: {splits.summary()}")
     target_domain = _load_target_domain(recipe, splits)
@@ -86,6 +93,9 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int]
             outcome = Trainer(verbose, callbacks).run(plan, work_dir)
             metrics = _evaluate(recipe, plan, outcome, splits, target_domain, before, work_dir, verbose)
             _discard_resume_state(work_dir)
+            # Apart from metrics.json, which same-seed runs reproduce byte for byte; a resumed run counts from
+            # its resumption.
+            (work_dir / TIMING_FILE).write_text(json.dumps({"wall_seconds": round(time.monotonic() - started, 1)}))
     logger.info(f"run written to {final_dir}")
     return FitResult(final_dir, metrics, outcome.history, plan.summary_rows())
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -40,17 +41,35 @@ def read_predictions(run_dir: Path, split: str = "test") -> tuple[np.ndarray, np
     """`(labels [N], scores)` of one split of a run (`[N]` positive-class scores when binary, else `[N,C]`)."""
     path = Path(run_dir) / PREDICTIONS_FILE
     if not path.is_file():
-        raise TltfError(f"{path}: no per-image predictions; the run was made by an older tltf (train it again)")
-    labels, scores = [], []
+        raise TltfError(f"{path}: no per-image predictions; `tltf evaluate {run_dir} --split {split}` writes them")
+    per_split = _read_all(path)
+    if split not in per_split:
+        raise TltfError(f"{path}: no {split} rows; `tltf evaluate {run_dir} --split {split}` writes them")
+    return per_split[split]
+
+
+def update_predictions(run_dir: Path, split: str, labels, scores, class_names: list[str]) -> None:
+    """Replaces one split's rows of `predictions.csv` (keeping the other splits'), written aside and renamed."""
+    path = Path(run_dir) / PREDICTIONS_FILE
+    per_split = _read_all(path) if path.is_file() else {}
+    per_split[split] = (labels, scores)
+    aside = path.with_name(path.name + ".tmp")
+    write_predictions(aside, per_split, class_names)
+    os.replace(aside, path)
+
+
+def _read_all(path: Path) -> dict:
+    rows = {}
     with open(path, newline="") as handle:
         for row in csv.DictReader(handle):
-            if row["split"] == split:
-                labels.append(int(row["label"]))
-                scores.append([float(value) for key, value in row.items() if key.startswith("p_")])
-    if not labels:
-        raise TltfError(f"{path}: no {split} rows")
-    scores = np.asarray(scores)
-    return np.asarray(labels), (scores[:, 1] if scores.shape[1] == 2 else scores)
+            labels, scores = rows.setdefault(row["split"], ([], []))
+            labels.append(int(row["label"]))
+            scores.append([float(value) for key, value in row.items() if key.startswith("p_")])
+    per_split = {}
+    for split, (labels, scores) in rows.items():
+        scores = np.asarray(scores)
+        per_split[split] = np.asarray(labels), (scores[:, 1] if scores.shape[1] == 2 else scores)
+    return per_split
 
 
 def compare_runs(run_dirs: list, split: str = "test") -> list[dict]:

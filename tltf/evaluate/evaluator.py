@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tltf.evaluate.compare import PREDICTIONS_FILE, write_predictions
+from tltf.evaluate.compare import PREDICTIONS_FILE, update_predictions, write_predictions
 from tltf.evaluate.metrics import evaluate_predictions
 from tltf.evaluate.plots import plot_confusion, plot_learning_curves, plot_roc
 from tltf.evaluate.report import write_report
@@ -84,7 +84,8 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation, outcome, title: str,
 
 
 def evaluate_run(run_dir, split: str = "test") -> dict:
-    """Re-evaluates `RUN_DIR/model.keras` on one split of the run's own recipe data.
+    """Re-evaluates `RUN_DIR/model.keras` on one split of the run's own recipe data, and writes that split's
+    per-image scores into `RUN_DIR/predictions.csv` (so `tltf compare` can pair runs made before it existed).
 
     The binary threshold is the one stored in `RUN_DIR/metrics.json` (chosen
     on val at training time).
@@ -109,4 +110,5 @@ def evaluate_run(run_dir, split: str = "test") -> dict:
     result = evaluate_predictions(chosen.labels, probs, splits.class_names, threshold,
                                   recipe.evaluate.bootstrap, recipe.train.seed)
     result["split"] = split
+    update_predictions(run_dir, split, chosen.labels, probs, splits.class_names)
     return result
