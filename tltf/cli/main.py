@@ -6,30 +6,14 @@ exit with code 2; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 import warnings
 
 import click
 
-SET_HELP = "Override a recipe field, e.g. --set train.epochs=3 (repeatable; VALUE is YAML)."
-
-
-def user_errors(command):
-    """Turns `TltfError` into one line on stderr and exit code 2."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        from tltf.errors import TltfError
-
-        try:
-            return command(*args, **kwargs)
-        except TltfError as error:
-            click.echo(f"tltf: error: {error}", err=True)
-            sys.exit(2)
-
-    return wrapper
+from tltf.cli.common import SET_HELP, user_errors
+from tltf.cli.studies import study, tune
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -238,6 +222,9 @@ def predict(target, images, fmt):
         click.echo(f"tltf: {failed} of {len(rows)} files could not be predicted", err=True)
         sys.exit(1)
 
+
+main.add_command(study)
+main.add_command(tune)
 
 if __name__ == "__main__":
     main()

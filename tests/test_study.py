@@ -1,0 +1,188 @@
+"""`tltf study` and `tltf tune` on a local Ray, in real subprocesses, on tiny data."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from click.testing import CliRunner
+
+from conftest import write_recipe
+
+pytest.importorskip("ray.tune", reason="studies run on Ray Tune: pip install 'tltf[study]'")
+
+import tltf  # noqa: E402
+from tltf.data.sources import load_splits  # noqa: E402
+from tltf.evaluate.paired import delong_test  # noqa: E402
+from tltf.cli.main import main  # noqa: E402
+from tltf.run_dir import load_run_recipe  # noqa: E402
+
+TESTS = Path(__file__).resolve().parent
+SETUP = "fixtures.study_worker.setup"
+
+
+def tltf_cli(*args, cwd, env=None):
+    environment = {**os.environ, "PYTHONPATH": str(TESTS), **(env or {})}
+    return subprocess.run([sys.executable, "-m", "tltf.cli.main", *map(str, args)], cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=600)
+
+
+def tiny_data(root: Path) -> Path:
+    """Grey 16 px images whose class shifts the brightness by less than the images vary: AUC well below 1, so
+    arms and seeds differ."""
+    arrays = {}
+    for split, n, seed in (("train", 96, 0), ("val", 32, 1), ("test", 40, 2)):
+        rng = np.random.default_rng(seed)
+        labels = rng.permutation(np.arange(n) % 2)
+        brightness = 120 + 12 * labels + rng.normal(0, 15, n)
+        images = brightness[:, None, None] + rng.normal(0, 20, (n, 16, 16))
+        arrays[f"{split}_images"] = np.clip(images, 0, 255).astype(np.uint8)
+        arrays[f"{split}_labels"] = labels[:, None]
+    np.savez(root / "tiny.npz", **arrays)
+    return write_recipe(root / "recipe.yaml", {"source": "npz", "path": "tiny.npz"},
+                        train={"epochs": 3, "lr": 1e-2}, evaluate={"bootstrap": 20})
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """A 2-arm × 2-fraction × 2-seed study, one of whose workers is killed once after saving an epoch."""
+    root = tmp_path_factory.mktemp("study")
+    tiny_data(root)
+    (root / "study.yaml").write_text(yaml.safe_dump({
+        "name": "tiny-study", "recipe": "recipe.yaml",
+        "arms": {"base": {}, "slow": {"train.lr": 1e-3}},
+        "grid": {"data.train_fraction": [0.25, 0.5]}, "seeds": [1, 2],
+        "resources": {"cpus": 1}, "max_failures": 2}))
+    marker = root / "killed"
+    first = tltf_cli("study", "study.yaml", "--out", "out", "--setup", SETUP, cwd=root,
+                     env={"TLTF_TEST_KILL_ONCE": str(marker)})
+    return root, first, marker
+
+
+def test_a_study_runs_every_arm_grid_point_and_seed_into_a_complete_table(study):
+    root, first, _ = study
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    out = root / "out"
+    with open(out / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted((r["arm"], r["data.train_fraction"], r["seed"]) for r in rows) == sorted(
+        (arm, fraction, seed) for arm in ("base", "slow") for fraction in ("0.25", "0.5") for seed in ("1", "2"))
+    for row in rows:
+        metrics = json.loads((out / "runs" / row["run"] / "metrics.json").read_text())
+        assert float(row["test.auc"]) == metrics["test"]["auc"] and float(row["wall_seconds"]) > 0
+        recipe = yaml.safe_load((out / "runs" / row["run"] / "recipe.yaml").read_text())
+        assert recipe["train"]["seed"] == int(row["seed"])
+        assert recipe["train"]["lr"] == (1e-3 if row["arm"] == "slow" else 1e-2)
+    for name in ("study.md", "paired.json", "data_efficiency.png", "test_auc_by_arm.png", "study.yaml"):
+        assert (out / name).is_file(), name
+    assert "[8/8 done" in first.stdout and "ETA" in first.stdout
+
+
+def test_arms_and_seeds_train_on_the_same_nested_images(study):
+    root, _, _ = study
+    train_sets = {}
+    for run in (root / "out" / "runs").iterdir():
+        recipe = load_run_recipe(run)
+        recipe.data.path = root / "tiny.npz"
+        images = load_splits(recipe.data, seed=recipe.train.seed).train.images
+        train_sets[run.name] = {image.tobytes() for image in images}
+    quarter = train_sets["base-train_fraction=0.25-seed=1"]
+    half = train_sets["base-train_fraction=0.5-seed=1"]
+    assert len(quarter) == 24 and len(half) == 48 and quarter < half
+    for name, images in train_sets.items():
+        assert images == (quarter if "0.25" in name else half), name
+
+
+def test_the_paired_table_is_delong_on_each_seeds_runs_and_a_t_interval_over_seeds(study):
+    from scipy import stats
+
+    root, _, _ = study
+    out = root / "out"
+    paired = json.loads((out / "paired.json").read_text())
+    assert [(e["point"], e["arm"], e["reference"], e["seeds"]) for e in paired] == [
+        ({"data.train_fraction": 0.25}, "slow", "base", 2), ({"data.train_fraction": 0.5}, "slow", "base", 2)]
+    for entry in paired:
+        fraction = entry["point"]["data.train_fraction"]
+        differences = []
+        for per_seed in entry["per_seed"]:
+            runs = [out / "runs" / f"{arm}-train_fraction={fraction}-seed={per_seed['seed']}" for arm in ("base", "slow")]
+            (labels, a), (_, b) = (tltf.evaluate.read_predictions(run) for run in runs)
+            expected = delong_test(labels, a, b)
+            assert per_seed["difference"] == pytest.approx(expected.difference) and per_seed["p"] == pytest.approx(expected.p)
+            differences.append(expected.difference)
+        half_width = stats.t.ppf(0.975, 1) * np.std(differences, ddof=1) / np.sqrt(2)
+        assert entry["mean_difference"] == pytest.approx(np.mean(differences))
+        assert entry["ci"] == pytest.approx([np.mean(differences) - half_width, np.mean(differences) + half_width])
+    assert "| 0.25 | slow − base |" in (out / "study.md").read_text()
+
+
+def test_a_killed_trial_is_retried_and_continues_from_its_saved_epoch(study):
+    root, first, marker = study
+    killed_dir = Path(marker.read_text())  # the folder whose state the killed worker had just saved
+    run_name = next(part for part in killed_dir.parts if part.endswith(".partial"))[: -len(".partial")]
+    assert f"{run_name} died (failure 1 of 2 allowed); retrying" in first.stdout
+    log = (root / "out" / "logs" / f"{run_name}.log").read_text()
+    assert "continuing the interrupted run" in log
+    assert (root / "out" / "runs" / run_name / "metrics.json").is_file()
+
+
+def test_a_rerun_skips_finished_runs_and_rewrites_the_same_results(study, monkeypatch):
+    root, _, _ = study
+    monkeypatch.chdir(root)  # in this process: nothing is left to run, so no Ray starts
+    before = (root / "out" / "results.csv").read_text()
+    again = CliRunner().invoke(main, ["study", "study.yaml", "--out", "out", "--setup", SETUP])
+    assert again.exit_code == 0, again.output
+    assert "8 finished, 0 to continue, 0 to start" in again.output and "started" not in again.output
+    assert (root / "out" / "results.csv").read_text() == before
+    # A study that now asks a finished run for something else says which run and key, before running anything.
+    spec = yaml.safe_load((root / "study.yaml").read_text())
+    spec["arms"]["slow"] = {"train.lr": 2e-3}
+    (root / "changed.yaml").write_text(yaml.safe_dump(spec))
+    changed = CliRunner().invoke(main, ["study", "changed.yaml", "--out", "out", "--setup", SETUP])
+    assert changed.exit_code == 2 and len(changed.stderr.strip().splitlines()) == 1
+    assert "slow-train_fraction=0.25-seed=1: made with train.lr=0.001, the study now asks for 0.002" in changed.stderr
+
+
+def test_study_file_errors_are_one_line(tmp_path, monkeypatch):
+    tiny_data(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.yaml").write_text(yaml.safe_dump({"name": "s", "recipe": "recipe.yaml",
+                                                       "arms": {"a": {"train.lr": "fast"}}}))
+    result = CliRunner().invoke(main, ["study", "bad.yaml"])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("tltf: error: study s: run a-seed=0: ") and "train.lr" in result.stderr
+    (tmp_path / "typo.yaml").write_text(yaml.safe_dump({"name": "s", "recipe": "recipe.yaml", "arms": {"a": {}},
+                                                        "seed": [1]}))
+    result = CliRunner().invoke(main, ["study", "typo.yaml"])
+    assert result.exit_code == 2 and result.stderr.strip() == "tltf: error: typo.yaml: seed: Extra inputs are not permitted"
+    assert not (tmp_path / "studies").exists()
+
+
+def test_tune_searches_by_validation_auc_and_writes_a_recipe_fit_runs(tmp_path):
+    recipe = tiny_data(tmp_path)
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump({
+        "space": {"train.lr": {"loguniform": [1e-4, 3e-2]}, "train.epochs": {"choice": [2, 3]}},
+        "resources": {"cpus": 1}, "grace_epochs": 1, "seed": 0}))
+    result = tltf_cli("tune", recipe.name, "--space", "space.yaml", "--trials", 4, "--out", "search",
+                      "--setup", SETUP, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "test AUC" not in result.stdout  # a search never looks at test
+    with open(tmp_path / "search" / "trials.csv") as handle:
+        trials = list(csv.DictReader(handle))
+    assert len(trials) == 4 and len({t["train.lr"] for t in trials}) == 4
+    finished = [t for t in trials if t["status"] == "finished"]
+    for trial in finished:
+        metrics = json.loads((Path(trial["run_dir"]) / "metrics.json").read_text())
+        assert float(trial["val_auc"]) == pytest.approx(metrics["val"]["auc"])
+        assert yaml.safe_load((Path(trial["run_dir"]) / "recipe.yaml").read_text())["train"]["lr"] == \
+            pytest.approx(float(trial["train.lr"]))
+    best = max(finished, key=lambda t: float(t["val_auc"]))
+    best_recipe = tltf.load_recipe(tmp_path / "search" / "best.yaml")
+    assert best_recipe.train.lr == pytest.approx(float(best["train.lr"]))
+    assert best_recipe.train.epochs == int(best["train.epochs"])

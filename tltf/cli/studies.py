@@ -1,0 +1,86 @@
+"""`tltf study` and `tltf tune`: many runs on Ray Tune (registered on the `tltf` group by `tltf.cli.main`)."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import click
+
+from tltf.cli.common import SET_HELP, user_errors
+
+ADDRESS_HELP = ("An existing Ray cluster to run on (e.g. ray://head:10001, or auto on a cluster node); default: a "
+                "local Ray started for this command. Paths in the recipe must exist on every node.")
+SETUP_HELP = ("MODULE.FUNCTION that every Ray worker runs before its runs, e.g. one that registers your own "
+              "backbones (tltf.models.register_backbone); the module must be importable on every node.")
+
+
+@click.command()
+@click.argument("study_file", type=click.Path(dir_okay=False))
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="The study folder (default studies/<name>/). Rerunning into it skips finished runs and "
+                   "continues interrupted ones.")
+@click.option("--address", default=None, help=ADDRESS_HELP)
+@click.option("--setup", default=None, metavar="MODULE.FUNCTION", help=SETUP_HELP)
+@user_errors
+def study(study_file, out, address, setup):
+    """Run every arm x grid point x seed of STUDY_FILE, then compare the arms, paired.
+
+    Each run is an ordinary tltf run (OUT/runs/<arm>-<grid values>-seed=<seed>/,
+    its log in OUT/logs/), executed as a Ray Tune trial; a run whose worker
+    dies is retried from its last saved epoch. The console shows each run's
+    start and end with the counts done / running / queued and an ETA.
+
+    Writes OUT/results.csv (one row per run: arm, grid values, seed, wall
+    time, every metric), OUT/study.md (test AUC per arm and grid point, the
+    paired table), OUT/paired.json, and the plots: data_efficiency.png (test
+    AUC against data.train_fraction or data.train_per_class, mean and 95%
+    band over seeds) and test_auc_by_arm.png. The first arm is the reference
+    of the paired table: per seed, DeLong's test on the same test images;
+    over seeds, the mean difference with a 95% t-interval. Exit code 1 when a
+    run failed after its retries.
+    """
+    from tltf.study import run_study
+
+    result = run_study(study_file, out, address, setup)
+    for entry in result.paired:
+        low, high = entry["ci"]
+        interval = "" if math.isnan(low) else f" [{low:+.4f}, {high:+.4f}]"
+        where = " ".join(f"{key}={value}" for key, value in entry["point"].items())
+        click.echo(f"{where} {entry['arm']} - {entry['reference']}: {entry['mean_difference']:+.4f}{interval} "
+                   f"(test AUC, mean over {entry['seeds']} seeds, 95% CI)")
+    click.echo(f"\nstudy: {result.study_dir / 'study.md'}")
+    if result.failed:
+        click.echo(f"tltf: {len(result.failed)} runs failed: {', '.join(result.failed)}", err=True)
+        sys.exit(1)
+
+
+@click.command()
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--space", "space_file", required=True, type=click.Path(dir_okay=False),
+              help="YAML: space (recipe key -> {loguniform|uniform|int: [low, high]} or {choice: [...]}), "
+                   "resources, grace_epochs, reduction_factor, max_concurrent, seed.")
+@click.option("--trials", type=click.IntRange(min=1), required=True, help="How many configurations to try.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="The search folder (default tunes/<recipe name>/); must not hold a finished search.")
+@click.option("--address", default=None, help=ADDRESS_HELP)
+@click.option("--setup", default=None, metavar="MODULE.FUNCTION", help=SETUP_HELP)
+@user_errors
+def tune(recipe, space_file, trials, overrides, out, address, setup):
+    """Search RECIPE's hyperparameters for the best validation AUC.
+
+    Optuna's TPE proposes each trial from the results so far; ASHA stops
+    trials whose validation AUC falls behind after grace_epochs. Test metrics
+    are never used. Writes OUT/best.yaml (the best trial's recipe, which
+    `tltf fit` runs as it is), OUT/trials.csv (each trial's values, status,
+    epochs and validation AUC) and every trial's run under OUT/runs/.
+    """
+    from tltf.study.search import run_search
+
+    result = run_search(recipe, space_file, trials, out, list(overrides), address, setup)
+    click.echo(f"\ntrials: {result.out / 'trials.csv'}")
+    if result.best_recipe is None:
+        click.echo("tltf: no trial finished", err=True)
+        sys.exit(1)
+    click.echo(f"best: {result.best_recipe} (val AUC {result.best_val_auc:.4f})")

@@ -1,0 +1,167 @@
+"""Running many tltf runs as Ray Tune trials: a local Ray started on demand, or an existing cluster.
+
+Each trial is one ordinary `tltf.fit` into its own run directory. A trial
+whose worker dies is retried by Ray Tune (`FailureConfig`); the retry
+continues the run from its last saved epoch, because `tltf.fit` into a folder
+whose `.partial` twin holds an interrupted run continues it. This is the only
+module of tltf that imports Ray, and only when a study or a search runs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from pathlib import Path
+
+from tltf.errors import TltfError
+from tltf.study.spec import override_text
+
+INSTALL_HINT = "pip install 'tltf[study]' (Ray Tune and Optuna)"
+
+
+def import_tune():
+    """`ray.tune`, or one line saying how to install it."""
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # Tune's own tables stay off; tltf prints its progress
+    try:
+        from ray import tune
+    except ImportError:
+        raise TltfError(f"studies and searches run on Ray Tune, which is not installed: {INSTALL_HINT}") from None
+    return tune
+
+
+@contextlib.contextmanager
+def ray_session(address=None, setup=None):
+    """A Ray to run trials on: `address` (an existing cluster, e.g. `ray://head:10001` or `auto`), or a local one
+    started here and shut down afterwards.
+
+    Args:
+        address: the cluster; None starts a local Ray.
+        setup: a function, or its import path `module.function`, that every worker process runs first (e.g.
+            to `register_backbone` your own backbones); its module must be importable on every node. The
+            driver runs it itself first (`run_setup`), since it validates the recipes.
+    """
+    import_tune()
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    runtime_env = {"worker_process_setup_hook": setup} if setup else None
+    try:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+                 runtime_env=runtime_env)
+    except (ConnectionError, ValueError) as error:
+        raise TltfError(f"--address {address}: cannot connect to a Ray cluster: {error}") from None
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def run_setup(setup) -> None:
+    """Calls `setup`, a function or its import path `module.function`, as Ray does in each worker."""
+    import importlib
+
+    if callable(setup):
+        setup()
+        return
+    module, _, name = str(setup).rpartition(".")
+    try:
+        function = getattr(importlib.import_module(module), name) if module else None
+    except ImportError as error:
+        raise TltfError(f"--setup {setup}: cannot import {module}: {error}") from None
+    if not callable(function):
+        raise TltfError(f"--setup {setup}: not a function; give MODULE.FUNCTION, importable here and on every node")
+    function()
+
+
+def run_trials(trainable_config: dict, param_space: dict, name: str, storage: Path, resources, *, max_failures: int,
+               callbacks=(), tune_config=None):
+    """Runs `fit_trial` once per configuration on Ray Tune; returns Tune's `ResultGrid`.
+
+    Args:
+        trainable_config: settings every trial shares (merged under each trial's `param_space` entries).
+        param_space: Tune's parameter space (a `grid_search` over runs, or search distributions).
+        name: the Tune experiment's name, a folder under `storage`.
+        storage: where Tune keeps its own state.
+        resources: `Resources` of one trial.
+        max_failures: retries of a trial whose worker dies.
+        callbacks: Tune callbacks on the driver (progress).
+        tune_config: a `tune.TuneConfig` (search algorithm, scheduler, samples).
+    """
+    tune = import_tune()
+    trainable = tune.with_parameters(fit_trial, shared=trainable_config)
+    trainable = tune.with_resources(trainable, {"cpu": resources.cpus, "gpu": resources.gpus})
+    run_config = tune.RunConfig(name=name, storage_path=str(Path(storage).resolve()), verbose=0,
+                                failure_config=tune.FailureConfig(max_failures=max_failures),
+                                callbacks=list(callbacks))
+    # Reused workers start each run without importing TensorFlow again (seconds a run on small data).
+    tuner = tune.Tuner(trainable, param_space=param_space, run_config=run_config,
+                       tune_config=tune_config or tune.TuneConfig(reuse_actors=True))
+    return tuner.fit()
+
+
+def fit_trial(config: dict, shared: dict) -> None:
+    """One trial: `tltf.fit` of the recipe with the trial's overrides, logging into the run's log file.
+
+    `config` holds `run` (`name`, `overrides`) for a study's runs, or sampled `{recipe key: value}` entries for
+    a search (the run then takes the trial's id as its name). `shared` holds `recipe`, `runs_dir`, `logs_dir`,
+    `cwd`, `cpus`, `report_epochs` (send each epoch's validation AUC to Tune's scheduler) and, for a search,
+    `overrides` (the command's `--set`s, before the sampled values).
+    """
+    from ray import tune
+
+    os.chdir(shared["cwd"])  # the recipe's relative paths mean what they meant where the command ran
+    _limit_threads(shared["cpus"])
+    import tltf
+
+    run = config.get("run") or {"name": tune.get_context().get_trial_id(),
+                                "overrides": shared["overrides"] + [override_text(k, v) for k, v in config.items()]}
+    run_dir = Path(shared["runs_dir"]) / run["name"]
+    log_path = Path(shared["logs_dir"]) / f"{run['name']}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    callbacks = [_epoch_reporter()] if shared["report_epochs"] else []
+    import keras
+
+    keras.backend.clear_session()  # workers are reused from run to run: nothing of the last run's models stays
+    with open(log_path, "a") as log, _logging_into(log):
+        recipe = tltf.load_recipe(shared["recipe"], list(run["overrides"]))
+        result = tltf.fit(recipe, run_dir, verbose=2, callbacks=callbacks)
+    tune.report({"val_auc": result.metrics["val"]["auc"], "test_auc": result.metrics["test"]["auc"],
+                 "run_dir": str(result.run_dir), "final": True})
+
+
+def _limit_threads(cpus: float) -> None:
+    """TensorFlow's thread pools sized to the CPUs the trial reserved, so trials side by side don't fight."""
+    import tensorflow as tf
+
+    threads = max(1, int(cpus))
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(min(threads, 2))
+    except RuntimeError:
+        pass  # TensorFlow already ran in this worker (a reused process): its pools stay
+
+
+@contextlib.contextmanager
+def _logging_into(log):
+    """The run's progress (the tltf logger's console lines and Keras' epoch lines) goes to its log file."""
+    try:
+        with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+            yield
+    finally:
+        log.flush()
+
+
+def _epoch_reporter():
+    """A Keras callback sending each epoch's validation AUC to Tune, whose scheduler stops unpromising trials."""
+    import keras
+    from ray import tune
+
+    class EpochReporter(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            if logs and "val_auc" in logs:
+                tune.report({"val_auc": float(logs["val_auc"]), "final": False})
+
+    return EpochReporter()

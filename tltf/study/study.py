@@ -1,0 +1,130 @@
+"""`run_study`: a study file's runs on Ray Tune, then its results table, paired statistics and report."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+from tltf.errors import TltfError
+from tltf.log import logger
+from tltf.run_dir import PARTIAL_SUFFIX
+from tltf.study.results import RUNS_FOLDER, collect_results, is_finished, run_dir, write_results
+from tltf.study.executor import run_setup
+from tltf.study.spec import check_recipes, expand_runs, load_study
+
+
+@dataclasses.dataclass
+class StudyResult:
+    """What `run_study` returns.
+
+    Args:
+        study_dir: the study's folder (results.csv, study.md, plots, runs/, logs/).
+        rows: results.csv's rows, one per finished run.
+        paired: the paired differences against the reference arm (see `tltf.study.statistics`).
+        failed: names of runs that failed after their retries.
+    """
+
+    study_dir: Path
+    rows: list
+    paired: list
+    failed: list
+
+
+def run_study(study_path, out=None, address=None, setup=None) -> StudyResult:
+    """Runs every arm × grid point × seed of a study file that has not finished yet, then writes its results.
+
+    Example:
+        result = run_study("studies/scratch-vs-transfer.yaml")
+        print(result.study_dir / "study.md")
+
+    Args:
+        study_path: the study YAML.
+        out: the study folder; default `studies/<name>/`. Rerunning into the same folder skips finished runs
+            and continues interrupted ones from their last saved epoch.
+        address: an existing Ray cluster's address; default a local Ray started for the study.
+        setup: a function, or its import path `module.function`, every Ray worker runs first (e.g. one that
+            registers your own backbones).
+
+    Raises:
+        TltfError: a bad study file, a run whose recipe does not validate, or a folder holding runs made with
+            another recipe; all before anything runs.
+    """
+    from tltf.study.report import write_study_report
+    from tltf.study.statistics import paired_differences
+
+    if setup is not None:
+        run_setup(setup)  # what the workers will have, the recipes validated here need too
+    spec, recipe_path = load_study(study_path)
+    study_dir = Path(out or Path("studies") / spec.name).expanduser().resolve()
+    runs = expand_runs(spec)
+    _check_finished_runs_match(study_dir, runs, check_recipes(spec, recipe_path, runs))
+    pending = [run for run in runs if not is_finished(run_dir(study_dir, run))]
+    continuing = sum(run_dir(study_dir, run).with_name(run.name + PARTIAL_SUFFIX).exists() for run in pending)
+    logger.info(f"study {spec.name}: {len(runs)} runs ({len(spec.arms)} arms × {len(runs) // len(spec.arms) // len(spec.seeds)}"
+                f" grid points × {len(spec.seeds)} seeds) in {study_dir}; {len(runs) - len(pending)} finished, "
+                f"{continuing} to continue, {len(pending) - continuing} to start")
+    study_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(study_path, study_dir / "study.yaml")
+    failed = _execute(spec, recipe_path, study_dir, runs, pending, address, setup) if pending else []
+    rows = collect_results(study_dir, runs)
+    write_results(study_dir / "results.csv", rows)
+    paired = paired_differences(study_dir, runs, reference=next(iter(spec.arms)))
+    (study_dir / "paired.json").write_text(json.dumps(paired, indent=2, allow_nan=True) + "\n")
+    written = write_study_report(study_dir, spec, runs, rows, paired)
+    logger.info(f"study written to {study_dir}: results.csv, paired.json, {', '.join(written)}")
+    return StudyResult(study_dir, rows, paired, failed)
+
+
+def _execute(spec, recipe_path: Path, study_dir: Path, runs: list, pending: list, address, setup) -> list[str]:
+    """The pending runs as Ray Tune trials; returns the names of those that failed after their retries."""
+    from tltf.study.executor import import_tune, ray_session, run_trials
+
+    tune = import_tune()
+    with ray_session(address, setup):
+        from tltf.study.progress import TrialProgress
+
+        progress = TrialProgress(len(runs), len(runs) - len(pending), _slots(spec.resources), spec.max_failures)
+        shared = {"recipe": str(recipe_path), "runs_dir": str(study_dir / RUNS_FOLDER),
+                  "logs_dir": str(study_dir / "logs"), "cwd": os.getcwd(), "cpus": spec.resources.cpus,
+                  "report_epochs": False}
+        space = {"run": tune.grid_search([{"name": run.name, "overrides": list(run.overrides)} for run in pending])}
+        results = run_trials(shared, space, "ray", study_dir / ".tune", spec.resources,
+                             max_failures=spec.max_failures, callbacks=[progress])
+    failed = [result.config["run"]["name"] for result in results if result.error is not None]
+    for name in failed:
+        logger.error(f"{name} failed: see {study_dir / 'logs' / (name + '.log')}; rerun the study to retry it")
+    return failed
+
+
+def _slots(resources) -> int:
+    """How many runs the Ray cluster holds at once."""
+    import ray
+
+    available = ray.cluster_resources()
+    slots = math.floor(available.get("CPU", 1) / resources.cpus)
+    if resources.gpus:
+        slots = min(slots, math.floor(available.get("GPU", 0) / resources.gpus))
+    return max(1, slots)
+
+
+def _check_finished_runs_match(study_dir: Path, runs: list, recipes: dict) -> None:
+    """A finished run is reused only if it was made with the recipe it would be made with now."""
+    import yaml
+
+    from tltf.run_dir import first_difference
+
+    for run in runs:
+        path = run_dir(study_dir, run)
+        if not is_finished(path):
+            continue
+        saved = yaml.safe_load((path / "recipe.yaml").read_text())
+        difference = first_difference(saved, yaml.safe_load(recipes[run.name].to_yaml()))
+        # A run's recipe.yaml holds the precision `auto` chose for it.
+        if difference is not None and not (difference[0] == "train.precision" and difference[2] == "auto"):
+            key, old, new = difference
+            raise TltfError(f"{path}: made with {key}={old!r}, the study now asks for {new!r}; use another --out, "
+                            "or remove the run to make it again")
