@@ -74,9 +74,7 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int]
     strategy = make_strategy(recipe.train.distribution)
     _seed(recipe.train)
     check_weights(recipe)
-    # Before the run folder is chosen: an interrupted run's recipe.yaml holds the precision auto chose, and
-    # continuing it compares recipes.
-    recipe = _with_precision_chosen(recipe)
+    recipe = _with_precision_chosen(recipe)  # first: a continued run's recipe.yaml holds the precision chosen
     final_dir = run_dir_for(recipe, run_dir, runs_root, resume, restart)
     splits = load_splits(recipe.data, seed=recipe.train.seed)
     logger.info(f"data: {splits.summary()}")
@@ -92,10 +90,7 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int]
             before = _domain_features(model, splits, target_domain, recipe) if target_domain else None
             outcome = Trainer(verbose, callbacks).run(plan, work_dir)
             metrics = _evaluate(recipe, plan, outcome, splits, target_domain, before, work_dir, verbose)
-            _discard_resume_state(work_dir)
-            # Apart from metrics.json, which same-seed runs reproduce byte for byte; a resumed run counts from
-            # its resumption.
-            (work_dir / TIMING_FILE).write_text(json.dumps({"wall_seconds": round(time.monotonic() - started, 1)}))
+            _finish(work_dir, started)
     logger.info(f"run written to {final_dir}")
     return FitResult(final_dir, metrics, outcome.history, plan.summary_rows())
 
@@ -140,10 +135,13 @@ def _evaluate(recipe, plan, outcome, splits, target_domain, before, work_dir: Pa
     return evaluation.metrics
 
 
-def _discard_resume_state(work_dir: Path) -> None:
-    """The run is complete: nothing is left to resume (the baseline's state included)."""
+def _finish(work_dir: Path, started: float) -> None:
+    """The run is complete: nothing is left to resume (the baseline's state included), and timing.json says how
+    long it took (apart from metrics.json, which same-seed runs reproduce byte for byte; a continued run counts
+    from its continuation)."""
     for state in work_dir.rglob(STATE_FILE):
         state.unlink()
+    (work_dir / TIMING_FILE).write_text(json.dumps({"wall_seconds": round(time.monotonic() - started, 1)}))
 
 
 def _load_target_domain(recipe, splits):

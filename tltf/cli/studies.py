@@ -20,7 +20,7 @@ SETUP_HELP = ("MODULE.FUNCTION that every Ray worker runs before its runs, e.g. 
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="The study folder (default studies/<name>/). Rerunning into it skips finished runs and "
                    "continues interrupted ones.")
-@click.option("--address", default=None, help=ADDRESS_HELP)
+@click.option("--address", default=None, metavar="ADDR", help=ADDRESS_HELP)
 @click.option("--setup", default=None, metavar="MODULE.FUNCTION", help=SETUP_HELP)
 @user_errors
 def study(study_file, out, address, setup):
@@ -64,7 +64,7 @@ def study(study_file, out, address, setup):
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="The search folder (default tunes/<recipe name>/); must not hold a finished search.")
-@click.option("--address", default=None, help=ADDRESS_HELP)
+@click.option("--address", default=None, metavar="ADDR", help=ADDRESS_HELP)
 @click.option("--setup", default=None, metavar="MODULE.FUNCTION", help=SETUP_HELP)
 @user_errors
 def tune(recipe, space_file, trials, overrides, out, address, setup):

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
+import traceback
 from pathlib import Path
 
 from tltf.errors import TltfError
@@ -57,6 +59,17 @@ def ray_session(address=None, setup=None):
         yield
     finally:
         ray.shutdown()
+
+
+def cluster_slots(resources) -> int:
+    """How many runs the Ray cluster holds at once."""
+    import ray
+
+    available = ray.cluster_resources()
+    slots = math.floor(available.get("CPU", 1) / resources.cpus)
+    if resources.gpus:
+        slots = min(slots, math.floor(available.get("GPU", 0) / resources.gpus))
+    return max(1, slots)
 
 
 def run_setup(setup) -> None:
@@ -107,29 +120,29 @@ def fit_trial(config: dict, shared: dict) -> None:
 
     `config` holds `run` (`name`, `overrides`) for a study's runs, or sampled `{recipe key: value}` entries for
     a search (the run then takes the trial's id as its name). `shared` holds `recipe`, `runs_dir`, `logs_dir`,
-    `cwd`, `cpus`, `report_epochs` (send each epoch's validation AUC to Tune's scheduler) and, for a search,
-    `overrides` (the command's `--set`s, before the sampled values).
+    `cwd`, `cpus`, `search` (a search: each epoch's validation AUC goes to Tune's scheduler, test metrics stay
+    out of Tune's results) and, for a search, `overrides` (the command's `--set`s, before the sampled values).
     """
+    import keras
     from ray import tune
+
+    import tltf
 
     os.chdir(shared["cwd"])  # the recipe's relative paths mean what they meant where the command ran
     _limit_threads(shared["cpus"])
-    import tltf
-
+    keras.backend.clear_session()  # workers are reused from run to run: nothing of the last run's models stays
     run = config.get("run") or {"name": tune.get_context().get_trial_id(),
                                 "overrides": shared["overrides"] + [override_text(k, v) for k, v in config.items()]}
-    run_dir = Path(shared["runs_dir"]) / run["name"]
     log_path = Path(shared["logs_dir"]) / f"{run['name']}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    callbacks = [_epoch_reporter()] if shared["report_epochs"] else []
-    import keras
-
-    keras.backend.clear_session()  # workers are reused from run to run: nothing of the last run's models stays
+    callbacks = [_epoch_reporter()] if shared["search"] else []
     with open(log_path, "a") as log, _logging_into(log):
         recipe = tltf.load_recipe(shared["recipe"], list(run["overrides"]))
-        result = tltf.fit(recipe, run_dir, verbose=2, callbacks=callbacks)
-    tune.report({"val_auc": result.metrics["val"]["auc"], "test_auc": result.metrics["test"]["auc"],
-                 "run_dir": str(result.run_dir), "final": True})
+        result = tltf.fit(recipe, Path(shared["runs_dir"]) / run["name"], verbose=2, callbacks=callbacks)
+    final = {"val_auc": result.metrics["val"]["auc"], "run_dir": str(result.run_dir), "final": True}
+    if not shared["search"]:  # a search chooses by validation; its results never carry test metrics
+        final["test_auc"] = result.metrics["test"]["auc"]
+    tune.report(final)
 
 
 def _limit_threads(cpus: float) -> None:
@@ -146,10 +159,14 @@ def _limit_threads(cpus: float) -> None:
 
 @contextlib.contextmanager
 def _logging_into(log):
-    """The run's progress (the tltf logger's console lines and Keras' epoch lines) goes to its log file."""
+    """The run's progress (the tltf logger's console lines and Keras' epoch lines) goes to its log file, and so
+    does the traceback of a run that fails."""
     try:
         with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
             yield
+    except BaseException:
+        traceback.print_exc(file=log)
+        raise
     finally:
         log.flush()
 

@@ -139,7 +139,7 @@ def run_search(recipe_path, space_path, trials: int, out=None, overrides=(), add
 
 def _execute(spec: SearchSpec, recipe_path: Path, overrides: list, trials: int, out: Path, address,
              setup) -> list:
-    from tltf.study.executor import import_tune, ray_session, run_trials
+    from tltf.study.executor import cluster_slots, import_tune, ray_session, run_trials
 
     tune = import_tune()
     from ray.tune.schedulers import ASHAScheduler
@@ -147,12 +147,11 @@ def _execute(spec: SearchSpec, recipe_path: Path, overrides: list, trials: int, 
 
     with ray_session(address, setup):
         from tltf.study.progress import TrialProgress
-        from tltf.study.study import _slots
 
-        slots = spec.max_concurrent or _slots(spec.resources)
+        slots = spec.max_concurrent or cluster_slots(spec.resources)
         shared = {"recipe": str(recipe_path), "overrides": overrides, "runs_dir": str(out / RUNS_FOLDER),
                   "logs_dir": str(out / "logs"), "cwd": os.getcwd(), "cpus": spec.resources.cpus,
-                  "report_epochs": True}
+                  "search": True}
         tune_config = tune.TuneConfig(
             metric="val_auc", mode="max", num_samples=trials, max_concurrent_trials=slots, reuse_actors=True,
             search_alg=OptunaSearch(seed=spec.seed),

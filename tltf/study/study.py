@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import shutil
 from pathlib import Path
@@ -81,16 +80,16 @@ def run_study(study_path, out=None, address=None, setup=None) -> StudyResult:
 
 def _execute(spec, recipe_path: Path, study_dir: Path, runs: list, pending: list, address, setup) -> list[str]:
     """The pending runs as Ray Tune trials; returns the names of those that failed after their retries."""
-    from tltf.study.executor import import_tune, ray_session, run_trials
+    from tltf.study.executor import cluster_slots, import_tune, ray_session, run_trials
 
     tune = import_tune()
     with ray_session(address, setup):
         from tltf.study.progress import TrialProgress
 
-        progress = TrialProgress(len(runs), len(runs) - len(pending), _slots(spec.resources), spec.max_failures)
+        progress = TrialProgress(len(runs), len(runs) - len(pending), cluster_slots(spec.resources), spec.max_failures)
         shared = {"recipe": str(recipe_path), "runs_dir": str(study_dir / RUNS_FOLDER),
                   "logs_dir": str(study_dir / "logs"), "cwd": os.getcwd(), "cpus": spec.resources.cpus,
-                  "report_epochs": False}
+                  "search": False}
         space = {"run": tune.grid_search([{"name": run.name, "overrides": list(run.overrides)} for run in pending])}
         results = run_trials(shared, space, "ray", study_dir / ".tune", spec.resources,
                              max_failures=spec.max_failures, callbacks=[progress])
@@ -98,17 +97,6 @@ def _execute(spec, recipe_path: Path, study_dir: Path, runs: list, pending: list
     for name in failed:
         logger.error(f"{name} failed: see {study_dir / 'logs' / (name + '.log')}; rerun the study to retry it")
     return failed
-
-
-def _slots(resources) -> int:
-    """How many runs the Ray cluster holds at once."""
-    import ray
-
-    available = ray.cluster_resources()
-    slots = math.floor(available.get("CPU", 1) / resources.cpus)
-    if resources.gpus:
-        slots = min(slots, math.floor(available.get("GPU", 0) / resources.gpus))
-    return max(1, slots)
 
 
 def _check_finished_runs_match(study_dir: Path, runs: list, recipes: dict) -> None:
