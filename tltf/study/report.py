@@ -60,8 +60,8 @@ def study_markdown(spec, runs: list, rows: list[dict], paired: list[dict], plots
               "(binary) or a paired bootstrap (multiclass): difference and p. Over seeds: the mean difference "
               "and its 95% t-interval (needs two seeds or more). An interval that contains 0 is no evidence "
               "of a difference.", "",
-              "| " + " | ".join([*spec.grid, "arm − reference", "mean over seeds [95% CI]", "per seed: difference (p)"])
-              + " |", "|" + "---|" * (len(spec.grid) + 3)]
+              "| " + " | ".join([*spec.grid, "arm − reference", "mean over seeds [95% CI]",
+                                 "per seed: difference (p)"]) + " |", "|" + "---|" * (len(spec.grid) + 3)]
     for entry in paired:
         low, high = entry["ci"]
         interval = "" if math.isnan(low) else f" [{low:+.3f}, {high:+.3f}]"

@@ -32,7 +32,7 @@ from tltf.errors import TltfError
 from tltf.log import logger
 from tltf.study.results import RUNS_FOLDER
 from tltf.study.executor import run_setup
-from tltf.study.spec import Resources, override_text
+from tltf.study.spec import Resources, override_text, validation_line
 
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
 
@@ -62,7 +62,8 @@ class SearchSpec(Section):
     def _distributions(cls, space):
         for key, distribution in space.items():
             if len(distribution) != 1 or next(iter(distribution)) not in DISTRIBUTIONS:
-                raise ValueError(f"{key}: give one of {', '.join(DISTRIBUTIONS)}, e.g. {{loguniform: [1.0e-5, 1.0e-2]}}")
+                raise ValueError(f"{key}: give one of {', '.join(DISTRIBUTIONS)}, "
+                                 "e.g. {loguniform: [1.0e-5, 1.0e-2]}")
             kind, values = next(iter(distribution.items()))
             if not isinstance(values, list) or (kind != "choice" and (len(values) != 2 or values[0] >= values[1])):
                 raise ValueError(f"{key}: {kind} takes [low, high] with low < high")
@@ -90,9 +91,7 @@ def load_search(path) -> SearchSpec:
     except yaml.YAMLError as error:
         raise TltfError(f"{path}: not valid YAML: {getattr(error, 'problem', None) or error}") from None
     except ValidationError as error:
-        problem = error.errors()[0]
-        where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
-        raise TltfError(f"{path}: {where}: {problem['msg'].removeprefix('Value error, ')}") from None
+        raise TltfError(validation_line(path, error, SearchSpec)) from None
 
 
 def run_search(recipe_path, space_path, trials: int, out=None, overrides=(), address=None,
@@ -115,7 +114,10 @@ def run_search(recipe_path, space_path, trials: int, out=None, overrides=(), add
     spec = load_search(space_path)
     base = load_recipe(recipe_path, list(overrides))
     for corner in _corners(spec):  # a key the recipe lacks, or a value it refuses, fails here in one line
-        load_recipe(recipe_path, [*overrides, *corner])
+        try:
+            load_recipe(recipe_path, [*overrides, *corner])
+        except TltfError as error:
+            raise TltfError(f"{space_path}: {error}") from None
     out = Path(out or Path("tunes") / base.name).expanduser().resolve()
     if (out / "trials.csv").exists():
         raise TltfError(f"{out}: holds a finished search; choose another --out")

@@ -113,17 +113,28 @@ def load_study(path) -> tuple[StudySpec, Path]:
     try:
         spec = StudySpec.model_validate(raw)
     except ValidationError as error:
-        problem = error.errors()[0]
-        where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
-        raise TltfError(f"{path}: {where}: {problem['msg']}") from None
+        raise TltfError(validation_line(path, error, StudySpec)) from None
     recipe = (path.parent / Path(spec.recipe).expanduser()).resolve()
     if not recipe.is_file():
         raise TltfError(f"{path}: recipe: {recipe} not found (the path is relative to the study file)")
     return spec, recipe
 
 
+def validation_line(path: Path, error: ValidationError, model) -> str:
+    """The first problem, as `FILE: key: message` (an unknown top-level key with the closest known one)."""
+    import difflib
+
+    problem = error.errors()[0]
+    where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
+    if problem["type"] == "extra_forbidden" and len(problem["loc"]) == 1:
+        close = difflib.get_close_matches(where, list(model.model_fields), n=1)
+        return f"{path}: {where}: unknown key" + (f"; did you mean {close[0]!r}?" if close else "")
+    return f"{path}: {where}: {problem['msg'].removeprefix('Value error, ')}"
+
+
 def expand_runs(spec: StudySpec) -> list[StudyRun]:
-    """Every arm × grid point × seed, in that nesting order (so a partial study has every arm's first points)."""
+    """Every arm × grid point × seed: grid point by grid point, then seed by seed, every arm, so a study stopped
+    early has complete paired comparisons at its first grid points."""
     keys = list(spec.grid)
     runs = []
     for values in itertools.product(*(spec.grid[key] for key in keys)):

@@ -63,8 +63,9 @@ def run_study(study_path, out=None, address=None, setup=None) -> StudyResult:
     _check_finished_runs_match(study_dir, runs, check_recipes(spec, recipe_path, runs))
     pending = [run for run in runs if not is_finished(run_dir(study_dir, run))]
     continuing = sum(run_dir(study_dir, run).with_name(run.name + PARTIAL_SUFFIX).exists() for run in pending)
-    logger.info(f"study {spec.name}: {len(runs)} runs ({len(spec.arms)} arms × {len(runs) // len(spec.arms) // len(spec.seeds)}"
-                f" grid points × {len(spec.seeds)} seeds) in {study_dir}; {len(runs) - len(pending)} finished, "
+    points = len(runs) // len(spec.arms) // len(spec.seeds)
+    logger.info(f"study {spec.name}: {len(runs)} runs ({len(spec.arms)} arms × {points} grid points × "
+                f"{len(spec.seeds)} seeds) in {study_dir}; {len(runs) - len(pending)} finished, "
                 f"{continuing} to continue, {len(pending) - continuing} to start")
     study_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(study_path, study_dir / "study.yaml")
@@ -86,7 +87,8 @@ def _execute(spec, recipe_path: Path, study_dir: Path, runs: list, pending: list
     with ray_session(address, setup):
         from tltf.study.progress import TrialProgress
 
-        progress = TrialProgress(len(runs), len(runs) - len(pending), cluster_slots(spec.resources), spec.max_failures)
+        progress = TrialProgress(len(runs), len(runs) - len(pending), cluster_slots(spec.resources),
+                                 spec.max_failures)
         shared = {"recipe": str(recipe_path), "runs_dir": str(study_dir / RUNS_FOLDER),
                   "logs_dir": str(study_dir / "logs"), "cwd": os.getcwd(), "cpus": spec.resources.cpus,
                   "search": False}
@@ -110,9 +112,11 @@ def _check_finished_runs_match(study_dir: Path, runs: list, recipes: dict) -> No
         if not is_finished(path):
             continue
         saved = yaml.safe_load((path / "recipe.yaml").read_text())
-        difference = first_difference(saved, yaml.safe_load(recipes[run.name].to_yaml()))
-        # A run's recipe.yaml holds the precision `auto` chose for it.
-        if difference is not None and not (difference[0] == "train.precision" and difference[2] == "auto"):
+        now = yaml.safe_load(recipes[run.name].to_yaml())
+        if now["train"]["precision"] == "auto":  # a run's recipe.yaml holds the precision auto chose for it
+            now["train"]["precision"] = saved["train"]["precision"]
+        difference = first_difference(saved, now)
+        if difference is not None:
             key, old, new = difference
             raise TltfError(f"{path}: made with {key}={old!r}, the study now asks for {new!r}; use another --out, "
                             "or remove the run to make it again")
