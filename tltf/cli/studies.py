@@ -37,8 +37,9 @@ def study(study_file, out, address, setup):
     AUC against data.train_fraction or data.train_per_class, mean and 95%
     band over seeds) and test_auc_by_arm.png. The first arm is the reference
     of the paired table: per seed, DeLong's test on the same test images;
-    over seeds, the mean difference with a 95% t-interval. Exit code 1 when a
-    run failed after its retries.
+    over seeds, the mean difference with a 95% t-interval. Ctrl-C stops the
+    study after writing what has finished. Exit code 1 when a run failed after
+    its retries or the study was stopped: the same command continues it.
     """
     from tltf.study import run_study
 
@@ -52,6 +53,9 @@ def study(study_file, out, address, setup):
     click.echo(f"\nstudy: {result.study_dir / 'study.md'}")
     if result.failed:
         click.echo(f"tltf: {len(result.failed)} runs failed: {', '.join(result.failed)}", err=True)
+    if result.unfinished:
+        click.echo(f"tltf: {len(result.unfinished)} runs are not finished; run the same command again to continue "
+                   "them", err=True)
         sys.exit(1)
 
 

@@ -55,9 +55,15 @@ def ray_session(address=None, setup=None):
                  runtime_env=runtime_env)
     except (ConnectionError, ValueError) as error:
         raise TltfError(f"--address {address}: cannot connect to a Ray cluster: {error}") from None
+    # Tune's own notices would mislead (a Ctrl-C's "resume with Tuner.restore", a page per unfinished trial) or
+    # repeat what tltf says: its progress lines report deaths and retries, and each run's log its traceback.
+    tune_logger = logging.getLogger("ray.tune")
+    level = tune_logger.level
+    tune_logger.setLevel(logging.CRITICAL)
     try:
         yield
     finally:
+        tune_logger.setLevel(level)
         ray.shutdown()
 
 
@@ -109,9 +115,11 @@ def run_trials(trainable_config: dict, param_space: dict, name: str, storage: Pa
     run_config = tune.RunConfig(name=name, storage_path=str(Path(storage).resolve()), verbose=0,
                                 failure_config=tune.FailureConfig(max_failures=max_failures),
                                 callbacks=list(callbacks))
-    # Reused workers start each run without importing TensorFlow again (seconds a run on small data).
+    # A new worker per run (Tune's default): reusing workers saves their start (about 10 s) but, measured with
+    # Ray 2.60, after one dies its slot stays taken until the retry runs, last: the rest of the study would run
+    # one fewer at a time.
     tuner = tune.Tuner(trainable, param_space=param_space, run_config=run_config,
-                       tune_config=tune_config or tune.TuneConfig(reuse_actors=True))
+                       tune_config=tune_config or tune.TuneConfig())
     return tuner.fit()
 
 
@@ -123,14 +131,12 @@ def fit_trial(config: dict, shared: dict) -> None:
     `cwd`, `cpus`, `search` (a search: each epoch's validation AUC goes to Tune's scheduler, test metrics stay
     out of Tune's results) and, for a search, `overrides` (the command's `--set`s, before the sampled values).
     """
-    import keras
     from ray import tune
 
     import tltf
 
     os.chdir(shared["cwd"])  # the recipe's relative paths mean what they meant where the command ran
     _limit_threads(shared["cpus"])
-    keras.backend.clear_session()  # workers are reused from run to run: nothing of the last run's models stays
     run = config.get("run") or {"name": tune.get_context().get_trial_id(),
                                 "overrides": shared["overrides"] + [override_text(k, v) for k, v in config.items()]}
     log_path = Path(shared["logs_dir"]) / f"{run['name']}.log"

@@ -155,7 +155,7 @@ def _execute(spec: SearchSpec, recipe_path: Path, overrides: list, trials: int, 
                   "logs_dir": str(out / "logs"), "cwd": os.getcwd(), "cpus": spec.resources.cpus,
                   "search": True}
         tune_config = tune.TuneConfig(
-            metric="val_auc", mode="max", num_samples=trials, max_concurrent_trials=slots, reuse_actors=True,
+            metric="val_auc", mode="max", num_samples=trials, max_concurrent_trials=slots,
             search_alg=OptunaSearch(seed=spec.seed),
             scheduler=ASHAScheduler(time_attr="training_iteration", grace_period=spec.grace_epochs,
                                     reduction_factor=spec.reduction_factor, max_t=10_000))

@@ -25,12 +25,14 @@ class StudyResult:
         rows: results.csv's rows, one per finished run.
         paired: the paired differences against the reference arm (see `tltf.study.statistics`).
         failed: names of runs that failed after their retries.
+        unfinished: names of runs not finished (failed, or the study was stopped); rerunning continues them.
     """
 
     study_dir: Path
     rows: list
     paired: list
     failed: list
+    unfinished: list
 
 
 def run_study(study_path, out=None, address=None, setup=None) -> StudyResult:
@@ -76,7 +78,8 @@ def run_study(study_path, out=None, address=None, setup=None) -> StudyResult:
     (study_dir / "paired.json").write_text(json.dumps(paired, indent=2, allow_nan=True) + "\n")
     written = write_study_report(study_dir, spec, runs, rows, paired)
     logger.info(f"study written to {study_dir}: results.csv, paired.json, {', '.join(written)}")
-    return StudyResult(study_dir, rows, paired, failed)
+    unfinished = [run.name for run in pending if not is_finished(run_dir(study_dir, run))]
+    return StudyResult(study_dir, rows, paired, failed, unfinished)
 
 
 def _execute(spec, recipe_path: Path, study_dir: Path, runs: list, pending: list, address, setup) -> list[str]:
