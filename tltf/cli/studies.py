@@ -49,7 +49,7 @@ def study(study_file, out, address, setup):
         interval = "" if math.isnan(low) else f" [{low:+.4f}, {high:+.4f}]"
         where = " ".join(f"{key}={value}" for key, value in entry["point"].items())
         click.echo(f"{where} {entry['arm']} - {entry['reference']}: {entry['mean_difference']:+.4f}{interval} "
-                   f"(test AUC, mean over {entry['seeds']} seeds, 95% CI)")
+                   f"(test AUC, mean over {entry['seeds']} seed{'s' if entry['seeds'] != 1 else ''}, 95% CI)")
     click.echo(f"\nstudy: {result.study_dir / 'study.md'}")
     if result.failed:
         click.echo(f"tltf: {len(result.failed)} runs failed: {', '.join(result.failed)}", err=True)
