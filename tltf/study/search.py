@@ -24,15 +24,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from tltf.config import Section
 from tltf.errors import TltfError
 from tltf.log import logger
 from tltf.study.results import RUNS_FOLDER
 from tltf.study.executor import run_setup
-from tltf.study.spec import Resources, override_text, validation_line
+from tltf.study.spec import Resources, override_text, read_typed_yaml
 
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
 
@@ -83,15 +82,8 @@ class SearchResult:
 
 
 def load_search(path) -> SearchSpec:
-    path = Path(path)
-    if not path.is_file():
-        raise TltfError(f"{path}: space file not found")
-    try:
-        return SearchSpec.model_validate(yaml.safe_load(path.read_text()) or {})
-    except yaml.YAMLError as error:
-        raise TltfError(f"{path}: not valid YAML: {getattr(error, 'problem', None) or error}") from None
-    except ValidationError as error:
-        raise TltfError(validation_line(path, error, SearchSpec)) from None
+    """Reads and validates a space file; one line naming the file and key on any problem."""
+    return read_typed_yaml(Path(path), SearchSpec, "space")
 
 
 def run_search(recipe_path, space_path, trials: int, out=None, overrides=(), address=None,
@@ -160,7 +152,8 @@ def _execute(spec: SearchSpec, recipe_path: Path, overrides: list, trials: int, 
             scheduler=ASHAScheduler(time_attr="training_iteration", grace_period=spec.grace_epochs,
                                     reduction_factor=spec.reduction_factor, max_t=10_000))
         return list(run_trials(shared, _tune_space(tune, spec), "ray", out / ".tune", spec.resources,
-                               max_failures=1, callbacks=[TrialProgress(trials, 0, slots, 1, show_test=False)],
+                               max_failures=1, callbacks=[TrialProgress(total=trials, done=0, slots=slots,
+                                                                        max_failures=1, show_test=False)],
                                tune_config=tune_config))
 
 

@@ -102,22 +102,27 @@ def load_study(path) -> tuple[StudySpec, Path]:
         TltfError: one line naming the file and key at fault.
     """
     path = Path(path)
+    spec = read_typed_yaml(path, StudySpec, "study")
+    recipe = (path.parent / Path(spec.recipe).expanduser()).resolve()
+    if not recipe.is_file():
+        raise TltfError(f"{path}: recipe: {recipe} not found (the path is relative to the study file)")
+    return spec, recipe
+
+
+def read_typed_yaml(path: Path, model, kind: str):
+    """A YAML mapping validated as `model`; any problem is one line naming the file and key."""
     if not path.is_file():
-        raise TltfError(f"{path}: study file not found")
+        raise TltfError(f"{path}: {kind} file not found")
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as error:
         raise TltfError(f"{path}: not valid YAML: {getattr(error, 'problem', None) or error}") from None
     if not isinstance(raw, dict):
-        raise TltfError(f"{path}: a study is a YAML mapping with name, recipe, arms (grid, seeds, resources)")
+        raise TltfError(f"{path}: a {kind} file is a YAML mapping with {', '.join(model.model_fields)}")
     try:
-        spec = StudySpec.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as error:
-        raise TltfError(validation_line(path, error, StudySpec)) from None
-    recipe = (path.parent / Path(spec.recipe).expanduser()).resolve()
-    if not recipe.is_file():
-        raise TltfError(f"{path}: recipe: {recipe} not found (the path is relative to the study file)")
-    return spec, recipe
+        raise TltfError(validation_line(path, error, model)) from None
 
 
 def validation_line(path: Path, error: ValidationError, model) -> str:
