@@ -213,3 +213,23 @@ def test_search_space_errors_are_one_line_before_anything_runs(tmp_path, monkeyp
         assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1, result.output
         assert message in result.stderr
     assert not (tmp_path / "tunes").exists()
+
+
+def test_an_address_nothing_answers_at_is_one_line(tmp_path, monkeypatch):
+    tiny_data(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump({"name": "s", "recipe": "recipe.yaml", "arms": {"a": {}}}))
+    result = CliRunner().invoke(main, ["study", "s.yaml", "--address", "127.0.0.1:1"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == ("tltf: error: --address 127.0.0.1:1: nothing answers at 127.0.0.1:1; start the "
+                                     "cluster (`ray start --head` on its head node) or leave --address out for a "
+                                     "local Ray")
+    assert not (tmp_path / "studies").exists()  # nothing written
+
+
+def test_a_continued_studys_eta_starts_from_the_runs_finished_before():
+    from tltf.study.progress import TrialProgress
+
+    progress = TrialProgress(total=10, done=4, slots=2, max_failures=1, durations=[60, 120, 90])
+    assert progress._eta() == "; ETA 4m30s"  # median 90 s × 6 runs left ÷ 2 at once
+    assert TrialProgress(total=10, done=4, slots=2, max_failures=1)._eta() == ""  # nothing to go on yet

@@ -67,6 +67,20 @@ def ray_session(address=None, setup=None):
         ray.shutdown()
 
 
+def check_address(address) -> None:
+    """One line now, where Ray would retry an address nothing answers at for minutes, in its own warnings."""
+    import socket
+
+    if address in (None, "auto", "local"):
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        socket.create_connection((host or "localhost", int(port)), timeout=5).close()
+    except (OSError, ValueError):
+        raise TltfError(f"--address {address}: nothing answers at {host or 'localhost'}:{port}; start the cluster "
+                        "(`ray start --head` on its head node) or leave --address out for a local Ray") from None
+
+
 def cluster_slots(resources) -> int:
     """How many runs the Ray cluster holds at once."""
     import ray

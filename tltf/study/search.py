@@ -30,7 +30,7 @@ from tltf.config import Section
 from tltf.errors import TltfError
 from tltf.log import logger
 from tltf.study.results import RUNS_FOLDER
-from tltf.study.executor import run_setup
+from tltf.study.executor import check_address, run_setup
 from tltf.study.spec import Resources, override_text, read_typed_yaml
 
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
@@ -113,6 +113,7 @@ def run_search(recipe_path, space_path, trials: int, out=None, overrides=(), add
     out = Path(out or Path("tunes") / base.name).expanduser().resolve()
     if (out / "trials.csv").exists():
         raise TltfError(f"{out}: holds a finished search; choose another --out")
+    check_address(address)
     out.mkdir(parents=True, exist_ok=True)
     logger.info(f"search over {', '.join(spec.space)}: {trials} trials of {base.name}, by validation AUC, in {out}")
     results = _execute(spec, Path(recipe_path).resolve(), list(overrides), trials, out, address, setup)

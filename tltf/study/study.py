@@ -12,7 +12,7 @@ from tltf.errors import TltfError
 from tltf.log import logger
 from tltf.run_dir import PARTIAL_SUFFIX
 from tltf.study.results import RUNS_FOLDER, collect_results, is_finished, run_dir, write_results
-from tltf.study.executor import run_setup
+from tltf.study.executor import check_address, run_setup
 from tltf.study.spec import check_recipes, expand_runs, load_study
 
 
@@ -69,6 +69,8 @@ def run_study(study_path, out=None, address=None, setup=None) -> StudyResult:
     logger.info(f"study {spec.name}: {len(runs)} runs ({len(spec.arms)} arms × {points} grid points × "
                 f"{len(spec.seeds)} seeds) in {study_dir}; {len(runs) - len(pending)} finished, "
                 f"{continuing} to continue, {len(pending) - continuing} to start")
+    if pending:
+        check_address(address)
     study_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(study_path, study_dir / "study.yaml")
     failed = _execute(spec, recipe_path, study_dir, runs, pending, address, setup) if pending else []
@@ -90,8 +92,9 @@ def _execute(spec, recipe_path: Path, study_dir: Path, runs: list, pending: list
     with ray_session(address, setup):
         from tltf.study.progress import TrialProgress
 
+        before = [row["wall_seconds"] for row in collect_results(study_dir, runs) if row["wall_seconds"]]
         progress = TrialProgress(len(runs), len(runs) - len(pending), cluster_slots(spec.resources),
-                                 spec.max_failures)
+                                 spec.max_failures, durations=before)
         shared = {"recipe": str(recipe_path), "runs_dir": str(study_dir / RUNS_FOLDER),
                   "logs_dir": str(study_dir / "logs"), "cwd": os.getcwd(), "cpus": spec.resources.cpus,
                   "search": False}
