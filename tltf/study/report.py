@@ -44,7 +44,7 @@ def study_markdown(spec, runs: list, rows: list[dict], paired: list[dict], plots
                for arm, overrides in spec.arms.items()],
              *[f"- grid `{key}`: {values}" for key, values in spec.grid.items()],
              f"- runs finished: {len(rows)} of {len(runs)}; their training time added up: {seconds / 3600:.2f} h",
-             f"- machine: {platform.machine()}, {os.cpu_count()} CPUs ({platform.processor() or 'unknown CPU'}), "
+             f"- machine (where the study ran): {os.cpu_count()} CPUs ({_cpu_name()}), "
              f"{_gpus()}; {spec.resources.cpus:g} CPUs and {spec.resources.gpus:g} GPUs per run", ""]
     lines += [f"![{name}]({name})" for name in plots] + [""] if plots else []
     lines += ["## Test AUC", "", "Mean over seeds (min–max, seeds finished).", "",
@@ -128,6 +128,14 @@ def _series(key: str, runs: list, rows: list[dict]) -> dict:
 
 def _point_of(row: dict, point: tuple) -> bool:
     return all(row.get(key) == value for key, value in point)
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            return next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def _gpus() -> str:
