@@ -23,13 +23,14 @@ class TrialProgress(tune.Callback):
         max_failures: retries per run, for the retry message.
         show_test: print each run's test AUC (a study); a search shows validation only, as it chooses by it.
         durations: seconds of runs finished before, so a continued study's ETA starts from them.
+        best: `(run name, validation AUC)` of the best run finished before.
     """
 
     def __init__(self, total: int, done: int, slots: int, max_failures: int, show_test: bool = True,
-                 durations=()):
+                 durations=(), best=None):
         self.total, self.done, self.slots, self.max_failures = total, done, max(1, slots), max_failures
         self.show_test = show_test
-        self.started, self.durations, self.best = {}, list(durations), None
+        self.started, self.durations, self.best = {}, list(durations), best
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.started[trial.trial_id] = time.monotonic()

@@ -92,9 +92,11 @@ def _execute(spec, recipe_path: Path, study_dir: Path, runs: list, pending: list
     with ray_session(address, setup):
         from tltf.study.progress import TrialProgress
 
-        before = [row["wall_seconds"] for row in collect_results(study_dir, runs) if row["wall_seconds"]]
+        before = collect_results(study_dir, runs)  # a continued study's ETA and best start from these
+        best = max(((row["run"], row["val.auc"]) for row in before), key=lambda pair: pair[1], default=None)
         progress = TrialProgress(len(runs), len(runs) - len(pending), cluster_slots(spec.resources),
-                                 spec.max_failures, durations=before)
+                                 spec.max_failures, durations=[r["wall_seconds"] for r in before if r["wall_seconds"]],
+                                 best=best)
         shared = {"recipe": str(recipe_path), "runs_dir": str(study_dir / RUNS_FOLDER),
                   "logs_dir": str(study_dir / "logs"), "cwd": os.getcwd(), "cpus": spec.resources.cpus,
                   "search": False}
