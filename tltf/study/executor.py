@@ -3,8 +3,9 @@
 Each trial is one ordinary `tltf.fit` into its own run directory. A trial
 whose worker dies is retried by Ray Tune (`FailureConfig`); the retry
 continues the run from its last saved epoch, because `tltf.fit` into a folder
-whose `.partial` twin holds an interrupted run continues it. This is the only
-module of tltf that imports Ray, and only when a study or a search runs.
+whose `.partial` twin holds an interrupted run continues it. Ray is imported
+here, by the Tune callback in `progress.py` and by `search.py`, and only when a
+study or a search runs.
 """
 
 from __future__ import annotations
