@@ -230,6 +230,6 @@ def test_an_address_nothing_answers_at_is_one_line(tmp_path, monkeypatch):
 def test_a_continued_studys_eta_starts_from_the_runs_finished_before():
     from tltf.study.progress import TrialProgress
 
-    progress = TrialProgress(total=10, done=4, slots=2, max_failures=1, durations=[60, 120, 90])
-    assert progress._eta() == "; ETA 4m30s"  # median 90 s × 6 runs left ÷ 2 at once
+    progress = TrialProgress(total=10, done=4, slots=2, max_failures=1, durations=[60, 300, 90])
+    assert progress._eta() == "; ETA 4m30s"  # median 90 s (not the mean, 150: one slow run) × 6 left ÷ 2 at once
     assert TrialProgress(total=10, done=4, slots=2, max_failures=1)._eta() == ""  # nothing to go on yet
