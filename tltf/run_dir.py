@@ -71,17 +71,25 @@ def run_dir_for(recipe, run_dir=None, root: str = "runs", resume: bool = False, 
 
 
 def _check_same_recipe(partial: Path, recipe) -> None:
-    import yaml
-
-    saved_path = partial / "recipe.yaml"
-    if not saved_path.is_file():
+    if not (partial / "recipe.yaml").is_file():
         return  # killed before it wrote anything worth keeping
-    saved, now = yaml.safe_load(saved_path.read_text()), yaml.safe_load(recipe.to_yaml())
-    difference = first_difference(saved, now)
+    difference = recipe_difference(partial, recipe)
     if difference is not None:
         key, old, new = difference
         raise TltfError(f"{partial}: the recipe differs from the interrupted run's at {key} ({old!r} there, "
                         f"{new!r} now); rerun with the same recipe, or pass --restart to discard the run")
+
+
+def recipe_difference(run_dir: Path, recipe):
+    """`(dotted key, the run's value, the recipe's value)` of the first difference between `RUN_DIR/recipe.yaml`
+    and `recipe`, or None. A recipe's `precision: auto` matches the precision the run's recipe.yaml says auto
+    chose."""
+    import yaml
+
+    saved, now = yaml.safe_load((Path(run_dir) / "recipe.yaml").read_text()), yaml.safe_load(recipe.to_yaml())
+    if now["train"]["precision"] == "auto":
+        now["train"]["precision"] = saved["train"]["precision"]
+    return first_difference(saved, now)
 
 
 def first_difference(old, new, prefix: str = ""):

@@ -120,7 +120,7 @@ def _check_model(recipe: Recipe, source: str) -> None:
 
     if recipe.model.backbone not in backbone_names():
         raise RecipeError(f"{source}: model.backbone: unknown backbone {recipe.model.backbone!r}"
-                          f"{_did_you_mean(recipe.model.backbone, backbone_names())}")
+                          f"{did_you_mean(recipe.model.backbone, backbone_names())}")
     spec = get_backbone_spec(recipe.model.backbone)
     if recipe.model.bn is None:
         recipe.model.bn = default_bn(recipe.model.weights)
@@ -175,7 +175,7 @@ def _check_training(recipe: Recipe, source: str) -> None:
         )
 
 
-def _did_you_mean(word: str, choices: list[str]) -> str:
+def did_you_mean(word: str, choices: list[str]) -> str:
     close = difflib.get_close_matches(str(word), choices, n=1)
     return f"; did you mean {close[0]!r}?" if close else f"; expected one of {', '.join(choices)}"
 
@@ -194,13 +194,13 @@ def _describe(problem: dict) -> str:
     if kind == "extra_forbidden":
         parent, key = loc[:-1], loc[-1]
         allowed = _allowed_keys(parent)
-        hint = _did_you_mean(key, allowed) if allowed else ""
+        hint = did_you_mean(key, allowed) if allowed else ""
         return f"{_yaml_path(loc)}: unknown key{hint}"
     path = _yaml_path(loc)
     if kind == "missing":
         return f"{path}: required key is missing"
     if kind == "union_tag_invalid":
-        return f"{path}.source: unknown data source {problem['ctx']['tag']!r}{_did_you_mean(problem['ctx']['tag'], list(SOURCE_NAMES))}"
+        return f"{path}.source: unknown data source {problem['ctx']['tag']!r}{did_you_mean(problem['ctx']['tag'], list(SOURCE_NAMES))}"
     if kind == "union_tag_not_found":
         return f"{path}.source: required key is missing; expected one of {', '.join(SOURCE_NAMES)}"
     if kind == "literal_error":

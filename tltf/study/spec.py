@@ -127,13 +127,12 @@ def read_typed_yaml(path: Path, model, kind: str):
 
 def validation_line(path: Path, error: ValidationError, model) -> str:
     """The first problem, as `FILE: key: message` (an unknown top-level key with the closest known one)."""
-    import difflib
+    from tltf.recipe.load import did_you_mean
 
     problem = error.errors()[0]
     where = ".".join(str(part) for part in problem["loc"]) or "(top level)"
     if problem["type"] == "extra_forbidden" and len(problem["loc"]) == 1:
-        close = difflib.get_close_matches(where, list(model.model_fields), n=1)
-        return f"{path}: {where}: unknown key" + (f"; did you mean {close[0]!r}?" if close else "")
+        return f"{path}: {where}: unknown key{did_you_mean(where, list(model.model_fields))}"
     return f"{path}: {where}: {problem['msg'].removeprefix('Value error, ')}"
 
 

@@ -111,19 +111,11 @@ def _execute(spec, recipe_path: Path, study_dir: Path, runs: list, pending: list
 
 def _check_finished_runs_match(study_dir: Path, runs: list, recipes: dict) -> None:
     """A finished run is reused only if it was made with the recipe it would be made with now."""
-    import yaml
-
-    from tltf.run_dir import first_difference
+    from tltf.run_dir import recipe_difference
 
     for run in runs:
         path = run_dir(study_dir, run)
-        if not is_finished(path):
-            continue
-        saved = yaml.safe_load((path / "recipe.yaml").read_text())
-        now = yaml.safe_load(recipes[run.name].to_yaml())
-        if now["train"]["precision"] == "auto":  # a run's recipe.yaml holds the precision auto chose for it
-            now["train"]["precision"] = saved["train"]["precision"]
-        difference = first_difference(saved, now)
+        difference = recipe_difference(path, recipes[run.name]) if is_finished(path) else None
         if difference is not None:
             key, old, new = difference
             raise TltfError(f"{path}: made with {key}={old!r}, the study now asks for {new!r}; use another --out, "
