@@ -80,7 +80,8 @@ def run_study(study_path, out=None, address=None, setup=None) -> StudyResult:
     (study_dir / "paired.json").write_text(json.dumps(paired, indent=2, allow_nan=True) + "\n")
     written = write_study_report(study_dir, spec, runs, rows, paired)
     logger.info(f"study written to {study_dir}: results.csv, paired.json, {', '.join(written)}")
-    unfinished = [run.name for run in pending if not is_finished(run_dir(study_dir, run))]
+    finished = {row["run"] for row in rows}
+    unfinished = [run.name for run in pending if run.name not in finished]
     return StudyResult(study_dir, rows, paired, failed, unfinished)
 
 
