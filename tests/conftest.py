@@ -182,6 +182,23 @@ def tltf_log():
     logger.removeHandler(handler)
 
 
+@pytest.fixture
+def domains(tmp_path):
+    """A source npz and a target npz (the same kind of images as another scanner records them), 16 px grey,
+    train 64 / val 24 / test 24 each: two domains for adaptation tests."""
+    from fixtures.shifted_domain import shift_domain
+
+    source, target = {}, {}
+    for split, n, seed in (("train", 64, 0), ("val", 24, 1), ("test", 24, 2)):
+        images, labels = separable_images(n, 16, seed=seed)
+        source[f"{split}_images"], source[f"{split}_labels"] = images, labels
+        other, other_labels = separable_images(n, 16, seed=seed + 10)
+        target[f"{split}_images"], target[f"{split}_labels"] = shift_domain(other, seed), other_labels
+    np.savez(tmp_path / "source.npz", **source)
+    np.savez(tmp_path / "target.npz", **target)
+    return tmp_path / "source.npz", tmp_path / "target.npz"
+
+
 def write_recipe(path: Path, data: dict, **sections) -> Path:
     import yaml
 

@@ -151,9 +151,9 @@ def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 
     plan.optimizer = make_optimizer()
     fitted = model
     if recipe.adaptation is not None:
-        from tltf.adapt.plan import adapt_domain_adversarially
+        from tltf.adapt.plan import adapt_plan
 
-        fitted = adapt_domain_adversarially(plan, recipe.adaptation, target_domain, data, make_optimizer)
+        fitted = adapt_plan(plan, recipe.adaptation, target_domain, data, make_optimizer)
     # Slots for every variable any phase trains, built once: the head's moments then carry over
     # when the backbone is unfrozen.
     backbone_of(model).trainable = any(p.phase.train_backbone for p in plan.phases)

@@ -128,7 +128,7 @@ def _evaluate(recipe, plan, outcome, splits, target_domain, before, work_dir: Pa
     evaluation.metrics["best_epoch"] = outcome.best_epoch
     evaluation.metrics["health"] = {"status": plan.health.status, "events": plan.health.events}
     if target_domain is not None:
-        evaluation.metrics.update(_adaptation_results(recipe, plan.model, splits, target_domain, before, work_dir,
+        evaluation.metrics.update(_adaptation_results(recipe, plan, outcome, splits, target_domain, before, work_dir,
                                                       verbose))
     write_evaluation(work_dir, evaluation, outcome, recipe.name, run_summary(recipe, plan, splits.class_names),
                      plan.summary_rows())
@@ -160,15 +160,31 @@ def _domain_features(model, splits, target_domain, recipe):
     return domain_features(model, splits.train.images, target_domain.images, recipe.train.batch_size)
 
 
-def _adaptation_results(recipe, model, splits, target_domain, before, work_dir: Path, verbose: int) -> dict:
-    """Target metrics, the source-only baseline (trained by the same trainer from its own plan), the A-distance."""
+def _adaptation_results(recipe, plan, outcome, splits, target_domain, before, work_dir: Path, verbose: int) -> dict:
+    """Target metrics, the source-only baseline (trained by the same trainer from its own plan, or kept by a
+    method that adapts only after training), the A-distance, the selection report and the verdict."""
     from tltf.adapt.evaluation import adaptation_report
 
     baseline = None
-    if target_domain.evaluation is not None and recipe.adaptation.compare_source_only:
-        baseline = _train_source_only(recipe, splits, work_dir / "source_only", verbose)
-    return adaptation_report(model, baseline, splits, target_domain, before, work_dir, recipe.train.seed,
-                             recipe.train.batch_size)
+    if recipe.adaptation.compare_source_only:
+        baseline = _kept_source_only(plan, work_dir / "source_only") or _train_source_only(
+            recipe, splits, work_dir / "source_only", verbose)
+    return adaptation_report(plan.model, baseline, splits, target_domain, before, work_dir, recipe.train.seed,
+                             recipe.train.batch_size, recipe.adaptation, outcome.history)
+
+
+def _kept_source_only(plan, directory: Path):
+    """The source-only model a finishing step (AdaBN) kept before adapting, saved in `directory`; else None."""
+    import keras
+
+    kept = [step.source_only_weights for step in plan.finishers if getattr(step, "source_only_weights", None)]
+    if not kept:
+        return None
+    baseline = keras.models.clone_model(plan.model)
+    baseline.set_weights(kept[0])
+    directory.mkdir(exist_ok=True)
+    baseline.save(directory / "model.keras")
+    return baseline
 
 
 def _train_source_only(recipe, splits, directory: Path, verbose: int):

@@ -26,8 +26,11 @@ def target_metrics(model, target_domain, class_names, batch_size: int) -> dict:
     return {"auc": metrics["auc"], "accuracy": metrics["accuracy"]}
 
 
-def adaptation_report(model, baseline, splits, target_domain, before, run_dir, seed: int, batch_size: int) -> dict:
-    """`a_distance` before and after, `target` (and `target_source_only` for a baseline) metrics; writes embedding.png.
+def adaptation_report(model, baseline, splits, target_domain, before, run_dir, seed: int, batch_size: int,
+                      adaptation=None, history=None) -> dict:
+    """`a_distance` before and after, `target` (and `target_source_only` for a baseline) metrics, and
+    `adaptation`: how the epoch was chosen and what the criteria would have chosen, the domain classifier's
+    trouble if any, and the verdict against the baseline; writes embedding.png.
 
     Args:
         model: the adapted classifier.
@@ -36,8 +39,10 @@ def adaptation_report(model, baseline, splits, target_domain, before, run_dir, s
         target_domain: the `TargetData`.
         before: `domain_features` of the model before adaptation.
         run_dir: where embedding.png goes.
-        seed: seeds the A-distance's split.
+        seed: seeds the A-distance's split and the criteria's samples.
         batch_size: inference batch size.
+        adaptation: the recipe's `adaptation` section (None: only the metrics above).
+        history: the run's per-epoch logs (`TrainingOutcome.history`).
     """
     after = domain_features(model, splits.train.images, target_domain.images, batch_size)
     result = {"a_distance": {"before": proxy_a_distance(*before, seed=seed),
@@ -45,7 +50,7 @@ def adaptation_report(model, baseline, splits, target_domain, before, run_dir, s
     evaluation = target_domain.evaluation
     if evaluation is not None:
         result["target"] = target_metrics(model, target_domain, splits.class_names, batch_size)
-    if baseline is not None:
+    if baseline is not None and evaluation is not None:
         result["target_source_only"] = target_metrics(baseline, target_domain, splits.class_names, batch_size)
     # The plotted target images are labelled only when they are the evaluation images (transductive targets).
     transductive = evaluation is not None and evaluation.images is target_domain.images
@@ -54,7 +59,59 @@ def adaptation_report(model, baseline, splits, target_domain, before, run_dir, s
                    target_labels, splits.class_names, title="(after adaptation)")
     logger.info(f"proxy A-distance source↔target: {result['a_distance']['before']:.3f} before, "
                 f"{result['a_distance']['after']:.3f} after")
+    if adaptation is not None:
+        result["adaptation"] = _judgement(model, baseline, splits, target_domain, adaptation, history or {},
+                                          batch_size, seed)
     return result
+
+
+def _judgement(model, baseline, splits, target_domain, adaptation, history, batch_size, seed) -> dict:
+    """The `adaptation` entry of metrics.json; logs the domain classifier's trouble and the verdict."""
+    from tltf.adapt.domain_accuracy import domain_accuracy_problem
+    from tltf.adapt.selection import SelectionCriteria
+    from tltf.adapt.verdict import adaptation_verdict, verdict_message
+
+    judged = {"method": adaptation.method, "select": "source_val" if adaptation.method == "adabn" else
+              adaptation.select}
+    if "dev_risk" in history:
+        judged["selection"] = selection_report(history)
+    problem = domain_accuracy_problem(history.get("domain_accuracy", []), history.get("lambda", []))
+    if problem:
+        judged["domain_accuracy_warning"] = problem
+        logger.warning(f"warning: {problem}")
+    if baseline is None:
+        return judged
+    criteria = SelectionCriteria(model, splits.train.images, target_domain.images,
+                                 (splits.val.images, splits.val.labels), batch_size, seed=seed)
+    criterion = "snd" if judged["select"] == "snd" else "dev"
+    key = "snd" if criterion == "snd" else "dev_risk"
+    adapted, source_only = criteria.criteria(model), criteria.criteria(baseline)
+    outputs = [criteria.target_outputs(m) for m in (model, baseline)]
+    verdict = adaptation_verdict(*outputs, adapted[key], source_only[key], criterion)
+    judged.update(verdict)
+    if verdict["verdict"] == "adapted":
+        logger.info(verdict_message(verdict))
+    else:
+        logger.warning(f"warning: {verdict_message(verdict)}")
+    return judged
+
+
+def selection_report(history: dict) -> dict:
+    """For each way of choosing the epoch (the criteria, source validation AUC and, when the target has labels,
+    the target accuracy itself), the epoch it picks and the target accuracy there (on a sample of up to 1,000
+    labelled target images)."""
+    rules = {"dev": ("dev_risk", np.nanargmin), "snd": ("snd", np.nanargmax), "source_val": ("val_auc", np.nanargmax),
+             "target_labels": ("target_accuracy", np.nanargmax)}
+    report = {}
+    for name, (key, choose) in rules.items():
+        values = history.get(key)
+        if not values:
+            continue
+        epoch = int(choose(np.asarray(values, dtype=float)))
+        report[name] = {"epoch": epoch + 1, key: round(float(values[epoch]), 4)}
+        if "target_accuracy" in history:
+            report[name]["target_accuracy"] = round(float(history["target_accuracy"][epoch]), 4)
+    return report
 
 
 def proxy_a_distance(source_features: np.ndarray, target_features: np.ndarray, seed: int = 0) -> float:

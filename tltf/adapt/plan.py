@@ -1,22 +1,30 @@
-"""Domain-adversarial training (DANN) as a variant of a training plan.
+"""Domain-adaptation methods as variants of a training plan.
 
-`adapt_domain_adversarially` rewrites a plan assembled for the source alone:
-every phase fits the `DomainAdversarialModel` wrapper on zipped
-`((source, labels), target)` batches and gets a λ schedule, and the delivered
-classifier keeps only its own optimizer state. The trainer runs the result
-like any other plan.
+`adapt_plan` rewrites a plan assembled for the source alone. The adversarial
+methods (dann, cdan) and minimum class confusion (mcc) fit a wrapper around
+the classifier on zipped `((source, labels), target)` batches; the
+adversarial ones also get a λ schedule and a faster domain classifier, and
+the delivered classifier keeps only its own optimizer state. AdaBN trains
+like the source alone and re-estimates BatchNorm statistics on the target as
+the plan's finishing step. Every method but AdaBN logs the unsupervised
+selection criteria each epoch and, unless `select: source_val`, delivers the
+epoch they choose. The trainer runs the result like any other plan.
 """
 
 from __future__ import annotations
 
 import functools
 
+from tltf.adapt.dann import domain_head_multipliers
+from tltf.adapt.selection import CRITERIA
+from tltf.train.optimizers import optimizer_restricted_to
 
-class DomainAdversarialTarget:
-    """Fits the domain-adversarial wrapper: source batches with labels zipped with unlabelled target batches.
+
+class SourceAndTargetBatches:
+    """Fits an adaptation wrapper: source batches with labels zipped with unlabelled target batches.
 
     Args:
-        wrapper: the `tltf.adapt.DomainAdversarialModel`.
+        wrapper: the adaptation model (`tltf.adapt.AdaptationModel`).
         data: the source's `tltf.train.targets.LabelledData`.
         target_images: uint8 `[N,S,S,3]` target-domain images (no labels).
     """
@@ -42,35 +50,81 @@ class DomainAdversarialTarget:
         return tf.data.Dataset.zip((train_ds, target_ds)), val_ds
 
 
-def adapt_domain_adversarially(plan, adaptation, target_domain, data, make_optimizer):
-    """Turns every phase of `plan` into domain-adversarial training toward `target_domain`; returns the wrapper.
-
-    λ is 0 until the first step at which what the reversed gradient reaches can
-    train (the first phase that trains the backbone, or step 0 when the head's
-    features adapt), then follows the recipe's schedule to the end of training.
+def adapt_plan(plan, adaptation, target_domain, data, make_optimizer):
+    """Turns `plan` into `adaptation.method`'s training toward `target_domain`; returns the model each phase fits.
 
     Args:
         plan: a `TrainingPlan` assembled for the source alone.
-        adaptation: the recipe's `adaptation` section (domain head, λ, features).
+        adaptation: the recipe's `adaptation` section.
         target_domain: the loaded `tltf.adapt.target.TargetData`.
         data: the source's `LabelledData`.
         make_optimizer: builds a fresh optimizer like `plan.optimizer`.
     """
-    from tltf.adapt import DomainAdversarialModel, GradientReversalSchedule
-    from tltf.train.optimizers import optimizer_restricted_to
+    if adaptation.method == "adabn":
+        return _batch_norm_from_target(plan, adaptation, target_domain, data)
+    wrapper = _wrapper(plan.model, adaptation, data.seed)
+    target = SourceAndTargetBatches(wrapper, data, target_domain.images)
+    criteria = _selection_criteria(plan.model, target_domain, data)
+    for phase_plan in plan.phases:
+        phase_plan.fit_target = target
+        phase_plan.callbacks = [criteria, *phase_plan.callbacks]
+    if adaptation.select != "source_val":
+        plan.monitor, plan.monitor_mode = CRITERIA[adaptation.select]
+    if adaptation.method in ("dann", "cdan"):
+        _schedule_reversal(plan, adaptation, wrapper)
+        plan.method_lr_multipliers = domain_head_multipliers(wrapper, adaptation.domain_head.lr_multiplier)
+        # The classifier ships without the domain head, so its optimizer state must not carry one.
+        plan.retained_optimizer = functools.partial(optimizer_restricted_to, plan.model, make_optimizer=make_optimizer)
+    return wrapper
+
+
+def _wrapper(model, adaptation, seed: int):
+    from tltf.adapt.cdan import ConditionalAdversarialModel
+    from tltf.adapt.confusion import MinimumClassConfusionModel
+    from tltf.adapt.dann import DomainAdversarialModel
 
     head = adaptation.domain_head
-    wrapper = DomainAdversarialModel(plan.model, head.hidden, head.dropout, features=adaptation.features, name="dann")
-    target = DomainAdversarialTarget(wrapper, data, target_domain.images)
+    if adaptation.method == "dann":
+        return DomainAdversarialModel(model, head.hidden, head.dropout, features=adaptation.features, name="dann")
+    if adaptation.method == "cdan":
+        return ConditionalAdversarialModel(model, head.hidden, head.dropout, features=adaptation.features,
+                                           entropy_conditioning=adaptation.entropy_conditioning, seed=seed,
+                                           name="cdan")
+    return MinimumClassConfusionModel(model, adaptation.mcc.weight, adaptation.mcc.temperature, name="mcc")
+
+
+def _schedule_reversal(plan, adaptation, wrapper) -> None:
+    """λ is 0 until the first step at which what the reversed gradient reaches can train (the first phase that
+    trains the backbone, or step 0 when the head's features adapt), then follows the recipe's schedule."""
+    from tltf.adapt.domain_accuracy import DomainAccuracyWatch
+    from tltf.adapt.lambda_schedule import GradientReversalSchedule
+
+    watch = DomainAccuracyWatch()
     strength = adaptation.lambda_
     total_steps = plan.phases[-1].end_step
     start = 0 if adaptation.features == "head" else next(
         (p.first_step for p in plan.phases if p.phase.train_backbone), total_steps)
     for phase_plan in plan.phases:
-        phase_plan.fit_target = target
         schedule = GradientReversalSchedule(wrapper.reversal, total_steps, strength.schedule, strength.gamma,
                                             strength.max, start)
-        phase_plan.callbacks = [schedule, *phase_plan.callbacks]
-    # The classifier ships without the domain head, so its optimizer state must not carry one.
-    plan.retained_optimizer = functools.partial(optimizer_restricted_to, plan.model, make_optimizer=make_optimizer)
-    return wrapper
+        # After the criteria (they only add logs), the schedule writes λ into the logs, then the watch reads it.
+        criteria, *others = phase_plan.callbacks
+        phase_plan.callbacks = [criteria, schedule, watch, *others]
+
+
+def _selection_criteria(model, target_domain, data):
+    from tltf.adapt.selection import SelectionCriteria
+
+    splits = data.splits
+    evaluation = target_domain.evaluation
+    labelled = None if evaluation is None else (evaluation.images, evaluation.labels)
+    return SelectionCriteria(model, splits.train.images, target_domain.images, (splits.val.images, splits.val.labels),
+                             data.batch_size, target_labelled=labelled, seed=data.seed)
+
+
+def _batch_norm_from_target(plan, adaptation, target_domain, data):
+    from tltf.adapt.batch_norm import BatchNormAdaptation
+
+    plan.finishers = [BatchNormAdaptation(target_domain.images, data.batch_size, adaptation.adabn.batches,
+                                          data.seed)]
+    return plan.model

@@ -54,12 +54,25 @@ def adaptation_lines(metrics: dict) -> list[str]:
     """The domain-adaptation results, as text lines (empty without adaptation)."""
     if "a_distance" not in metrics:
         return []
+    judged = metrics.get("adaptation", {})
+    method = {"dann": "DANN", "cdan": "CDAN+E", "mcc": "MCC", "adabn": "AdaBN"}.get(judged.get("method"), "adapted")
     lines = ["", "Domain adaptation (target domain, threshold 0.5):", ""]
-    for key, label in (("target", "DANN"), ("target_source_only", "source only, same budget")):
+    for key, label in (("target", method), ("target_source_only", "source only, same budget")):
         if key in metrics:
             lines.append(f"- {label}: target AUC {_fmt(metrics[key]['auc'])}, accuracy {_fmt(metrics[key]['accuracy'])}")
     distance = metrics["a_distance"]
     lines.append(f"- proxy A-distance source↔target: {_fmt(distance['before'])} before, {_fmt(distance['after'])} after")
+    if "select" in judged:
+        lines.append(f"- epoch chosen by: {judged['select']}")
+    for name, choice in judged.get("selection", {}).items():
+        accuracy = f", target accuracy {_fmt(choice['target_accuracy'])}" if "target_accuracy" in choice else ""
+        lines.append(f"  - {name} would choose epoch {choice['epoch']}{accuracy}")
+    if "domain_accuracy_warning" in judged:
+        lines.append(f"- warning: {judged['domain_accuracy_warning']}")
+    if "verdict" in judged:
+        from tltf.adapt.verdict import verdict_message
+
+        lines.append(f"- {verdict_message(judged)}")
     return lines
 
 

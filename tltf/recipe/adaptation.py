@@ -1,4 +1,4 @@
-"""The recipe's `adaptation` section: domain-adversarial training toward an unlabelled target domain."""
+"""The recipe's `adaptation` section: training toward an unlabelled target domain (DANN, CDAN, MCC, AdaBN)."""
 
 from __future__ import annotations
 
@@ -19,32 +19,63 @@ class LambdaConfig(Section):
 
 
 class DomainHeadConfig(Section):
-    """The domain classifier: hidden layer sizes and dropout."""
+    """The domain classifier (dann, cdan): hidden layer sizes, dropout, its learning rate relative to the phase's."""
 
     hidden: list[int] = [256]
     dropout: float = Field(0.5, ge=0, lt=1)
+    lr_multiplier: float = Field(10.0, gt=0, description="The domain classifier learns this many times faster "
+                                 "than the phase's rate, as in the reference implementations: a slower one "
+                                 "loses the adversarial game and ends below chance.")
+
+
+class ConfusionConfig(Section):
+    """Minimum class confusion (mcc): the loss weight and the probability temperature."""
+
+    weight: float = Field(1.0, ge=0)
+    temperature: float = Field(2.5, gt=0)
+
+
+class BatchNormConfig(Section):
+    """AdaBN (adabn): how many batches of target images re-estimate the BatchNorm statistics."""
+
+    batches: int = Field(32, ge=1)
 
 
 class AdaptationConfig(Section):
-    """Domain-adversarial training (DANN) toward an unlabelled target domain.
+    """Training toward an unlabelled target domain, and the checks that say whether it helped.
 
     Example:
-        adaptation: {method: dann, target: {source: npz, path: other-hospital.npz}, compare_source_only: true}
+        adaptation: {method: dann, target: {source: npz, path: other-hospital.npz}}
 
     Args:
+        method: dann, cdan (conditional, entropy-weighted), mcc (minimum class confusion) or adabn
+            (BatchNorm statistics from the target, no training).
         target: the target domain, any data source; its labels (if any) only evaluate.
-        lambda: the λ schedule; domain_head: the domain classifier.
-        features: what becomes domain-invariant (default from the strategy).
-        compare_source_only: also train without adaptation at the same budget.
+        lambda: the λ schedule (dann, cdan); domain_head: the domain classifier (dann, cdan).
+        features: what becomes domain-invariant (dann, cdan; default from the strategy).
+        entropy_conditioning: cdan's entropy weighting (CDAN+E).
+        mcc: minimum class confusion's weight and temperature; adabn: its batches.
+        select: which epoch is delivered: dev (Deep Embedded Validation's target-risk estimate), snd
+            (soft neighbourhood density) or source_val (source validation AUC).
+        compare_source_only: also train without adaptation at the same budget, and judge the adapted model
+            against it (`adaptation.verdict`).
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
-    method: Literal["dann"] = "dann"
+    method: Literal["dann", "cdan", "mcc", "adabn"] = "dann"
     target: DataSource
     lambda_: LambdaConfig = Field(LambdaConfig(), alias="lambda")
     domain_head: DomainHeadConfig = DomainHeadConfig()
     features: Optional[Literal["backbone", "head"]] = Field(
         None, description="What becomes domain-invariant. Default: the mlp head's hidden layer with "
                           "feature_extraction (the backbone is frozen), else the backbone's features.")
-    compare_source_only: bool = Field(False, description="Also train without adaptation, at the same budget.")
+    entropy_conditioning: bool = Field(True, description="cdan: weight the domain loss by prediction certainty.")
+    mcc: ConfusionConfig = ConfusionConfig()
+    adabn: BatchNormConfig = BatchNormConfig()
+    select: Literal["dev", "snd", "source_val"] = Field(
+        "dev", description="Which epoch is delivered: the lowest DEV target-risk estimate, the highest soft "
+                           "neighbourhood density, or the best source validation AUC. adabn always uses source_val "
+                           "(its statistics come after training).")
+    compare_source_only: bool = Field(True, description="Also train without adaptation, at the same budget, and "
+                                                        "judge the adapted model against it (adaptation.verdict).")

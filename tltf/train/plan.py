@@ -87,7 +87,12 @@ class TrainingPlan:
         lr_multipliers: `layer/variable` key → learning-rate multiplier for
             the phases that use per-unit rates.
         task: the `tltf.task.Task` (loss and metrics of the delivered model).
-        monitor: the validation metric that chooses the best epoch (max).
+        monitor: the epoch log entry that chooses the best epoch.
+        monitor_mode: `"max"` or `"min"`: which value of `monitor` is best.
+        method_lr_multipliers: learning-rate multipliers every phase applies on top of the per-unit ones (an
+            adaptation method's own layers, e.g. a faster domain classifier).
+        finishers: `fn(model)` steps applied to the delivered model once its best epoch is restored, before
+            it is saved (AdaBN's target statistics).
         retained_optimizer: optional `fn(optimizer) -> optimizer` giving the
             optimizer state the delivered model keeps (an adaptation method
             drops its own variables).
@@ -106,6 +111,9 @@ class TrainingPlan:
     lr_multipliers: dict = dataclasses.field(default_factory=dict)
     task: Optional[object] = None
     monitor: str = "val_auc"
+    monitor_mode: str = "max"
+    method_lr_multipliers: dict = dataclasses.field(default_factory=dict)
+    finishers: list = dataclasses.field(default_factory=list)
     retained_optimizer: Optional[object] = None
     schedule: Optional[object] = None
     health: Optional[object] = None

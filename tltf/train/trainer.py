@@ -64,7 +64,7 @@ class Trainer:
 
         checkpoint_dir = Path(checkpoint_dir)
         # The resume state holds the best weights every epoch; model.keras need not be rewritten as often.
-        best = BestModelCheckpoint(checkpoint_dir / "model.keras", plan.model, monitor=plan.monitor, mode="max",
+        best = BestModelCheckpoint(checkpoint_dir / "model.keras", plan.model, monitor=plan.monitor, mode=plan.monitor_mode,
                                    min_seconds_between_saves=BEST_MODEL_SAVE_INTERVAL)
         progress, epoch_metrics = resume.load_state(checkpoint_dir, plan, best)
         progress = progress or resume.Progress()
@@ -80,6 +80,8 @@ class Trainer:
             progress.phase_index += 1
             resume.save_state(checkpoint_dir, plan, progress, best)
         best.restore_best()
+        for finish in plan.finishers:
+            finish(plan.model)
         self._compile_deliverable(plan)
         best.save()
         best_epoch = None if best.best_epoch is None else best.best_epoch + 1
@@ -97,12 +99,14 @@ class Trainer:
         logger.info(f"phase {index + 1}/{len(plan.phases)}: {phase.name}, {epochs}, lr {phase.lr:g}, "
                     f"backbone {'trains' if phase.train_backbone else 'frozen'}")
         backbone_of(plan.model).trainable = phase.train_backbone
-        inner_optimizer(plan.optimizer).set_lr_multipliers(plan.lr_multipliers if phase.layerwise else {})
+        inner_optimizer(plan.optimizer).set_lr_multipliers(
+            {**(plan.lr_multipliers if phase.layerwise else {}), **plan.method_lr_multipliers})
         target = phase_plan.fit_target
         target.compile(plan.optimizer, jit_compile=plan.jit_compile)
         train_ds, val_ds = target.datasets()
         resume.replay_shuffles(train_ds, progress.epoch - first_epoch, plan)
-        callbacks = [*shared, *phase_plan.callbacks]
+        # The phase's own callbacks first: some add entries to the epoch logs that the checkpoint chooses by.
+        callbacks = [*phase_plan.callbacks, *shared]
         end = first_epoch + phase.epochs
         stopped = False
         if progress.batch:
