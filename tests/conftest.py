@@ -199,6 +199,25 @@ def domains(tmp_path):
     return tmp_path / "source.npz", tmp_path / "target.npz"
 
 
+def assert_adversarial_step(wrapper, batch, classifier_vars, domain_vars, task_grads, domain_grads, lam, lr):
+    """After `wrapper.train_step(batch)` with SGD(lr): each classifier variable moved by −lr·(g_task − λ·g_domain)
+    and each domain-head variable by −lr·g_domain (gradients computed by the caller without the reversal), and
+    the domain gradient did reach the classifier somewhere, so the sign was checked."""
+    before = [v.numpy().copy() for v in classifier_vars + domain_vars]
+    wrapper.train_step(batch)
+    reversed_somewhere = False
+    for i, variable in enumerate(classifier_vars + domain_vars):
+        g_domain = domain_grads[i].numpy() if domain_grads[i] is not None else 0.0
+        if i < len(classifier_vars):
+            g_task = task_grads[i].numpy() if task_grads[i] is not None else 0.0
+            expected = before[i] - lr * (g_task - lam * g_domain)
+            reversed_somewhere |= bool(np.abs(g_domain).max() > 1e-6)
+        else:
+            expected = before[i] - lr * g_domain
+        np.testing.assert_allclose(variable.numpy(), expected, rtol=1e-4, atol=1e-6, err_msg=variable.path)
+    assert reversed_somewhere
+
+
 def write_recipe(path: Path, data: dict, **sections) -> Path:
     import yaml
 

@@ -59,4 +59,4 @@ class DomainAccuracyWatch(keras.callbacks.Callback):
         self.lambdas.append(strength)
         self.streak = self.streak + 1 if strength > 0 and not LOW <= accuracy <= HIGH else 0
         if self.streak == PATIENCE:
-            logger.warning(f"warning: {domain_accuracy_problem(self.accuracies, self.lambdas)}")
+            logger.warning(domain_accuracy_problem(self.accuracies, self.lambdas))

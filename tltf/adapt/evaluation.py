@@ -78,7 +78,7 @@ def _judgement(model, baseline, splits, target_domain, adaptation, history, batc
     problem = domain_accuracy_problem(history.get("domain_accuracy", []), history.get("lambda", []))
     if problem:
         judged["domain_accuracy_warning"] = problem
-        logger.warning(f"warning: {problem}")
+        logger.warning(problem)
     if baseline is None:
         return judged
     criteria = SelectionCriteria(model, splits.train.images, target_domain.images,
@@ -92,7 +92,7 @@ def _judgement(model, baseline, splits, target_domain, adaptation, history, batc
     if verdict["verdict"] == "adapted":
         logger.info(verdict_message(verdict))
     else:
-        logger.warning(f"warning: {verdict_message(verdict)}")
+        logger.warning(verdict_message(verdict))
     return judged
 
 
