@@ -73,3 +73,16 @@ def build_compiled_metrics(model) -> None:
     if compiled is not None and not compiled.built:
         shape = (1, *model.output.shape[1:])
         compiled.build(keras.ops.zeros(shape), keras.ops.zeros(shape))
+
+
+def freeze_for_good(layer, variables: list) -> None:
+    """Moves `variables` of `layer` to its non-trainable list, so that no later `trainable = True` (on the layer
+    or a parent) makes them train again.
+
+    Keras' `layer.trainable = True` sets `trainable` on every variable in the layer's trainable list; LoRA
+    (`enable_lora`) only flags the frozen kernel, so unfreezing the backbone for fine-tuning would train it.
+    """
+    for variable in variables:
+        layer._trainable_variables.remove(variable)
+        layer._non_trainable_variables.append(variable)
+        variable.trainable = False

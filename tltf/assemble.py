@@ -33,11 +33,35 @@ def model_from_recipe(recipe, task: Task, weights="recipe"):
     from tltf.models.build import build_model
 
     m = recipe.model
-    return build_model(
+    model = build_model(
         m.backbone, num_classes=task.num_classes, image_size=recipe.data.image_size,
         weights=m.weights if weights == "recipe" else weights, alpha=m.alpha, head=m.head,
         hidden_units=tuple(m.hidden_units), dropout=m.dropout, bn=m.bn, bn_momentum=m.bn_momentum,
     )
+    if m.lora is not None:
+        _add_lora(model, m.lora)
+    return model
+
+
+def _add_lora(model, lora) -> None:
+    """`model.lora`: adapters on the chosen blocks (block or stage names) or every eligible backbone layer."""
+    from tltf.errors import RecipeError
+    from tltf.log import logger
+    from tltf.models.lora import enable_backbone_lora
+
+    layers = None
+    if lora.blocks:
+        maps = [BlockMap.of(model, unit) for unit in ("block", "stage")]
+        chosen = next((m for m in maps if set(lora.blocks) <= set(m.names) - {HEAD}), None)
+        if chosen is None:
+            blocks, stages = (", ".join(n for n in m.names if n != HEAD) for m in maps)
+            raise RecipeError(f"model.lora.blocks: {lora.blocks} are not all blocks or all stages of this backbone "
+                              f"(blocks: {blocks}; stages: {stages})")
+        layers = [layer for name in lora.blocks for layer in chosen.layers_of(model, name)]
+    report = enable_backbone_lora(model, lora.rank, lora.alpha, layers, lora.pattern)
+    if not report.layers:
+        raise RecipeError("model.lora: no layer of the chosen blocks or pattern can take LoRA adapters")
+    logger.info(report.summary())
 
 
 def plan_text(recipe, plan, replicas: int = 1) -> str:

@@ -42,12 +42,20 @@ def format_explanation(explanation: dict) -> str:
     if explanation.get("precision"):
         precision = explanation["precision"]
         parts.append(f"precision: {precision['chosen']} ({precision['reason']})")
+    lora = any("lora" in b for phase in explanation["phases"] for b in phase["blocks"])
+    header = header + ("LoRA",) if lora else header
     for phase in explanation["phases"]:
         rows = [(b["name"], "yes" if b["trainable"] else "frozen", b["bn"], f"{b['params']:,}",
                  f"{b['lr']['start']:.3g}", f"{b['lr']['peak']:.3g}", f"{b['lr']['end']:.3g}",
-                 f"{b['weight_decay']:g}") for b in phase["blocks"]]
+                 f"{b['weight_decay']:g}", *([_lora_text(b.get("lora"))] if lora else []))
+                for b in phase["blocks"]]
         epochs = f"{phase['epochs']} epoch{'s' if phase['epochs'] != 1 else ''}"
         parts.append(f"phase {phase['name']}: {epochs}\n" + format_table(rows, header))
     for warning in explanation["warnings"]:
         parts.append(f"warning: {warning}")
     return "\n\n".join(parts) + "\n"
+
+
+def _lora_text(lora) -> str:
+    """A block's LoRA column: rank and adapter parameters (its `params` are the adapters plus BatchNorm's)."""
+    return f"rank {lora['rank']}, {lora['params']:,}" if lora else "-"

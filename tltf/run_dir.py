@@ -143,7 +143,8 @@ def load_run_recipe(run_dir):
 
 
 def load_run_model(run_dir):
-    """`keras.models.load_model(RUN_DIR/model.keras)` with tltf's serializable classes registered."""
+    """`keras.models.load_model(RUN_DIR/model.keras)` with tltf's serializable classes registered (and, for a LoRA
+    model, everything but the adapters, the head and BatchNorm frozen again, as it trained)."""
     import keras
 
     import tltf.layers  # noqa: F401  (registers tltf's serializable classes)
@@ -153,4 +154,8 @@ def load_run_model(run_dir):
     path = Path(run_dir) / "model.keras"
     if not path.is_file():
         raise TltfError(f"{path}: no model in this run directory (did the run finish?)")
-    return keras.models.load_model(path)
+    from tltf.models.lora import freeze_outside_adapters
+
+    model = keras.models.load_model(path)
+    freeze_outside_adapters(model)
+    return model

@@ -111,7 +111,7 @@ def export_run(run_dir, out="exports", version: Optional[int] = None, force: boo
     staging = model_dir / f".tmp-{version}-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     try:
-        _write_saved_model(staging, model, artifacts, samples)
+        _write_saved_model(staging, _serving_model(model), artifacts, samples)
         parity = _verified(staging, model, samples[:verify_images], run_dir) if verify else None
         _put_in_place(staging, version_dir)
     except BaseException:
@@ -122,6 +122,17 @@ def export_run(run_dir, out="exports", version: Optional[int] = None, force: boo
     card = _write_model_card(model_dir, version_dir, run_dir, artifacts, model, parity)
     logger.info(f"exported {version_dir}")
     return ExportResult(version_dir, card, parity)
+
+
+def _serving_model(model):
+    """The model the SavedModel serves: LoRA adapters merged into their kernels (the parity check then compares
+    it with the unmerged model)."""
+    from tltf.models.lora import has_lora, merged_lora_copy
+
+    if not has_lora(model):
+        return model
+    logger.info("merging the LoRA adapters into their kernels for serving")
+    return merged_lora_copy(model)
 
 
 def _write_saved_model(staging: Path, model, artifacts: RunArtifacts, samples) -> None:

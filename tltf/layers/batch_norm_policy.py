@@ -23,19 +23,28 @@ class BatchNormPolicy(keras.layers.Layer):
             `training`, i.e. batch statistics while fitting trainable layers).
         family: the backbone family (`tltf.models.BackboneSpec.family`),
             recorded so block maps can split the backbone into units.
+        adapters_only: the backbone has LoRA adapters and nothing else of it
+            trains but BatchNorm (`tltf.models.lora.freeze_outside_adapters`);
+            saved, so a loaded model is frozen the same way before its
+            optimizer is rebuilt.
     """
 
-    def __init__(self, layer, mode: str = "frozen", family=None, **kwargs):
+    def __init__(self, layer, mode: str = "frozen", family=None, adapters_only: bool = False, **kwargs):
         super().__init__(**kwargs)
         if mode not in BN_MODES:
             raise ValueError(f"mode must be one of {BN_MODES}, got {mode!r}")
         self.layer = layer
         self.mode = mode
         self.family = family
+        self.adapters_only = bool(adapters_only)
 
     def build(self, input_shape):
         if not self.layer.built:
             self.layer.build(input_shape)
+        if self.adapters_only:
+            from tltf.models.lora import freeze_network_outside_adapters
+
+            freeze_network_outside_adapters(self.layer)
         self.built = True
 
     def call(self, inputs, training=None):
@@ -52,6 +61,7 @@ class BatchNormPolicy(keras.layers.Layer):
             "layer": keras.saving.serialize_keras_object(self.layer),
             "mode": self.mode,
             "family": self.family,
+            "adapters_only": self.adapters_only,
         }
 
     @classmethod

@@ -66,6 +66,20 @@ class AugmentConfig(Section):
 # ---------------------------------------------------------------------- model
 
 
+class LoraConfig(Section):
+    """Low-rank adapters on the backbone: only they, the head and BatchNorm (per `bn`) train.
+
+    Example:
+        model: {backbone: mobilenet_v2, lora: {rank: 8, alpha: 16, blocks: [stage4, stage5]}}
+    """
+
+    rank: int = Field(8, ge=1, description="The adapters' rank.")
+    alpha: Optional[float] = Field(None, gt=0, description="The update is A·B·alpha/rank. Default: rank.")
+    blocks: Optional[list[str]] = Field(None, description="Block or stage names (`tltf explain` lists them). "
+                                                          "Default: the whole backbone.")
+    pattern: Optional[str] = Field(None, description="A regular expression the layer name must contain.")
+
+
 class ModelConfig(Section):
     """The network: a registered backbone, its weights, a new head and the BatchNorm policy.
 
@@ -81,6 +95,7 @@ class ModelConfig(Section):
         bn_momentum: the backbone BatchNorm momentum; filled in (0.9) when BN trains from scratch.
         bn_calibration: batches that recompute BatchNorm statistics before each validation; filled in (16)
             when BN trains from scratch.
+        lora: low-rank adapters on the backbone (`rank`, `alpha`, `blocks`, `pattern`).
     """
 
     backbone: str = "resnet50"
@@ -97,6 +112,7 @@ class ModelConfig(Section):
         description="Moving-average momentum of the backbone's BatchNorm. Default: the backbone's own with "
                     "pretrained weights; 0.9 when BN trains from scratch.",
     )
+    lora: Optional[LoraConfig] = None
     bn_calibration: Optional[int] = Field(
         None, ge=0,
         description="Training batches whose BatchNorm statistics replace the moving averages before each "

@@ -13,6 +13,7 @@ import numpy as np
 
 from tltf.models.anatomy import backbone_of, head_of, leaf_layers, parameters
 from tltf.models.blocks import HEAD
+from tltf.models.lora import adapter_summary
 from tltf.train.plan import Segment
 from tltf.train.unfreezing import unfrozen_count
 
@@ -38,6 +39,9 @@ def phase_segments(phase, first_step: int, steps_per_epoch: int, schedule, block
                        "end": float(rates[-1] * scale)},
                 "weight_decay": decays[unit] if trains else 0.0,
             })
+            lora = adapter_summary(block_map.variables.get(unit, []))
+            if lora:
+                blocks[-1]["lora"] = lora
         segments.append(Segment(name, int(epochs), blocks))
     return segments
 
