@@ -11,7 +11,7 @@ import tltf
 from conftest import separable_images, tiny_pretrained_weights, write_recipe
 from tltf.errors import RecipeError
 from tltf.models.anatomy import leaf_layers, variable_key
-from tltf.models.lora import enable_backbone_lora, merged_lora_copy
+from tltf.models.lora import enable_backbone_lora, merged_lora_copy, restart_adapters
 from tltf.recipe import load_recipe
 
 
@@ -86,6 +86,13 @@ def test_save_and_load_keep_outputs_the_frozen_set_and_the_optimizer_state(tmp_p
 
     assert int(loaded.optimizer.iterations.numpy()) == 1
     assert slot_values(loaded.optimizer) == slot_values(model.optimizer)
+    # Keras loads the adapters as zeros (A and B: no gradient); fresh A matrices keep the outputs and let them learn.
+    assert all(not np.any(layer.lora_kernel_a.numpy()) for layer in lora_layers(loaded))
+    restart_adapters(loaded)
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-6)
+    b_before = [layer.lora_kernel_b.numpy().copy() for layer in lora_layers(loaded)]
+    loaded.train_on_batch(images.astype("float32"), labels[:, None].astype("float32"))
+    assert all(np.abs(layer.lora_kernel_b.numpy() - b).max() > 0 for layer, b in zip(lora_layers(loaded), b_before))
 
 
 def test_layers_that_cannot_take_lora_are_skipped_and_counted():

@@ -145,6 +145,15 @@ def freeze_network_outside_adapters(network) -> None:
         freeze_for_good(layer, [v for v in trainable_variables_of(layer) if not any(v is k for k in keep)])
 
 
+def restart_adapters(model, seed: int = 0) -> None:
+    """Fresh A matrices (He-uniform, as `enable_lora` starts them) for a model loaded from `.keras`, whose adapters
+    Keras loads as zeros (the kernels hold the merged update): with A and B both zero no gradient reaches them.
+    B stays zero, so the model's outputs do not change."""
+    for index, layer in enumerate(l for l in leaf_layers(model) if getattr(l, "lora_enabled", False)):
+        initializer = keras.initializers.HeUniform(seed=seed + index)
+        layer.lora_kernel_a.assign(initializer(layer.lora_kernel_a.shape, dtype="float32"))
+
+
 def merged_lora_copy(model):
     """A copy of `model` without LoRA: each adapted kernel replaced by `kernel + A·B·alpha/rank`, so inference
     costs what the original network costs. `model` itself is not changed."""
