@@ -74,7 +74,8 @@ def plan_text(recipe, plan, replicas: int = 1) -> str:
              f"{recipe.train.optimizer}, batch {recipe.train.batch_size}, {recipe.train.precision}, "
              f"XLA {_jit_text(recipe.train.jit_compile)}, "
              f"{recipe.train.distribution} distribution ({replicas} replica{'s' if replicas > 1 else ''})")
-    return f"{title}\nbudget: {plan.budget}\n" + format_table(plan.summary_rows(), header)
+    regularization = f"{plan.regularization}\n" if plan.regularization else ""
+    return f"{title}\nbudget: {plan.budget}\n{regularization}" + format_table(plan.summary_rows(), header)
 
 
 def _jit_text(setting) -> str:
@@ -137,9 +138,27 @@ def describe_plan(recipe, model, steps_per_epoch: int, warnings=()) -> TrainingP
     notes = [] if pretrained or train.strategy == "fine_tune" else [
         f"model.weights is none: nothing pretrained to protect, so the backbone trains from the first epoch "
         f"(train.strategy {train.strategy} runs as fine_tune)"]
-    return TrainingPlan(phase_plans, steps_per_epoch, [*warnings, *notes, *replica_warnings(train)],
+    regularization, advice = _regularization(train, model)
+    return TrainingPlan(phase_plans, steps_per_epoch, [*warnings, *notes, *advice, *replica_warnings(train)],
                         lr_multipliers=variable_multipliers(block_map.path_to_unit(), units), schedule=schedule,
-                        budget=budget_text(train, steps_per_epoch, pretrained))
+                        budget=budget_text(train, steps_per_epoch, pretrained), regularization=regularization)
+
+
+def _regularization(train, model) -> tuple[str, list]:
+    """`train.regularization` attached to `model` (L2-SP's w₀ is the model's current weights): the plan's line on
+    it, and advice."""
+    sp = train.regularization.l2_sp
+    if sp is None:
+        return "", []
+    from tltf.regularizers import apply_l2_sp
+
+    summary = apply_l2_sp(model, sp.alpha, sp.beta)
+    advice = []
+    if train.optimizer == "adamw" and train.weight_decay > 0:
+        advice.append(f"train.regularization.l2_sp pulls the backbone toward its pretrained weights while "
+                      f"train.weight_decay {train.weight_decay:g} (AdamW) pulls every weight toward zero; set "
+                      f"train.weight_decay: 0 to regularise toward the starting point only")
+    return summary.text(), advice
 
 
 def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 2) -> TrainingPlan:

@@ -39,6 +39,8 @@ def format_explanation(explanation: dict) -> str:
 
     header = ("block", "trainable", "BN", "params", "lr start", "lr peak", "lr end", "weight decay")
     parts = [f"budget: {explanation['budget']}"] if explanation.get("budget") else []
+    if explanation.get("regularization"):
+        parts.append(explanation["regularization"])
     if explanation.get("precision"):
         precision = explanation["precision"]
         parts.append(f"precision: {precision['chosen']} ({precision['reason']})")

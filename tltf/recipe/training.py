@@ -59,6 +59,19 @@ class HealthConfig(Section):
     stall_epochs: int = Field(5, ge=1, description="Epochs without a better val AUC that make a stall (reported).")
 
 
+class L2SPConfig(Section):
+    """L2-SP: `alpha/2·‖w − w₀‖²` on the pretrained backbone parameters, `beta/2·‖w‖²` on the new ones."""
+
+    alpha: float = Field(0.01, ge=0)
+    beta: float = Field(0.01, ge=0)
+
+
+class RegularizationConfig(Section):
+    """Penalties added to the loss."""
+
+    l2_sp: Optional[L2SPConfig] = None
+
+
 class TrainConfig(Section):
     """How the network trains: the strategy, its budget, the optimizer and rates, and the GPU path.
 
@@ -87,6 +100,7 @@ class TrainConfig(Section):
                                 "features (feature_extraction) and from scratch (weights none), 1e-4 to fine-tune "
                                 "a pretrained backbone.")
     weight_decay: float = Field(0.004, ge=0)
+    regularization: RegularizationConfig = RegularizationConfig()
     schedule: Literal["constant", "cosine"] = "constant"
     warmup_epochs: float = Field(0.0, ge=0, description="Linear learning-rate warm-up at the start of each phase.")
     head_warmup: HeadWarmupConfig = HeadWarmupConfig()

@@ -101,6 +101,7 @@ class TrainingPlan:
         checkpoint_every: also save the training state every this many steps (None: at epoch ends only).
         budget: one line on the epochs and optimizer steps, and how `epochs: auto` chose them.
         jit_compile: `model.compile`'s `jit_compile` for every phase (True, False or "auto").
+        regularization: one line on the penalties added to the loss (L2-SP), "" without.
     """
 
     phases: list
@@ -120,11 +121,15 @@ class TrainingPlan:
     checkpoint_every: Optional[int] = None
     budget: str = ""
     jit_compile: object = "auto"
+    regularization: str = ""
 
     def to_dict(self) -> dict:
         """What `tltf explain --json` prints: every segment of every phase, and the warnings."""
-        return {"phases": [segment.to_dict() for phase in self.phases for segment in phase.segments],
-                "budget": self.budget, "warnings": list(self.warnings)}
+        explained = {"phases": [segment.to_dict() for phase in self.phases for segment in phase.segments],
+                     "budget": self.budget, "warnings": list(self.warnings)}
+        if self.regularization:
+            explained["regularization"] = self.regularization
+        return explained
 
     def summary_rows(self) -> list[tuple]:
         """One row per phase for the console plan and report.md."""
