@@ -2,10 +2,10 @@
 
 from tltf.train.callbacks import (
     BatchNormCalibration, BestModelCheckpoint, EarlyStopping, GradualUnfreezing, IntentCheck, IntentViolation,
-    TrainingHealth,
+    LearningRateFinder, TrainingHealth,
 )
 
 __all__ = [
     "BatchNormCalibration", "BestModelCheckpoint", "EarlyStopping", "GradualUnfreezing", "IntentCheck", "IntentViolation",
-    "TrainingHealth",
+    "LearningRateFinder", "TrainingHealth",
 ]

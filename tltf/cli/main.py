@@ -91,6 +91,40 @@ def validate(recipe, overrides):
     click.echo(f"# {recipe}: valid", err=True)
 
 
+@main.command("lr-find")
+@click.argument("recipe", type=click.Path(dir_okay=False))
+@click.option("--phase", default=None, help="The phase to sweep (tltf explain lists them); default the last one.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@click.option("--out", type=click.Path(file_okay=False), default=".", show_default=True,
+              help="Where lr_find.png and lr_find.json go.")
+@click.option("--steps", type=click.IntRange(min=3), default=100, show_default=True,
+              help="At most this many training steps, one rate each.")
+@click.option("--min-lr", type=click.FloatRange(min=0, min_open=True), default=1e-7, show_default=True)
+@click.option("--max-lr", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@user_errors
+def lr_find(recipe, phase, overrides, out, steps, min_lr, max_lr):
+    """Suggest a learning rate for a phase of RECIPE: a short exponential sweep.
+
+    Trains the phase for at most --steps steps, one rate each from --min-lr to
+    --max-lr, smooths the loss, stops when it diverges, and suggests the rate
+    where it falls fastest. The model is never saved and nothing else is
+    written: only OUT/lr_find.png and OUT/lr_find.json ({"suggested_lr",
+    "rule", "lrs", "losses"}). The suggestion is for the phase's base rate
+    (train.lr, or train.head_warmup.lr for a warm-up).
+    """
+    import tltf
+    from tltf.lr_find import find_learning_rate, write_learning_rate_finder
+
+    if min_lr >= max_lr:
+        raise tltf.errors.TltfError(f"--min-lr {min_lr:g} must be below --max-lr {max_lr:g}")
+    result = find_learning_rate(tltf.load_recipe(recipe, list(overrides)), phase, steps, min_lr, max_lr)
+    json_path, png_path = write_learning_rate_finder(result, out)
+    suggestion = "none (the loss never fell)" if result["suggested_lr"] is None else f"{result['suggested_lr']:.3g}"
+    click.echo(f"phase {result['phase']}: suggested learning rate {suggestion} ({result['rule']}); "
+               f"{len(result['lrs'])} steps swept")
+    click.echo(f"wrote {png_path} and {json_path}")
+
+
 @main.command()
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)

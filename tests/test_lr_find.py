@@ -1,0 +1,95 @@
+"""The learning-rate finder: the sweep, the suggestion, and no side effects."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import tltf
+from conftest import separable_images, tiny_pretrained_weights, write_recipe
+from tltf.callbacks import LearningRateFinder
+from tltf.cli.main import main
+from tltf.train.callbacks.learning_rate_finder import suggest_learning_rate
+
+
+def batches(n=64):
+    import tensorflow as tf
+
+    images, labels = separable_images(n, 16, channels=3)
+    return tf.data.Dataset.from_tensor_slices((images.astype("float32"), labels[:, None].astype("float32"))).batch(8)
+
+
+def test_the_sweep_leaves_model_and_optimizer_bit_for_bit_as_they_were():
+    model = tltf.build_model("tiny_test", image_size=16, weights=None, dropout=0.3)  # BatchNorm trains, dropout
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="binary_crossentropy")
+    model.fit(batches(), epochs=1, verbose=0, shuffle=False)  # slots and step count that are not zero
+    model_before = [v.numpy().copy() for v in model.variables]
+    optimizer_before = [v.numpy().copy() for v in model.optimizer.variables]
+    finder = LearningRateFinder(min_lr=1e-5, max_lr=1.0, steps=20)
+    model.fit(batches().repeat(), steps_per_epoch=20, epochs=1, callbacks=[finder], verbose=0, shuffle=False)
+    assert len(finder.lrs) >= 10
+    for before, variable in zip(model_before, model.variables):
+        assert np.array_equal(before, variable.numpy()), variable.path
+    for before, variable in zip(optimizer_before, model.optimizer.variables):
+        assert np.array_equal(before, variable.numpy()), variable.path
+    # One rate per step, exponentially from min_lr to max_lr.
+    np.testing.assert_allclose(finder.lrs, [1e-5 * (1e5) ** (i / 19) for i in range(len(finder.lrs))], rtol=1e-6)
+
+
+def test_a_diverging_loss_stops_the_sweep_early():
+    model = tltf.build_model("tiny_test", image_size=16, weights=None, dropout=0.0)
+    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="binary_crossentropy")
+    finder = LearningRateFinder(min_lr=1e-3, max_lr=1e6, steps=60)
+    model.fit(batches().repeat(), steps_per_epoch=60, epochs=1, callbacks=[finder], verbose=0, shuffle=False)
+    assert len(finder.lrs) < 60
+    last = finder.losses[-1]
+    assert not np.isfinite(last) or last > 4 * min(finder.losses)
+
+
+def test_the_suggestion_sits_inside_the_longest_descent():
+    lrs = np.geomspace(1e-6, 1.0, 60)
+    # Flat, then falling (with a bump) from step 20 to 45, then exploding.
+    losses = np.r_[np.full(20, 1.0), np.linspace(1.0, 0.2, 26)[1:], np.linspace(0.3, 5.0, 15)]
+    losses[30] += 0.05
+    suggested = suggest_learning_rate(lrs, losses)
+    assert lrs[20] <= suggested <= lrs[44]
+    assert suggested == pytest.approx(lrs[(19 + 44) // 2])  # half way from the descent's first step to its last
+    assert suggest_learning_rate(lrs[:10], np.linspace(1.0, 2.0, 10)) is None  # it never fell
+
+
+def test_a_schedule_is_refused():
+    model = tltf.build_model("tiny_test", image_size=16, weights=None)
+    schedule = keras.optimizers.schedules.ExponentialDecay(1e-3, 10, 0.9)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss="binary_crossentropy")
+    with pytest.raises(ValueError, match="not a schedule"):
+        model.fit(batches(), epochs=1, callbacks=[LearningRateFinder()], verbose=0)
+
+
+def test_lr_find_command_writes_its_two_files_and_nothing_else(tmp_path, npz_path, monkeypatch):
+    recipe = write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(npz_path)},
+                          model={"weights": tiny_pretrained_weights()},
+                          train={"strategy": "warmup_then_finetune", "epochs": 3, "head_warmup": {"epochs": 1}})
+    monkeypatch.chdir(tmp_path)
+    before = {p for p in tmp_path.rglob("*")}
+    result = CliRunner().invoke(main, ["lr-find", str(recipe), "--out", "sweep", "--steps", "30", "--max-lr", "10"])
+    assert result.exit_code == 0, result.output
+    assert {p for p in tmp_path.rglob("*")} - before == {tmp_path / "sweep", tmp_path / "sweep" / "lr_find.png",
+                                                         tmp_path / "sweep" / "lr_find.json"}
+    written = json.loads((tmp_path / "sweep" / "lr_find.json").read_text())
+    assert set(written) == {"suggested_lr", "rule", "lrs", "losses"} and len(written["lrs"]) == len(written["losses"])
+    assert f"suggested learning rate {written['suggested_lr']:.3g}" in result.output
+    assert "phase fine_tune" in result.output
+    wrong = CliRunner().invoke(main, ["lr-find", str(recipe), "--phase", "nope"])
+    assert wrong.exit_code == 2 and "--phase nope: this recipe's phases are head_warmup, fine_tune" in wrong.stderr
+
+
+def test_each_recorded_loss_is_its_own_batch_loss_not_the_running_mean():
+    model = tltf.build_model("tiny_test", image_size=16, weights=tiny_pretrained_weights(), dropout=0.0)  # BN frozen
+    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="binary_crossentropy")
+    expected = [model.evaluate(images, labels, verbose=0) for images, labels in batches()]
+    # Rates so small that nothing moves, and no smoothing: each entry is that batch's loss.
+    finder = LearningRateFinder(min_lr=1e-12, max_lr=2e-12, steps=8, smoothing=0.0)
+    model.fit(batches(), epochs=1, callbacks=[finder], verbose=0, shuffle=False)
+    np.testing.assert_allclose(finder.losses, expected, rtol=1e-4)
