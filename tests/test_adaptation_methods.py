@@ -313,7 +313,7 @@ def test_adabn_run_keeps_its_source_only_model_instead_of_training_it_again(tmp_
     # The same trained weights; only BatchNorm statistics differ.
     for a, b in zip(adapted.trainable_weights, source_only.trainable_weights):
         assert np.array_equal(a.numpy(), b.numpy())
-    statistics = [(a.numpy(), b.numpy()) for a, b in zip(adapted.non_trainable_weights, source_only.non_trainable_weights)
-                  if "moving_mean" in a.path]
+    statistics = [(a.numpy(), b.numpy()) for a, b in zip(adapted.non_trainable_weights,
+                                                         source_only.non_trainable_weights) if "moving_mean" in a.path]
     assert statistics and all(not np.allclose(a, b) for a, b in statistics)
     assert metrics["adaptation"]["select"] == "source_val" and "verdict" in metrics["adaptation"]

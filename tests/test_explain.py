@@ -125,7 +125,7 @@ def test_explain_of_every_shipped_recipe_matches_its_golden(name, tmp_path, monk
     monkeypatch.chdir(ROOT)  # the recipes name ../shared paths relative to the project
     recipe_path = RECIPES / f"{name}.yaml"
     recipe = load_recipe(recipe_path)
-    if recipe.data.source == "npz" and not Path(recipe.data.path).exists():
+    if recipe.data.source in ("npz", "directory") and not Path(recipe.data.path).exists():
         pytest.skip(f"{recipe.data.path} is absent (../shared holds the real test assets)")
     extra = NO_RESNET_WEIGHTS if recipe.model.backbone == "resnet50" and recipe.model.weights else []
     result = CliRunner().invoke(main, ["explain", str(recipe_path), *extra, "--json", str(tmp_path / "e.json")])

@@ -64,8 +64,8 @@ class Trainer:
 
         checkpoint_dir = Path(checkpoint_dir)
         # The resume state holds the best weights every epoch; model.keras need not be rewritten as often.
-        best = BestModelCheckpoint(checkpoint_dir / "model.keras", plan.model, monitor=plan.monitor, mode=plan.monitor_mode,
-                                   min_seconds_between_saves=BEST_MODEL_SAVE_INTERVAL)
+        best = BestModelCheckpoint(checkpoint_dir / "model.keras", plan.model, monitor=plan.monitor,
+                                   mode=plan.monitor_mode, min_seconds_between_saves=BEST_MODEL_SAVE_INTERVAL)
         progress, epoch_metrics = resume.load_state(checkpoint_dir, plan, best)
         progress = progress or resume.Progress()
         if progress.epoch or progress.phase_index or progress.batch:
