@@ -160,7 +160,7 @@ def test_feature_extraction_adapts_the_mlp_head_features(tmp_path, domains):
                         train={"strategy": "feature_extraction", "epochs": 2},
                         model={"head": "mlp", "hidden_units": [8]})
     recipe = load_recipe(path, [f"adaptation.target={{source: npz, path: {target}}}",
-                                "adaptation.domain_head.hidden=[4]"])
+                                "adaptation.domain_head.hidden=[4]", "adaptation.compare_source_only=false"])
     assert recipe.adaptation.features == "head"
     backbone_before = None
 

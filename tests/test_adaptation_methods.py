@@ -299,8 +299,9 @@ def test_cdan_run_delivers_the_epoch_dev_chooses_judges_it_and_exports_the_task_
 
 
 def test_mcc_run_chooses_by_source_validation_when_told(tmp_path, domains):
-    metrics, history = adapted_run(tmp_path, domains, "mcc", "adaptation.select=source_val")
-    assert metrics["adaptation"]["select"] == "source_val"
+    metrics, history = adapted_run(tmp_path, domains, "mcc", "adaptation.select=source_val",
+                                   "adaptation.compare_source_only=false")
+    assert metrics["adaptation"]["select"] == "source_val" and "verdict" not in metrics["adaptation"]
     assert "confusion_loss" in history.dtype.names and "domain_accuracy" not in history.dtype.names
     assert metrics["best_epoch"] == int(np.argmax(history["val_auc"])) + 1
 
