@@ -75,6 +75,22 @@ def build_compiled_metrics(model) -> None:
         compiled.build(keras.ops.zeros(shape), keras.ops.zeros(shape))
 
 
+def freeze_all_but_adapters(network) -> None:
+    """In every layer under `network` (a Keras model, nested models included), all parameters but LoRA adapters
+    and BatchNormalization's are frozen for good (`freeze_for_good`). See `tltf.models.lora`."""
+    import keras
+
+    children = getattr(network, "layers", None)
+    if children:
+        for child in children:
+            freeze_all_but_adapters(child)
+        return
+    if isinstance(network, keras.layers.BatchNormalization):
+        return
+    keep = [network.lora_kernel_a, network.lora_kernel_b] if getattr(network, "lora_enabled", False) else []
+    freeze_for_good(network, [v for v in trainable_variables_of(network) if not any(v is k for k in keep)])
+
+
 def freeze_for_good(layer, variables: list) -> None:
     """Moves `variables` of `layer` to its non-trainable list, so that no later `trainable = True` (on the layer
     or a parent) makes them train again.

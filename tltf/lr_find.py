@@ -60,8 +60,6 @@ def find_learning_rate(recipe, phase: Optional[str] = None, steps: int = 100, mi
 
 def write_learning_rate_finder(result: dict, out: Path) -> tuple[Path, Path]:
     """`OUT/lr_find.json` and `OUT/lr_find.png`, and nothing else."""
-    from tltf.train.callbacks.learning_rate_finder import plot_learning_rate_finder
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     json_path, png_path = out / "lr_find.json", out / "lr_find.png"
@@ -69,3 +67,20 @@ def write_learning_rate_finder(result: dict, out: Path) -> tuple[Path, Path]:
                                     indent=1) + "\n")
     plot_learning_rate_finder(png_path, result)
     return json_path, png_path
+
+
+def plot_learning_rate_finder(path, result: dict) -> None:
+    """lr_find.png: the smoothed loss against the rate (log x), the suggestion marked."""
+    from tltf.evaluate.plots import _pyplot
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(result["lrs"], result["losses"])
+    if result["suggested_lr"]:
+        ax.axvline(result["suggested_lr"], color="tab:red", linestyle="--",
+                   label=f"suggested {result['suggested_lr']:.2e}")
+        ax.legend()
+    ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed training loss", title="learning-rate finder")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

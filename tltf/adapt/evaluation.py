@@ -88,11 +88,11 @@ def _judgement(model, baseline, splits, target_domain, adaptation, history, batc
     adapted, source_only = criteria.criteria(model), criteria.criteria(baseline)
     outputs = [criteria.target_outputs(m) for m in (model, baseline)]
     verdict = adaptation_verdict(*outputs, adapted[key], source_only[key], criterion)
-    judged.update(verdict)
+    judged.update(verdict, message=verdict_message(verdict))
     if verdict["verdict"] == "adapted":
-        logger.info(verdict_message(verdict))
+        logger.info(judged["message"])
     else:
-        logger.warning(verdict_message(verdict))
+        logger.warning(judged["message"])
     return judged
 
 

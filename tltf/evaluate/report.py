@@ -69,10 +69,8 @@ def adaptation_lines(metrics: dict) -> list[str]:
         lines.append(f"  - {name} would choose epoch {choice['epoch']}{accuracy}")
     if "domain_accuracy_warning" in judged:
         lines.append(f"- warning: {judged['domain_accuracy_warning']}")
-    if "verdict" in judged:
-        from tltf.adapt.verdict import verdict_message
-
-        lines.append(f"- {verdict_message(judged)}")
+    if "message" in judged:
+        lines.append(f"- {judged['message']}")
     return lines
 
 

@@ -42,9 +42,9 @@ class BatchNormPolicy(keras.layers.Layer):
         if not self.layer.built:
             self.layer.build(input_shape)
         if self.adapters_only:
-            from tltf.models.lora import freeze_network_outside_adapters
+            from tltf._keras_internals import freeze_all_but_adapters
 
-            freeze_network_outside_adapters(self.layer)
+            freeze_all_but_adapters(self.layer)
         self.built = True
 
     def call(self, inputs, training=None):

@@ -124,6 +124,7 @@ def freeze_outside_adapters(model) -> None:
     A tltf model remembers it (its `BatchNormPolicy` wrapper saves `adapters_only`), so a `.keras` file loads
     frozen the same way, optimizer state included. For a model of your own, call this again after loading.
     """
+    from tltf._keras_internals import freeze_all_but_adapters
     from tltf.models.anatomy import backbone_of
 
     if not has_lora(model):
@@ -131,18 +132,7 @@ def freeze_outside_adapters(model) -> None:
     backbone = backbone_of(model)
     if hasattr(backbone, "adapters_only"):
         backbone.adapters_only = True
-    freeze_network_outside_adapters(backbone_network(model))
-
-
-def freeze_network_outside_adapters(network) -> None:
-    """`freeze_outside_adapters` on a backbone network itself (its leaf layers)."""
-    from tltf._keras_internals import freeze_for_good, trainable_variables_of
-
-    for layer in leaf_layers(network):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            continue
-        keep = adapters_of(layer)
-        freeze_for_good(layer, [v for v in trainable_variables_of(layer) if not any(v is k for k in keep)])
+    freeze_all_but_adapters(backbone_network(model))
 
 
 def restart_adapters(model, seed: int = 0) -> None:

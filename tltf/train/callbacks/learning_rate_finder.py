@@ -117,20 +117,3 @@ def suggest_learning_rate(lrs, losses):
     if longest[end] < 3:
         return None
     return float(values[(begins[end] + end) // 2][0])
-
-
-def plot_learning_rate_finder(path, result: dict) -> None:
-    """lr_find.png: the smoothed loss against the rate (log x), the suggestion marked."""
-    from tltf.evaluate.plots import _pyplot
-
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(result["lrs"], result["losses"])
-    if result["suggested_lr"]:
-        ax.axvline(result["suggested_lr"], color="tab:red", linestyle="--",
-                   label=f"suggested {result['suggested_lr']:.2e}")
-        ax.legend()
-    ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed training loss", title="learning-rate finder")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
