@@ -71,8 +71,13 @@ def adapt_plan(plan, adaptation, target_domain, data, make_optimizer):
     if adaptation.select != "source_val":
         plan.monitor, plan.monitor_mode = CRITERIA[adaptation.select]
     if adaptation.method in ("dann", "cdan"):
-        _schedule_reversal(plan, adaptation, wrapper)
+        start = _schedule_reversal(plan, adaptation, wrapper)
         plan.method_lr_multipliers = domain_head_multipliers(wrapper, adaptation.domain_head.lr_multiplier)
+        for phase_plan in plan.phases:
+            if phase_plan.end_step <= start:
+                # λ is 0 all phase: a domain classifier trained against features that cannot answer becomes
+                # certain, and the first reversed gradient from it wrecks the features (seen on PACS).
+                phase_plan.lr_multipliers = domain_head_multipliers(wrapper, 0.0)
         # The classifier ships without the domain head, so its optimizer state must not carry one.
         plan.retained_optimizer = functools.partial(optimizer_restricted_to, plan.model, make_optimizer=make_optimizer)
     return wrapper
@@ -93,9 +98,10 @@ def _wrapper(model, adaptation, seed: int):
     return MinimumClassConfusionModel(model, adaptation.mcc.weight, adaptation.mcc.temperature, name="mcc")
 
 
-def _schedule_reversal(plan, adaptation, wrapper) -> None:
+def _schedule_reversal(plan, adaptation, wrapper) -> int:
     """λ is 0 until the first step at which what the reversed gradient reaches can train (the first phase that
-    trains the backbone, or step 0 when the head's features adapt), then follows the recipe's schedule."""
+    trains the backbone, or step 0 when the head's features adapt), then follows the recipe's schedule; returns
+    that step."""
     from tltf.adapt.domain_accuracy import DomainAccuracyWatch
     from tltf.adapt.lambda_schedule import GradientReversalSchedule
 
@@ -110,6 +116,7 @@ def _schedule_reversal(plan, adaptation, wrapper) -> None:
         # After the criteria (they only add logs), the schedule writes λ into the logs, then the watch reads it.
         criteria, *others = phase_plan.callbacks
         phase_plan.callbacks = [criteria, schedule, watch, *others]
+    return start
 
 
 def _selection_criteria(model, target_domain, data):

@@ -51,6 +51,8 @@ class PhasePlan:
         callbacks: Keras callbacks this phase needs (unfreezing, intent check,
             early stopping, an adaptation method's own).
         feature_cache_note: why the phase does not use the feature cache ("" when it does).
+        lr_multipliers: multipliers this phase alone applies, over the plan's (an adversarial method holds its
+            domain classifier still while nothing plays against it).
     """
 
     phase: Phase
@@ -62,6 +64,7 @@ class PhasePlan:
     fit_target: Optional[object] = None
     callbacks: list = dataclasses.field(default_factory=list)
     feature_cache_note: str = ""
+    lr_multipliers: dict = dataclasses.field(default_factory=dict)
 
     @property
     def feature_cache(self) -> bool:

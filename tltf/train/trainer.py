@@ -100,7 +100,8 @@ class Trainer:
                     f"backbone {'trains' if phase.train_backbone else 'frozen'}")
         backbone_of(plan.model).trainable = phase.train_backbone
         inner_optimizer(plan.optimizer).set_lr_multipliers(
-            {**(plan.lr_multipliers if phase.layerwise else {}), **plan.method_lr_multipliers})
+            {**(plan.lr_multipliers if phase.layerwise else {}), **plan.method_lr_multipliers,
+             **phase_plan.lr_multipliers})
         target = phase_plan.fit_target
         target.compile(plan.optimizer, jit_compile=plan.jit_compile)
         train_ds, val_ds = target.datasets()
