@@ -85,9 +85,9 @@ def _judgement(model, baseline, splits, target_domain, adaptation, history, batc
                                  (splits.val.images, splits.val.labels), batch_size, seed=seed)
     criterion = "snd" if judged["select"] == "snd" else "dev"
     key = "snd" if criterion == "snd" else "dev_risk"
-    adapted, source_only = criteria.criteria(model), criteria.criteria(baseline)
-    outputs = [criteria.target_outputs(m) for m in (model, baseline)]
-    verdict = adaptation_verdict(*outputs, adapted[key], source_only[key], criterion)
+    (adapted, adapted_outputs), (source_only, source_only_outputs) = (
+        criteria.criteria_and_target_outputs(m) for m in (model, baseline))
+    verdict = adaptation_verdict(adapted_outputs, source_only_outputs, adapted[key], source_only[key], criterion)
     judged.update(verdict, message=verdict_message(verdict))
     if verdict["verdict"] == "adapted":
         logger.info(judged["message"])

@@ -109,6 +109,10 @@ class SelectionCriteria(keras.callbacks.Callback):
 
     def criteria(self, model=None) -> dict:
         """`dev_risk`, `snd` (and `target_accuracy`) of `model` (default: the watched classifier) as it is now."""
+        return self.criteria_and_target_outputs(model)[0]
+
+    def criteria_and_target_outputs(self, model=None) -> tuple:
+        """`criteria(model)` and `model`'s outputs on the sample of target images, from one pass over it."""
         model = model or self.classifier
         source_features, _ = self._features_and_outputs(model, self.source)
         target_features, target_outputs = self._features_and_outputs(model, self.target)
@@ -121,11 +125,7 @@ class SelectionCriteria(keras.callbacks.Callback):
             _, outputs = self._features_and_outputs(model, self.target_labelled[0])
             predicted = as_class_probabilities(outputs).argmax(axis=1)
             result["target_accuracy"] = float((predicted == self.target_labelled[1]).mean())
-        return result
-
-    def target_outputs(self, model) -> np.ndarray:
-        """`model`'s outputs on the sample of target images."""
-        return self._features_and_outputs(model, self.target)[1]
+        return result, target_outputs
 
     def on_epoch_end(self, epoch, logs=None):
         if logs is not None:
