@@ -16,7 +16,7 @@ import re
 import shutil
 from pathlib import Path
 
-from tltf.errors import TltfError
+from tltf.errors import RecipeError, TltfError
 from tltf.log import logger
 
 PARTIAL_SUFFIX = ".partial"
@@ -83,10 +83,14 @@ def _check_same_recipe(partial: Path, recipe) -> None:
 def recipe_difference(run_dir: Path, recipe):
     """`(dotted key, the run's value, the recipe's value)` of the first difference between `RUN_DIR/recipe.yaml`
     and `recipe`, or None. A recipe's `precision: auto` matches the precision the run's recipe.yaml says auto
-    chose."""
+    chose; a key the run's recipe.yaml lacks (added to tltf after the run) counts as its default."""
     import yaml
 
-    saved, now = yaml.safe_load((Path(run_dir) / "recipe.yaml").read_text()), yaml.safe_load(recipe.to_yaml())
+    try:  # validating fills in the keys added since, at their defaults
+        saved = yaml.safe_load(load_run_recipe(run_dir).to_yaml())
+    except RecipeError:  # a key since removed or renamed: the file as it is, so the difference names it
+        saved = yaml.safe_load((Path(run_dir) / "recipe.yaml").read_text())
+    now = yaml.safe_load(recipe.to_yaml())
     if now["train"]["precision"] == "auto":
         now["train"]["precision"] = saved["train"]["precision"]
     return first_difference(saved, now)
