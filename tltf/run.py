@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -78,6 +79,7 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int]
     final_dir = run_dir_for(recipe, run_dir, runs_root, resume, restart)
     splits = load_splits(recipe.data, seed=recipe.train.seed)
     logger.info(f"data: {splits.summary()}")
+    _check_calibration(recipe.evaluate.calibrate, splits.class_names)
     target_domain = _load_target_domain(recipe, splits)
     with dtype_policy(recipe.train.precision), strategy.scope():
         model = model_from_recipe(recipe, Task(splits.class_names))
@@ -122,9 +124,12 @@ def _evaluate(recipe, plan, outcome, splits, target_domain, before, work_dir: Pa
     from tltf.assemble import run_summary
     from tltf.evaluate.evaluator import evaluate_splits, write_evaluation
 
+    calibrated = _calibrate(recipe.evaluate.calibrate, plan.model, splits, recipe.train.batch_size, work_dir)
     logger.info("evaluating the best checkpoint")
     evaluation = evaluate_splits(plan.model, splits, recipe.evaluate.bootstrap, recipe.train.seed,
                                  recipe.train.batch_size)
+    if calibrated is not None:
+        evaluation.add_calibration(*calibrated)
     evaluation.metrics["best_epoch"] = outcome.best_epoch
     evaluation.metrics["health"] = {"status": plan.health.status, "events": plan.health.events}
     if target_domain is not None:
@@ -133,6 +138,46 @@ def _evaluate(recipe, plan, outcome, splits, target_domain, before, work_dir: Pa
     write_evaluation(work_dir, evaluation, outcome, recipe.name, run_summary(recipe, plan, splits.class_names),
                      plan.summary_rows())
     return evaluation.metrics
+
+
+def _check_calibration(method: str, class_names) -> None:
+    from tltf.errors import RecipeError
+
+    if method == "platt" and len(class_names) > 2:
+        raise RecipeError(f"evaluate.calibrate: platt scaling is for two classes and the data has "
+                          f"{len(class_names)}; use temperature")
+
+
+def _calibrate(method: str, model, splits, batch_size: int, work_dir: Path):
+    """With `evaluate.calibrate`, fits it on val and folds it into the delivered model (model.keras rewritten);
+    returns `(calibration, the uncalibrated val and test scores)`, or None."""
+    from tltf.evaluate.calibration import fit_calibration
+    from tltf.evaluate.evaluator import predict_probabilities
+    from tltf.models.calibration import fold_calibration
+
+    if method == "none":
+        return None
+    test = splits.test if splits.test is not None else splits.val
+    scores = {"val": predict_probabilities(model, splits.val.images, batch_size)}
+    scores["test"] = scores["val"] if splits.test is None else predict_probabilities(model, test.images, batch_size)
+    try:
+        calibration = fit_calibration(splits.val.labels, scores["val"], method)
+    except ValueError as problem:  # a model that ranks val backwards: delivered as it is, and said so
+        logger.warning(f"evaluate.calibrate: {problem}")
+        return None
+    fold_calibration(model, calibration)
+    partial = work_dir / "model.keras.partial.keras"
+    model.save(partial)
+    os.replace(partial, work_dir / "model.keras")
+    logger.info(f"calibration: {method} scaling fitted on val ({_calibration_text(calibration)}), folded into "
+                "the output layer")
+    return calibration, {"val": (splits.val.labels, scores["val"]), "test": (test.labels, scores["test"])}
+
+
+def _calibration_text(calibration) -> str:
+    if calibration.method == "platt":
+        return f"logit × {calibration.scale:.3f} {calibration.shift:+.3f}"
+    return f"temperature {calibration.temperature:.3f}"
 
 
 def _finish(work_dir: Path, started: float) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
 from tltf.evaluate.compare import PREDICTIONS_FILE, update_predictions, write_predictions
 from tltf.evaluate.metrics import evaluate_predictions
-from tltf.evaluate.plots import plot_confusion, plot_learning_curves, plot_roc
+from tltf.evaluate.plots import plot_confusion, plot_learning_curves, plot_reliability, plot_roc
 from tltf.evaluate.report import write_report
 
 
@@ -30,10 +31,21 @@ class Evaluation:
         metrics: `{"val": {...}, "test": {...}, "class_names": [...]}` (what metrics.json holds).
         per_split: `{"val": (labels, scores), "test": (labels, scores)}`: int class ids and the model's
             scores (`[N]` binary, `[N,C]` multiclass); the test entry is val's when there is no test split.
+        uncalibrated: the same before a calibration was folded into the model (None without one).
     """
 
     metrics: dict
     per_split: dict
+    uncalibrated: Optional[dict] = None
+
+    def add_calibration(self, calibration, uncalibrated: dict) -> None:
+        """Records a calibration fitted on val: its parameters, and each split's ECE before it."""
+        from tltf.evaluate.calibration import expected_calibration_error
+
+        self.uncalibrated = uncalibrated
+        self.metrics["calibration"] = {**calibration.to_dict(), "fitted_on": "val"}
+        for split, (labels, scores) in uncalibrated.items():
+            self.metrics[split]["ece_uncalibrated"] = expected_calibration_error(labels, scores)
 
     @property
     def test_labels(self) -> np.ndarray:
@@ -60,7 +72,8 @@ def evaluate_splits(model, splits, bootstrap: int = 1000, seed: int = 0, batch_s
 
 
 def write_evaluation(run_dir: Path, evaluation: Evaluation, outcome, title: str, summary: list[str], plan_rows) -> None:
-    """Writes metrics.json, predictions.csv, report.md, roc.png, learning_curves.png and confusion_matrix.png.
+    """Writes metrics.json, predictions.csv, report.md, roc.png, learning_curves.png, confusion_matrix.png and
+    reliability.png.
 
     Args:
         run_dir: the run directory being written.
@@ -80,6 +93,7 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation, outcome, title: str,
     plot_learning_curves(run_dir / "learning_curves.png", outcome.history, outcome.phase_starts)
     plot_confusion(run_dir / "confusion_matrix.png", metrics["test"]["confusion"], names,
                    title=f"confusion on {metrics['test']['split']} (threshold 0.5)")
+    plot_reliability(run_dir / "reliability.png", evaluation.per_split, evaluation.uncalibrated)
     write_report(run_dir / "report.md", title, summary, metrics, plan_rows)
 
 

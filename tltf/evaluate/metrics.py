@@ -114,7 +114,12 @@ def evaluate_predictions(labels, probabilities, class_names, threshold=None, boo
             threshold is chosen).
         bootstrap: resamples for the AUC confidence interval.
         seed: bootstrap seed.
+
+    Returns:
+        n, auc, auc_ci, ece (top-label, `calibration.ECE_BINS` equal-width bins), accuracy, confusion, and the
+        rates at 0.5 and at the threshold (binary) or the per-class AUCs (multiclass).
     """
+    from tltf.evaluate.calibration import expected_calibration_error
     from tltf.task import Task
 
     task = Task(class_names)
@@ -124,6 +129,7 @@ def evaluate_predictions(labels, probabilities, class_names, threshold=None, boo
         "n": int(len(labels)),
         "auc": task_auc(labels, probabilities),
         "auc_ci": bootstrap_auc_ci(labels, probabilities, bootstrap, seed),
+        "ece": expected_calibration_error(labels, probabilities),
     }
     if task.binary:
         if threshold is None:

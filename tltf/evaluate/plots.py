@@ -1,4 +1,4 @@
-"""Matplotlib figures for a run: ROC curve, learning curves, confusion matrix."""
+"""Matplotlib figures for a run: ROC curve, learning curves, confusion matrix, reliability diagram."""
 
 from __future__ import annotations
 
@@ -76,6 +76,40 @@ def plot_confusion(path, matrix, class_names, title="confusion matrix"):
         ax.text(j, i, str(count), ha="center", va="center",
                 color="white" if count > matrix.max() / 2 else "black")
     ax.set(xlabel="predicted", ylabel="true", title=title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_reliability(path, per_split: dict, uncalibrated: dict | None = None, bins: int | None = None):
+    """Writes the reliability diagram: accuracy against mean confidence per equal-width bin, one panel per split
+    (the calibrated model's solid, before calibration dashed), with the ECE in each legend.
+
+    Args:
+        path: the png to write.
+        per_split: `{"val": (labels, scores), "test": (labels, scores)}`.
+        uncalibrated: the same before calibration, or None.
+        bins: confidence bins (default `calibration.ECE_BINS`).
+    """
+    from tltf.evaluate.calibration import ECE_BINS, expected_calibration_error, reliability_bins
+
+    bins = bins or ECE_BINS
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(per_split), figsize=(5 * len(per_split), 4.6), squeeze=False)
+    for ax, (split, (labels, scores)) in zip(axes[0], per_split.items()):
+        curves = [("calibrated" if uncalibrated else "model", "-o", labels, scores)]
+        if uncalibrated:
+            curves.append(("before calibration", "--s", *uncalibrated[split]))
+        for name, style, curve_labels, curve_scores in curves:
+            table = reliability_bins(curve_labels, curve_scores, bins)
+            filled = table["count"] > 0
+            ece = expected_calibration_error(curve_labels, curve_scores, bins)
+            ax.plot(table["confidence"][filled], table["accuracy"][filled], style, markersize=4,
+                    label=f"{name} (ECE {ece:.3f})")
+        ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
+        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (probability of the decided class)",
+               ylabel="accuracy", title=f"reliability on {split} ({bins} bins)")
+        ax.legend(loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

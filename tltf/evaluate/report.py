@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tltf.evaluate.calibration import ECE_BINS
+
 
 def _fmt(value) -> str:
     if value is None:
@@ -19,6 +21,10 @@ def metrics_rows(metrics: dict) -> list[tuple[str, str, str]]:
         rows.append((key, _fmt(val.get(key)), _fmt(test.get(key))))
     rows.append(("auc 95% CI", *(_interval(m) for m in (val, test))))
     rows.append(("accuracy (0.5)" if "at_0_5" in test else "accuracy", _fmt(val.get("accuracy")), _fmt(test.get("accuracy"))))
+    if "ece" in test:
+        rows.append((f"ECE ({ECE_BINS} bins)", _fmt(val.get("ece")), _fmt(test.get("ece"))))
+    if "ece_uncalibrated" in test:
+        rows.append(("ECE before calibration", _fmt(val.get("ece_uncalibrated")), _fmt(test.get("ece_uncalibrated"))))
     if "at_0_5" in test:
         for where, label in (("at_0_5", "0.5"), ("at_threshold", f"val threshold {test['threshold']:.3f}")):
             for rate in ("sensitivity", "specificity"):
@@ -74,6 +80,21 @@ def adaptation_lines(metrics: dict) -> list[str]:
     return lines
 
 
+def calibration_lines(metrics: dict) -> list[str]:
+    """How the probabilities were calibrated, for report.md (empty when they were not)."""
+    calibration = metrics.get("calibration")
+    if not calibration:
+        return []
+    if calibration["method"] == "platt":
+        fitted = f"Platt scaling (logit × {calibration['scale']:.3f} {calibration['shift']:+.3f})"
+    else:
+        fitted = f"temperature scaling (T = {calibration['temperature']:.3f})"
+    return ["", f"Probabilities calibrated by {fitted}, fitted on {calibration['fitted_on']} and folded into the "
+            "model's output layer (model.keras and its export give calibrated probabilities); the val threshold "
+            "and every metric above are the calibrated model's. ECE: the count-weighted mean gap between accuracy "
+            f"and confidence over {ECE_BINS} equal-width confidence bins."]
+
+
 def confusion_lines(confusion, class_names) -> list[str]:
     """The confusion matrix as text, each row and column labelled with its class."""
     rows = [["true \\ predicted", *class_names]]
@@ -115,6 +136,7 @@ def write_report(path, title: str, summary: list[str], metrics: dict, plan_rows)
     lines += ["", f"## Metrics (test column: {test_split})", "", "| metric | val | test |", "|---|---|---|"]
     for row in metrics_rows(metrics):
         lines.append("| " + " | ".join(row) + " |")
+    lines += calibration_lines(metrics)
     lines += adaptation_lines(metrics)
     health = metrics.get("health", {}).get("status", "ok")
     lines += ["", f"## Training health: {health}", ""] + [f"- {line}" for line in health_lines(metrics)]
@@ -126,7 +148,8 @@ def write_report(path, title: str, summary: list[str], metrics: dict, plan_rows)
         *confusion_lines(metrics["test"]["confusion"], metrics["class_names"]),
         "```",
         "",
-        "![ROC](roc.png) ![learning curves](learning_curves.png) ![confusion](confusion_matrix.png)"
+        "![ROC](roc.png) ![learning curves](learning_curves.png) ![confusion](confusion_matrix.png) "
+        "![reliability](reliability.png)"
         + (" ![embedding](embedding.png)" if "a_distance" in metrics else ""),
         "",
     ]

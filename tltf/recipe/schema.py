@@ -134,10 +134,13 @@ class EvaluateConfig(Section):
     """Evaluation settings.
 
     Example:
-        evaluate: {bootstrap: 1000}
+        evaluate: {bootstrap: 1000, calibrate: temperature}
     """
 
     bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples for the AUC confidence interval.")
+    calibrate: Literal["none", "temperature", "platt"] = Field(
+        "none", description="Fit a calibration on val after training and fold it into the model: temperature "
+        "scaling, or (two classes) Platt scaling; metrics.json keeps the ECE before it.")
 
 
 # --------------------------------------------------------------------- recipe

@@ -1,0 +1,160 @@
+"""Calibration: the expected calibration error, temperature and Platt scaling, and a calibration folded into the
+delivered model and its export."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tltf
+from conftest import write_recipe
+from tltf.errors import RecipeError
+from tltf.evaluate.calibration import (Calibration, expected_calibration_error, fit_calibration, logits_of,
+                                       reliability_bins)
+from tltf.evaluate.evaluator import predict_probabilities
+from tltf.evaluate.metrics import roc_auc, youden_threshold
+from tltf.export import export_run
+from tltf.models.calibration import fold_calibration
+from tltf.recipe import load_recipe
+
+
+def sigmoid(z):
+    return 1 / (1 + np.exp(-z))
+
+
+def test_ece_is_the_count_weighted_gap_between_accuracy_and_confidence_per_bin():
+    # Binary, 5 bins: confidences 0.9, 0.9 (bin (0.8, 1]), 0.7 (bin (0.6, 0.8]), 0.6 (bin (0.4, 0.6]).
+    labels = np.array([1, 0, 0, 1])
+    scores = np.array([0.9, 0.1, 0.3, 0.4])  # decided 1, 0, 0, 0: right, right, right, wrong
+    table = reliability_bins(labels, scores, bins=5)
+    assert table["count"].tolist() == [0, 0, 1, 1, 2]
+    expected = (2 * abs(1.0 - 0.9) + 1 * abs(1.0 - 0.7) + 1 * abs(0.0 - 0.6)) / 4
+    assert expected_calibration_error(labels, scores, bins=5) == pytest.approx(expected, abs=1e-12)
+    # Multiclass: the confidence is the largest probability, right when its class is the label.
+    probabilities = np.array([[0.7, 0.2, 0.1], [0.5, 0.3, 0.2]])
+    assert expected_calibration_error([0, 1], probabilities, bins=5) == pytest.approx((0.3 + 0.5) / 2)
+    assert np.isnan(expected_calibration_error([0, 1], np.array([0.5, np.nan])))
+
+
+def test_ece_is_near_zero_when_the_labels_follow_the_scores_and_large_when_the_scores_overstate():
+    rng = np.random.default_rng(0)
+    scores = rng.uniform(0, 1, 50_000)
+    labels = (rng.uniform(0, 1, scores.size) < scores).astype(int)
+    assert expected_calibration_error(labels, scores) < 0.01
+    overconfident = sigmoid(4 * logits_of(scores))  # the same ranking, the probabilities pushed to 0 and 1
+    assert expected_calibration_error(labels, overconfident) > 0.1
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_temperature_scaling_recovers_the_temperature_that_made_the_labels(classes):
+    rng = np.random.default_rng(1)
+    n, temperature = 40_000, 2.5
+    if classes == 2:
+        logits = rng.normal(0, 3, n)
+        labels = (rng.uniform(0, 1, n) < sigmoid(logits / temperature)).astype(int)
+        scores = sigmoid(logits)
+    else:
+        logits = rng.normal(0, 3, (n, classes))
+        truth = np.exp(logits / temperature)
+        truth /= truth.sum(axis=1, keepdims=True)
+        labels = np.array([rng.choice(classes, p=p) for p in truth])
+        scores = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    calibration = fit_calibration(labels, scores, "temperature")
+    assert calibration.temperature == pytest.approx(temperature, rel=0.05)
+    assert expected_calibration_error(labels, calibration.apply(scores)) < 0.5 * expected_calibration_error(labels, scores)
+    assert np.array_equal(calibration.apply(scores).argmax(-1) if classes > 2 else calibration.apply(scores) >= 0.5,
+                          scores.argmax(-1) if classes > 2 else scores >= 0.5)
+
+
+def test_platt_scaling_recovers_a_scale_and_a_shift_and_refuses_several_classes():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(0, 2, 40_000)
+    labels = (rng.uniform(0, 1, logits.size) < sigmoid(0.5 * logits - 1.0)).astype(int)
+    calibration = fit_calibration(labels, sigmoid(logits), "platt")
+    assert calibration.scale == pytest.approx(0.5, abs=0.03) and calibration.shift == pytest.approx(-1.0, abs=0.05)
+    with pytest.raises(ValueError, match="binary"):
+        fit_calibration([0, 1], np.array([[0.6, 0.4], [0.3, 0.7]]), "platt")
+    with pytest.raises(ValueError, match="backwards"):  # a model that ranks the labels in reverse
+        fit_calibration(labels, sigmoid(-logits), "platt")
+
+
+@pytest.mark.parametrize("classes", [2, 3])
+def test_a_folded_calibration_makes_the_model_output_the_calibrated_probabilities(classes):
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(8, activation="relu")(inputs)
+    units, activation = (1, "sigmoid") if classes == 2 else (classes, "softmax")
+    model = keras.Model(inputs, keras.layers.Dense(units, activation=activation, name="logit")(hidden))
+    output = model.get_layer("logit")
+    output.bias.assign(np.linspace(-0.5, 0.8, units))  # a trained layer's bias is not zero
+    features = np.random.default_rng(3).normal(0, 3, (300, 6)).astype("float32")
+    before = model.predict(features, verbose=0).astype(np.float64)
+    before = before[:, 0] if classes == 2 else before
+    calibration = Calibration("temperature", 0.4) if classes > 2 else Calibration("platt", 0.4, 0.7)
+    fold_calibration(model, calibration)
+    after = model.predict(features, verbose=0).astype(np.float64)
+    after = after[:, 0] if classes == 2 else after
+    assert np.abs(after - calibration.apply(before)).max() < 1e-5
+    labels = np.random.default_rng(4).integers(0, classes, len(features))
+    if classes == 2:
+        assert roc_auc(labels, after) == roc_auc(labels, before)  # a positive scale keeps every ranking
+    else:
+        assert np.array_equal(after.argmax(1), before.argmax(1))
+
+
+def test_a_model_that_does_not_end_in_a_sigmoid_or_softmax_is_refused():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    with pytest.raises(ValueError, match="sigmoid or softmax"):
+        fold_calibration(model, Calibration("temperature", 0.5))
+
+
+def test_a_calibrated_run_delivers_calibrated_probabilities_with_the_same_auc(tmp_path, npz_path):
+    """Two same-seed runs, one with `evaluate.calibrate: temperature`: the calibrated run's model, predictions
+    and export are the other run's probabilities calibrated, its AUC is the same and its threshold is chosen
+    on the calibrated val scores."""
+    runs = {}
+    for method in ("none", "temperature"):
+        path = write_recipe(tmp_path / f"{method}.yaml", {"source": "npz", "path": str(npz_path)},
+                            train={"epochs": 2, "deterministic": True}, evaluate={"calibrate": method})
+        runs[method] = tltf.fit(load_recipe(path), tmp_path / method, verbose=0).metrics
+    plain, calibrated = runs["none"], runs["temperature"]
+    assert calibrated["calibration"]["method"] == "temperature" and calibrated["calibration"]["fitted_on"] == "val"
+    calibration = Calibration("temperature", 1 / calibrated["calibration"]["temperature"])
+    assert calibration.temperature != pytest.approx(1.0, abs=1e-3)
+    for split in ("val", "test"):
+        assert calibrated[split]["auc"] == plain[split]["auc"]
+        assert calibrated[split]["ece_uncalibrated"] == pytest.approx(plain[split]["ece"], abs=1e-6)
+        labels, scores = tltf.evaluate.read_predictions(tmp_path / "temperature", split)
+        _, plain_scores = tltf.evaluate.read_predictions(tmp_path / "none", split)
+        assert np.abs(scores - calibration.apply(plain_scores)).max() < 1e-5
+        assert calibrated[split]["ece"] == pytest.approx(expected_calibration_error(labels, scores), abs=1e-9)
+    val_labels, val_scores = tltf.evaluate.read_predictions(tmp_path / "temperature", "val")
+    assert calibrated["val"]["threshold"] == pytest.approx(youden_threshold(val_labels, val_scores), abs=1e-6)
+    report = (tmp_path / "temperature" / "report.md").read_text()
+    assert "temperature scaling (T = " in report and "| ECE before calibration |" in report
+    assert (tmp_path / "temperature" / "reliability.png").stat().st_size > 0
+    # The export serves the calibrated probabilities.
+    exported = export_run(tmp_path / "temperature", tmp_path / "serving")
+    served = tf.saved_model.load(str(exported.version_dir)).signatures["serving_default"]
+    images = np.load(npz_path)["test_images"][:8]
+    images = np.repeat(images[..., None], 3, axis=-1).astype("float32")
+    model = keras.models.load_model(tmp_path / "temperature" / "model.keras")
+    expected = predict_probabilities(model, images)
+    assert np.abs(served(images=tf.constant(images))["probabilities"].numpy() - expected).max() < 1e-5
+    assert json.loads((tmp_path / "temperature" / "metrics.json").read_text())["calibration"] == calibrated["calibration"]
+
+
+def test_platt_scaling_on_several_classes_is_a_recipe_error_before_anything_is_written(tmp_path):
+    from conftest import separable_images
+
+    arrays = {}
+    for split, n, seed in (("train", 30, 0), ("val", 15, 1)):
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = separable_images(n, 16, num_classes=3, seed=seed)
+    np.savez(tmp_path / "three.npz", **arrays)
+    path = write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(tmp_path / "three.npz")},
+                        evaluate={"calibrate": "platt"})
+    with pytest.raises(RecipeError, match="evaluate.calibrate: platt scaling is for two classes and the data has 3"):
+        tltf.fit(load_recipe(path), tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
