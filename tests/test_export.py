@@ -214,7 +214,7 @@ def test_saved_model_cli_signatures_golden(binary_run, tmp_path):
     result = export_run(binary_run, tmp_path / "s", verify=False)
     shown = subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli", "show", "--dir",
                             str(result.version_dir), "--all"], capture_output=True, text=True, check=True).stdout
-    signatures = shown[shown.index("signature_def['serving_bytes']"): shown.index("The MetaGraph with tag set")]
+    signatures = shown[shown.index("signature_def['saliency']"): shown.index("The MetaGraph with tag set")]
     assert signatures.strip() == (GOLDEN / "saved_model_cli_binary.txt").read_text().strip()
 
 

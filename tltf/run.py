@@ -135,9 +135,23 @@ def _evaluate(recipe, plan, outcome, splits, target_domain, before, work_dir: Pa
     if target_domain is not None:
         evaluation.metrics.update(_adaptation_results(recipe, plan, outcome, splits, target_domain, before, work_dir,
                                                       verbose))
+    _write_saliency_grid(work_dir, plan.model, splits, evaluation)
     write_evaluation(work_dir, evaluation, outcome, recipe.name, run_summary(recipe, plan, splits.class_names),
                      plan.summary_rows())
     return evaluation.metrics
+
+
+def _write_saliency_grid(work_dir: Path, model, splits, evaluation) -> None:
+    """saliency.png: Grad-CAM on the most confident right and wrong test decisions (report.md shows it)."""
+    from tltf.saliency import write_saliency_grid
+
+    split = splits.test if splits.test is not None else splits.val
+    threshold = evaluation.metrics["val"].get("threshold", 0.5)
+    try:
+        write_saliency_grid(work_dir / "saliency.png", model, split.images, evaluation.test_labels,
+                            evaluation.test_scores, threshold, evaluation.metrics["class_names"])
+    except ValueError as problem:  # a model Grad-CAM cannot read: the run is still complete without the grid
+        logger.warning(f"no saliency grid in the report: {problem}")
 
 
 def _check_calibration(method: str, class_names) -> None:

@@ -257,6 +257,30 @@ def predict(target, images, fmt):
         sys.exit(1)
 
 
+@main.command()
+@click.argument("target", type=click.Path(exists=True))
+@click.argument("images", nargs=-1, required=True)
+@click.option("--out", type=click.Path(file_okay=False), default="saliency", show_default=True,
+              help="Where <image>_saliency.png go.")
+@user_errors
+def saliency(target, images, out):
+    """Grad-CAM heat maps of IMAGES (files, folders or globs) for TARGET.
+
+    TARGET is a run directory (model.keras) or an exported SavedModel (a
+    version folder, or a TF Serving model folder whose highest version is
+    used; tltf exports carry a `saliency` signature). Each image gets
+    OUT/<image name>_saliency.png: the image as the model takes it, under a
+    heat map of where the evidence for the class the model decides is (red:
+    most; binary models decide at the threshold chosen on val). The map is
+    Grad-CAM on the backbone's last feature map.
+    """
+    import tltf.saliency
+    from tltf.export import expand_inputs
+
+    written = tltf.saliency.write_saliency_files(target, expand_inputs(images), out)
+    click.echo(f"{len(written)} saliency map{'s' if len(written) != 1 else ''} written to {out}/")
+
+
 main.add_command(study)
 main.add_command(tune)
 

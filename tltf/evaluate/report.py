@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tltf.evaluate.calibration import ECE_BINS
 
 
@@ -153,5 +155,10 @@ def write_report(path, title: str, summary: list[str], metrics: dict, plan_rows)
         + (" ![embedding](embedding.png)" if "a_distance" in metrics else ""),
         "",
     ]
+    if (Path(path).parent / "saliency.png").is_file():
+        lines += ["## Where the model looks", "",
+                  "Grad-CAM (the backbone's last feature map, weighted by the gradient of the decided class's "
+                  "logit) on the test images it decided most confidently, right and wrong; red is where the "
+                  "evidence for the decision is.", "", "![saliency](saliency.png)", ""]
     with open(path, "w") as handle:
         handle.write("\n".join(lines))

@@ -19,7 +19,8 @@ from typing import Optional
 from tltf.errors import TltfError
 from tltf.log import logger
 from tltf.export.parity import ParityReport, check_parity, encode_images
-from tltf.export.signatures import BYTES_SIGNATURE, FLOAT_SIGNATURE, input_signatures, serving_functions
+from tltf.export.signatures import (BYTES_SIGNATURE, FLOAT_SIGNATURE, SALIENCY_SIGNATURE, input_signatures,
+                                    saliency_function, serving_functions)
 from tltf.export.warmup import write_warmup_requests
 
 
@@ -138,13 +139,19 @@ def _serving_model(model):
 def _write_saved_model(staging: Path, model, artifacts: RunArtifacts, samples) -> None:
     import keras
 
-    logger.info(f"writing SavedModel ({FLOAT_SIGNATURE}, {BYTES_SIGNATURE}) to {staging}")
+    logger.info(f"writing SavedModel ({FLOAT_SIGNATURE}, {BYTES_SIGNATURE}, {SALIENCY_SIGNATURE}) to {staging}")
     archive = keras.export.ExportArchive()
     archive.track(model)
     serve_images, serve_bytes = serving_functions(model, artifacts.class_names, artifacts.threshold)
     signatures = input_signatures()
     archive.add_endpoint(FLOAT_SIGNATURE, serve_images, input_signature=signatures[FLOAT_SIGNATURE])
     archive.add_endpoint(BYTES_SIGNATURE, serve_bytes, input_signature=signatures[BYTES_SIGNATURE])
+    try:
+        saliency = saliency_function(model, artifacts.threshold)
+    except ValueError as problem:  # a model Grad-CAM cannot read is still served
+        logger.warning(f"no {SALIENCY_SIGNATURE} signature: {problem}")
+    else:
+        archive.add_endpoint(SALIENCY_SIGNATURE, saliency, input_signature=signatures[SALIENCY_SIGNATURE])
     archive.write_out(str(staging), verbose=False)
     write_warmup_requests(staging, artifacts.recipe.name, samples[:2].astype("float32"),
                           encode_images(samples[:2], "png"))

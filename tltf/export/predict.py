@@ -73,7 +73,7 @@ class Predictor:
         if (target / "model.keras").is_file():
             self._init_run(target)
         else:
-            self._init_saved_model(_saved_model_dir(target))
+            self._init_saved_model(saved_model_dir(target))
 
     def _init_run(self, run_dir: Path) -> None:
         from tltf.export.exporter import RunArtifacts
@@ -157,7 +157,8 @@ class Predictor:
             row.class_probability = row.probabilities[row.class_id]
 
 
-def _saved_model_dir(target: Path) -> Path:
+def saved_model_dir(target: Path) -> Path:
+    """A SavedModel folder, or the highest numeric version in a TF Serving model folder; `TltfError` if neither."""
     if (target / "saved_model.pb").is_file():
         return target
     versions = sorted((int(p.name), p) for p in target.iterdir() if p.name.isdigit()) if target.is_dir() else []

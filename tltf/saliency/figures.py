@@ -1,0 +1,139 @@
+"""Saliency figures: a heat map over its image, one file per image, and the report's grid of telling examples."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+# Which test images the report explains: the most confident of each outcome.
+EXAMPLES_PER_OUTCOME = 2
+
+
+def overlay(image, heat_map, alpha: float = 0.45) -> np.ndarray:
+    """uint8 RGB `[S, S, 3]`: the image in grey under the heat map in the jet colours."""
+    import matplotlib
+
+    image = np.asarray(image, np.float32)
+    grey = image.mean(axis=-1) if image.ndim == 3 else image
+    grey = np.repeat(grey[..., None], 3, axis=-1) / 255.0
+    colours = matplotlib.colormaps["jet"](np.clip(heat_map, 0, 1))[..., :3]
+    return (255 * np.clip((1 - alpha) * grey + alpha * colours, 0, 1)).astype(np.uint8)
+
+
+def telling_examples(labels, scores, threshold: float, class_names) -> list[tuple[str, int]]:
+    """`(caption, index)` of the images the report explains: binary, the most confident true positives, true
+    negatives, false positives and false negatives; multiclass, the most confident right and wrong decisions."""
+    labels = np.asarray(labels).reshape(-1)
+    scores = np.asarray(scores, np.float64)
+    chosen = []
+    if scores.ndim == 1:
+        predicted = (scores >= threshold).astype(int)
+        confidence = np.where(predicted == 1, scores, 1 - scores)
+        outcomes = (("true positive", (predicted == 1) & (labels == 1)), ("true negative", (predicted == 0) & (labels == 0)),
+                    ("false positive", (predicted == 1) & (labels == 0)), ("false negative", (predicted == 0) & (labels == 1)))
+    else:
+        predicted, confidence = scores.argmax(axis=1), scores.max(axis=1)
+        outcomes = (("right", predicted == labels), ("wrong", predicted != labels))
+    for outcome, mask in outcomes:
+        for index in np.flatnonzero(mask)[np.argsort(-confidence[mask], kind="stable")][:EXAMPLES_PER_OUTCOME]:
+            caption = (f"{outcome}: {class_names[labels[index]]} → {class_names[predicted[index]]}, "
+                       f"p {confidence[index]:.2f}")
+            chosen.append((caption, int(index)))
+    return chosen
+
+
+def write_saliency_grid(path, model, images, labels, scores, threshold: float, class_names) -> int:
+    """Writes a grid of `telling_examples` with their Grad-CAM maps (for the predicted class); returns how many.
+
+    Args:
+        path: the png to write.
+        model: the classifier.
+        images: the split's images (an array or an `ImageStore`), in the order of `labels` and `scores`.
+        labels: int class ids.
+        scores: the model's scores (`[N]` binary, `[N,C]` multiclass).
+        threshold: binary decision threshold.
+        class_names: names of the classes.
+    """
+    from tltf.evaluate.plots import _pyplot
+    from tltf.saliency.grad_cam import GradCam
+
+    examples = telling_examples(labels, scores, threshold, class_names)
+    if not examples:
+        return 0
+    picked = np.asarray(images[np.array([index for _, index in examples])])
+    rgb = picked if picked.ndim == 4 else np.repeat(picked[..., None], 3, axis=-1)
+    maps, _ = GradCam(model)(rgb, threshold=threshold)
+    plt = _pyplot()
+    columns = min(4, len(examples))
+    rows = -(-len(examples) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.3 * rows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, (caption, _), image, heat_map in zip(axes.ravel(), examples, rgb, maps):
+        ax.imshow(overlay(image, heat_map))
+        ax.set_title(caption, fontsize=7)
+    fig.suptitle("Grad-CAM on test images: where the evidence for the decided class is", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return len(examples)
+
+
+def write_saliency_files(target, paths, out_dir) -> list[Path]:
+    """`OUT_DIR/<image stem>_saliency.png` for each image file: the image as the model takes it, under the
+    Grad-CAM map of the class the model decides (binary: at the threshold chosen on val). Returns the files.
+
+    Args:
+        target: a run directory (model.keras), or an exported SavedModel with a `saliency` signature (a version
+            folder, or a model folder whose highest version is used).
+        paths: image files.
+        out_dir: created if missing.
+    """
+    from PIL import Image
+
+    from tltf.data.images import decode_file
+
+    explain, size = _saliency_source(Path(target))
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for path in paths:
+        image = decode_file(Path(path), size)
+        written.append(out_dir / f"{Path(path).stem}_saliency.png")
+        Image.fromarray(overlay(image, explain(image[None])[0])).save(written[-1])
+    return written
+
+
+def _saliency_source(target: Path):
+    """`(fn(pixels [1,S,S,3]) -> maps [1,S,S], S)` from a run directory or an exported SavedModel."""
+    import json
+
+    import tensorflow as tf
+
+    from tltf.errors import TltfError
+    from tltf.export.predict import saved_model_dir
+    from tltf.export.signatures import FLOAT_INPUT, SALIENCY_SIGNATURE
+    from tltf.saliency.grad_cam import GradCam
+
+    if (target / "model.keras").is_file():
+        from tltf.run_dir import load_run_model
+
+        metrics = target / "metrics.json"
+        threshold = json.loads(metrics.read_text())["val"].get("threshold", 0.5) if metrics.is_file() else 0.5
+        model = load_run_model(target)
+        try:
+            cam = GradCam(model)
+        except ValueError as problem:
+            raise TltfError(f"{target}: {problem}") from None
+        return (lambda pixels: cam(pixels, threshold=threshold)[0]), int(model.input.shape[1])
+    version_dir = saved_model_dir(target)
+    signatures = tf.saved_model.load(str(version_dir)).signatures
+    if SALIENCY_SIGNATURE not in signatures:
+        raise TltfError(f"{version_dir}: this SavedModel has no {SALIENCY_SIGNATURE!r} signature (exported before "
+                        "tltf had one, or from a model Grad-CAM cannot read); export its run again, or pass the run "
+                        "directory")
+    signature = signatures[SALIENCY_SIGNATURE]
+    size = int(signature.structured_outputs["saliency"].shape[1] or 0)
+    explain = (lambda pixels: signature(**{FLOAT_INPUT: tf.constant(pixels, tf.float32)})["saliency"].numpy())
+    return explain, size
