@@ -47,23 +47,27 @@ EARLY = ["train.epochs=5", "train.head_warmup.epochs=3", "train.early_stopping={
 
 # 64 training images in batches of 16: 4 steps an epoch; epochs 0-1 warm up the head, 2-3 fine-tune.
 # `step:E:B` kills after batch B of epoch E with the state saved every step (train.checkpoint_every: 1), so the
-# rerun continues within the epoch; `epoch:E:B` saves at epoch ends only and reruns epoch E.
-@pytest.mark.parametrize("point", ["epoch:1:1", "epoch:2:0", "epoch:3:2", "evaluation", "baseline", "early",
-                                   "step:1:2", "step:3:1"])
-def test_a_run_killed_anywhere_continues_and_ends_as_the_uninterrupted_run(drill_data, point):
+# rerun continues within the epoch; `epoch:E:B` saves at epoch ends only and reruns epoch E. A chain of points
+# kills the run at the first, the continued run at the next, and so on (each continuation is itself killed and
+# continued), and the run that is finally let finish must be the uninterrupted one.
+@pytest.mark.parametrize("chain", [("epoch:1:1", "epoch:2:0", "epoch:3:2", "evaluation"), ("baseline",), ("early",),
+                                   ("step:1:2", "step:3:1")], ids=lambda chain: "+".join(chain))
+def test_a_run_killed_anywhere_continues_and_ends_as_the_uninterrupted_run(drill_data, chain):
     root, recipe, dann = drill_data
-    overrides = {"baseline": dann, "early": EARLY}.get(point, ["train.checkpoint_every=1"] if "step" in point else [])
-    reference = root / {"baseline": "dann-reference", "early": "early-reference"}.get(point, "reference")
-    run = root / f"killed-{point.replace(':', '-')}"
-    point = "epoch:1:1" if point == "early" else point.replace("step", "epoch")
-    killed = drill(recipe, run, point, *overrides)
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    assert (run.parent / (run.name + ".partial") / "resume.npz").is_file() and not run.exists()
+    first = chain[0]
+    overrides = {"baseline": dann, "early": EARLY}.get(first, ["train.checkpoint_every=1"] if "step" in first else [])
+    reference = root / {"baseline": "dann-reference", "early": "early-reference"}.get(first, "reference")
+    run = root / f"killed-{'+'.join(chain).replace(':', '-')}"
+    for index, point in enumerate(chain):
+        killed = drill(recipe, run, "epoch:1:1" if point == "early" else point.replace("step", "epoch"), *overrides)
+        assert killed.returncode == -signal.SIGKILL, (point, killed.stderr[-3000:])
+        assert (run.parent / (run.name + ".partial") / "resume.npz").is_file() and not run.exists()
+        assert index == 0 or "continuing the interrupted run" in killed.stdout
     resumed = drill(recipe, run, "none", *overrides)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert "continuing the interrupted run" in resumed.stdout
-    if "step" in run.name:  # resumed within the epoch, after the batches saved
-        epoch, batch = run.name.split("-")[-2:]
+    if "step" in first:  # resumed within the epoch, after the batches saved
+        epoch, batch = chain[-1].split(":")[1:]
         assert f": {epoch} epochs and {batch} step{'s' if batch != '1' else ''} done" in resumed.stdout
     assert (run / "metrics.json").read_text() == (reference / "metrics.json").read_text()
     assert_same_history(run / "history.csv", reference / "history.csv")  # no gap, no repeat
@@ -131,8 +135,10 @@ def test_resume_finds_the_newest_interrupted_run(drill_data, tmp_path):
     (runs / "tiny-20260101T000000Z.partial").mkdir(parents=True)  # an older, empty one
     killed = drill(recipe, runs / "tiny-20261202T000000Z", "epoch:2:0")
     assert killed.returncode == -signal.SIGKILL
-    killed_other = drill(recipe, runs / "tiny-other-20261203T000000Z", "epoch:1:1", "name=tiny-other")
-    assert killed_other.returncode == -signal.SIGKILL  # another recipe's run, newer, whose name starts alike
+    other = runs / "tiny-other-20261203T000000Z.partial"  # another recipe's run, newer, whose name starts alike
+    other.mkdir()
+    (other / "resume.npz").write_bytes(b"not this run's state")
+    # In its own process, like the run it continues: deterministic mode cannot be turned off in a process.
     script = (f"import sys; sys.path.insert(0, {str(DRILL.parents[1])!r}); import conftest, tltf; "
               f"tltf.fit(tltf.load_recipe({str(recipe)!r}), runs_root={str(runs)!r}, resume=True, verbose=0)")
     resumed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
