@@ -14,7 +14,8 @@ from tltf.adapt import (ConditionalAdversarialModel, DomainAccuracyWatch, Minimu
                         adapt_batch_norm, adaptation_verdict, dev_risk, domain_head_multipliers,
                         minimum_class_confusion, soft_neighborhood_density)
 from tltf.adapt.domain_accuracy import domain_accuracy_problem
-from tltf.adapt.selection import importance_weights
+from tltf.adapt.verdict import verdict_message
+from tltf.adapt.selection import dev_problem, importance_weights, weight_diagnostics
 from tltf.recipe import load_recipe
 
 
@@ -179,6 +180,21 @@ def test_importance_weights_are_near_one_for_one_domain_and_favour_target_like_p
     assert shifted[0] < shifted[1] < shifted[2]
 
 
+def test_dev_says_it_cannot_judge_domains_it_can_tell_apart_or_weights_on_a_few_images():
+    rng = np.random.default_rng(1)
+    source, validation = rng.normal(size=(400, 3)), rng.normal(size=(200, 3))
+    overlapping = weight_diagnostics(importance_weights(source, rng.normal(0.3, size=(400, 3)), validation))
+    assert 0.5 < overlapping["weight_mean"] < 2 and overlapping["effective_fraction"] > 0.5
+    assert dev_problem(overlapping) == ""
+    apart = weight_diagnostics(importance_weights(source, rng.normal(8.0, size=(400, 3)), validation))
+    assert apart["weight_mean"] < 0.01  # every validation image looks like source: its weight is clipped near 0
+    assert dev_problem(apart).startswith("DEV cannot judge this shift: the domain classifier tells source from "
+                                         "target almost perfectly")
+    few = np.r_[np.full(95, 0.2), np.full(5, 16.0)]  # mean 0.99, but five images carry the estimate
+    assert weight_diagnostics(few)["effective_fraction"] == pytest.approx(few.sum() ** 2 / (few ** 2).sum() / 100)
+    assert "rest on 8% of the source validation images" in dev_problem(weight_diagnostics(few))
+
+
 def test_soft_neighbourhood_density_of_identical_and_clustered_predictions():
     identical = np.tile([[0.7, 0.3]], (5, 1))
     assert soft_neighborhood_density(identical) == pytest.approx(np.log(4))
@@ -210,6 +226,11 @@ def test_verdict_says_collapsed_worse_or_adapted():
     fine = adaptation_verdict(binary_outputs(0.55, seed=2), source_only, 0.3, 0.4)
     assert fine["verdict"] == "adapted" and not fine["reasons"]
     assert fine["source_only"]["predicted_share"][1] == pytest.approx((source_only[:, 0] >= 0.5).mean())
+    unjudged = adaptation_verdict(binary_outputs(0.55, seed=2), source_only, 0.5, 0.4, "dev",
+                                  "DEV cannot judge this shift: because")
+    assert unjudged["verdict"] == "adapted" and unjudged["criterion_adapted"] == 0.5  # reported, not compared
+    assert verdict_message(unjudged).endswith("; the two were not compared by DEV: DEV cannot judge this shift: "
+                                              "because")
     # A source-only model that itself predicts one class is not a collapse of the adapted one.
     assert adaptation_verdict(binary_outputs(0.97, seed=1), binary_outputs(0.95, seed=3))["verdict"] == "adapted"
 
@@ -292,7 +313,14 @@ def test_cdan_run_delivers_the_epoch_dev_chooses_judges_it_and_exports_the_task_
     assert judged["criterion"] == "dev" and judged["criterion_adapted"] == pytest.approx(
         judged["selection"]["dev"]["dev_risk"], abs=1e-3)  # the same criterion, recomputed on the delivered model
     assert (tmp_path / "run" / "source_only" / "model.keras").exists()
-    assert "adaptation verdict" in (tmp_path / "run" / "report.md").read_text()
+    report = (tmp_path / "run" / "report.md").read_text()
+    assert "adaptation verdict" in report
+    # DEV's own trustworthiness is logged every epoch, and said when it fails at the epoch it chose.
+    chosen = judged["selection"]["dev"]["epoch"] - 1
+    diagnostics = {"weight_mean": history["dev_weight_mean"][chosen],
+                   "effective_fraction": history["dev_effective_fraction"][chosen]}
+    print("DEV weights at the chosen epoch:", diagnostics)
+    assert bool(dev_problem(diagnostics)) == ("dev_warning" in judged) == ("- warning: DEV cannot judge" in report)
     model = keras.models.load_model(tmp_path / "run" / "model.keras")
     assert not any("domain" in layer.name or "multilinear" in layer.name for layer in model.layers)
     assert export_run(tmp_path / "run", tmp_path / "serving").parity.ok

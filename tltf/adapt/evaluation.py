@@ -68,13 +68,17 @@ def adaptation_report(model, baseline, splits, target_domain, before, run_dir, s
 def _judgement(model, baseline, splits, target_domain, adaptation, history, batch_size, seed) -> dict:
     """The `adaptation` entry of metrics.json; logs the domain classifier's trouble and the verdict."""
     from tltf.adapt.domain_accuracy import domain_accuracy_problem
-    from tltf.adapt.selection import SelectionCriteria
+    from tltf.adapt.selection import SelectionCriteria, dev_problem
     from tltf.adapt.verdict import adaptation_verdict, verdict_message
 
     judged = {"method": adaptation.method, "select": "source_val" if adaptation.method == "adabn" else
               adaptation.select}
     if "dev_risk" in history:
         judged["selection"] = selection_report(history)
+        problem = _dev_problem_in_training(history, judged["selection"], judged["select"])
+        if problem:
+            judged["dev_warning"] = problem
+            logger.warning(problem)
     problem = domain_accuracy_problem(history.get("domain_accuracy", []), history.get("lambda", []))
     if problem:
         judged["domain_accuracy_warning"] = problem
@@ -87,13 +91,33 @@ def _judgement(model, baseline, splits, target_domain, adaptation, history, batc
     key = "snd" if criterion == "snd" else "dev_risk"
     (adapted, adapted_outputs), (source_only, source_only_outputs) = (
         criteria.criteria_and_target_outputs(m) for m in (model, baseline))
-    verdict = adaptation_verdict(adapted_outputs, source_only_outputs, adapted[key], source_only[key], criterion)
+    # Comparing DEV risks means nothing when DEV cannot judge one of the models.
+    problem = "" if criterion == "snd" else next(filter(None, (dev_problem(
+        {"weight_mean": m["dev_weight_mean"], "effective_fraction": m["dev_effective_fraction"]})
+        for m in (adapted, source_only))), "")
+    verdict = adaptation_verdict(adapted_outputs, source_only_outputs, adapted[key], source_only[key], criterion,
+                                 problem)
     judged.update(verdict, message=verdict_message(verdict))
     if verdict["verdict"] == "adapted":
         logger.info(judged["message"])
     else:
         logger.warning(judged["message"])
     return judged
+
+
+def _dev_problem_in_training(history: dict, selection: dict, select: str) -> str:
+    """`dev_problem` at the epoch DEV chose (when it chose) or the last epoch, with how many epochs it concerns."""
+    from tltf.adapt.selection import dev_problem
+
+    means, fractions = history.get("dev_weight_mean"), history.get("dev_effective_fraction")
+    if not means or not fractions:
+        return ""
+    problems = [dev_problem({"weight_mean": m, "effective_fraction": f}) for m, f in zip(means, fractions)]
+    epoch = selection["dev"]["epoch"] - 1 if select == "dev" and "dev" in selection else len(problems) - 1
+    if not problems[epoch]:
+        return ""
+    count = sum(bool(p) for p in problems)
+    return f"{problems[epoch]} [epoch {epoch + 1}; {count} of {len(problems)} epochs]"
 
 
 def selection_report(history: dict) -> dict:

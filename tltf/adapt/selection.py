@@ -28,6 +28,35 @@ def importance_weights(source_features, target_features, query_features, seed: i
     return len(source_features) / len(target_features) * target_probability / (1.0 - target_probability)
 
 
+# DEV needs importance weights that average about 1 over the source (E_source[p_t/p_s] = 1) and that do not rest
+# on a few images; outside these bounds its estimate says nothing about the target.
+WEIGHT_MEAN_BOUNDS = (0.5, 2.0)
+MIN_EFFECTIVE_FRACTION = 0.1
+
+
+def weight_diagnostics(weights: np.ndarray) -> dict:
+    """`weight_mean` and `effective_fraction` (Kish's effective sample size `(Σw)² / Σw²` over n) of importance
+    weights: the two signs that DEV's estimate cannot be trusted."""
+    weights = np.asarray(weights, np.float64)
+    effective = weights.sum() ** 2 / np.maximum((weights ** 2).sum(), 1e-300)
+    return {"weight_mean": float(weights.mean()), "effective_fraction": float(effective / len(weights))}
+
+
+def dev_problem(diagnostics: dict) -> str:
+    """Why DEV cannot judge, from `weight_diagnostics` (empty when it can)."""
+    mean, fraction = diagnostics["weight_mean"], diagnostics["effective_fraction"]
+    low, high = WEIGHT_MEAN_BOUNDS
+    if low <= mean <= high and fraction >= MIN_EFFECTIVE_FRACTION:
+        return ""
+    if not low <= mean <= high:
+        why = (f"the domain classifier tells source from target almost perfectly, so the source validation images' "
+               f"importance weights average {mean:.3g} instead of about 1")
+    else:
+        why = f"the importance weights rest on {fraction:.0%} of the source validation images"
+    return (f"DEV cannot judge this shift: {why}; the epoch it ranks best is not evidence about the target "
+            "(select: snd does not use source images)")
+
+
 def dev_risk(weights: np.ndarray, losses: np.ndarray) -> float:
     """Deep Embedded Validation (You et al., 2019): the target risk estimated from importance-weighted source
     validation losses, with the weights' mean as a control variate (lower is better).
@@ -71,8 +100,10 @@ class SelectionCriteria(keras.callbacks.Callback):
     After each epoch the classifier's pooled features and predictions are
     computed on a seeded sample of source training images, target images and
     the source validation images; the logs gain `dev_risk` (DEV, lower is
-    better) and `snd` (soft neighbourhood density of the target predictions,
-    higher is better), so a checkpoint callback can choose by either. When
+    better) with its importance weights' `dev_weight_mean` and
+    `dev_effective_fraction` (`weight_diagnostics`), and `snd` (soft
+    neighbourhood density of the target predictions, higher is better), so a
+    checkpoint callback can choose by either. When
     labelled target images are given, `target_accuracy` is added too: never
     to choose with, only to measure how well the criteria choose.
 
@@ -119,7 +150,9 @@ class SelectionCriteria(keras.callbacks.Callback):
         val_features, val_outputs = self._features_and_outputs(model, self.validation[0])
         weights = importance_weights(source_features, target_features, val_features, self.seed)
         losses = per_example_loss(np.asarray(self.validation[1]), as_class_probabilities(val_outputs))
-        result = {"dev_risk": dev_risk(weights, losses),
+        diagnostics = weight_diagnostics(weights)
+        result = {"dev_risk": dev_risk(weights, losses), "dev_weight_mean": diagnostics["weight_mean"],
+                  "dev_effective_fraction": diagnostics["effective_fraction"],
                   "snd": soft_neighborhood_density(as_class_probabilities(target_outputs))}
         if self.target_labelled is not None:
             _, outputs = self._features_and_outputs(model, self.target_labelled[0])

@@ -23,7 +23,7 @@ def prediction_summary(outputs: np.ndarray) -> dict:
 
 
 def adaptation_verdict(adapted_outputs, source_only_outputs, adapted_criterion=None, source_only_criterion=None,
-                       criterion: str = "dev") -> dict:
+                       criterion: str = "dev", criterion_problem: str = "") -> dict:
     """`adaptation.verdict` of `metrics.json`: `"adapted"` (nothing seen against it), `"collapsed"` or `"worse"`.
 
     - collapsed: the adapted model puts at least 90% of the target images in one class, or has fewer than half
@@ -37,6 +37,8 @@ def adaptation_verdict(adapted_outputs, source_only_outputs, adapted_criterion=N
         adapted_criterion: the adapted model's criterion value (None: not compared).
         source_only_criterion: the source-only model's.
         criterion: `"dev"` or `"snd"`.
+        criterion_problem: why the criterion cannot judge these models (`selection.dev_problem`); then the two
+            values are reported but not compared.
     """
     adapted, source_only = prediction_summary(adapted_outputs), prediction_summary(source_only_outputs)
     agreement = float(np.mean(as_class_probabilities(adapted_outputs).argmax(1)
@@ -50,7 +52,7 @@ def adaptation_verdict(adapted_outputs, source_only_outputs, adapted_criterion=N
         reasons.append(f"its target predictions spread over {adapted['effective_classes']:.1f} effective classes "
                        f"against source-only's {source_only['effective_classes']:.1f}")
     verdict = "collapsed" if reasons else "adapted"
-    if adapted_criterion is not None and source_only_criterion is not None:
+    if adapted_criterion is not None and source_only_criterion is not None and not criterion_problem:
         lower_is_better = criterion == "dev"
         worse = adapted_criterion > source_only_criterion if lower_is_better else \
             adapted_criterion < source_only_criterion
@@ -61,14 +63,17 @@ def adaptation_verdict(adapted_outputs, source_only_outputs, adapted_criterion=N
             verdict = verdict if verdict == "collapsed" else "worse"
     return {"verdict": verdict, "reasons": reasons, "agreement": round(agreement, 4), "adapted": adapted,
             "source_only": source_only, "criterion": criterion,
-            "criterion_adapted": adapted_criterion, "criterion_source_only": source_only_criterion}
+            "criterion_adapted": adapted_criterion, "criterion_source_only": source_only_criterion,
+            **({"criterion_problem": criterion_problem} if criterion_problem else {})}
 
 
 def verdict_message(result: dict) -> str:
     """One paragraph for the console and report.md."""
     if result["verdict"] == "adapted":
+        unjudged = (f"; the two were not compared by DEV: {result['criterion_problem']}"
+                    if result.get("criterion_problem") else "")
         return (f"adaptation verdict: nothing seen against the adapted model (its target predictions agree with "
-                f"source-only's on {result['agreement']:.0%} of the images)")
+                f"source-only's on {result['agreement']:.0%} of the images){unjudged}")
     return (f"adaptation verdict: {result['verdict']}: {'; '.join(result['reasons'])}. "
             f"Use the source-only model (source_only/model.keras) for the target domain, or change the adaptation "
             f"settings")

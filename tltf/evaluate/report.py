@@ -77,6 +77,8 @@ def adaptation_lines(metrics: dict) -> list[str]:
         lines.append(f"  - {name} would choose epoch {choice['epoch']}{accuracy}")
     if "domain_accuracy_warning" in judged:
         lines.append(f"- warning: {judged['domain_accuracy_warning']}")
+    if "dev_warning" in judged:
+        lines.append(f"- warning: {judged['dev_warning']}")
     if "message" in judged:
         lines.append(f"- {judged['message']}")
     return lines
