@@ -274,10 +274,9 @@ def saliency(target, images, out):
     most; binary models decide at the threshold chosen on val). The map is
     Grad-CAM on the backbone's last feature map.
     """
-    import tltf.saliency
-    from tltf.export import expand_inputs
+    from tltf.export import expand_inputs, write_saliency_files
 
-    written = tltf.saliency.write_saliency_files(target, expand_inputs(images), out)
+    written = write_saliency_files(target, expand_inputs(images), out)
     click.echo(f"{len(written)} saliency map{'s' if len(written) != 1 else ''} written to {out}/")
 
 

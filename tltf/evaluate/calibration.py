@@ -214,10 +214,12 @@ def calibrate_model(model, images, labels, method: str = "temperature", batch_si
     Returns:
         the fitted `Calibration`.
     """
-    from tltf.evaluate.evaluator import predict_probabilities
+    from tltf.data.pipeline import images_in_batches
     from tltf.models.calibration import fold_calibration, output_layer_of
+    from tltf.task import Task
 
     output_layer_of(model)  # before predicting: a model that cannot be calibrated says so at once
-    calibration = fit_calibration(labels, predict_probabilities(model, images, batch_size), method)
+    scores = Task.of_model(model).scores(model.predict(images_in_batches(images, batch_size), verbose=0))
+    calibration = fit_calibration(labels, scores, method)
     fold_calibration(model, calibration)
     return calibration
