@@ -1,0 +1,185 @@
+"""`tltf translate`: train a CycleGAN between a labelled source and an unlabelled target, and write the labelled
+source translated into the target's look as an npz that `tltf fit` trains on like any other source."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from tltf.log import logger
+
+
+@dataclasses.dataclass
+class TranslationSettings:
+    """How big the CycleGAN is and how long it trains.
+
+    Args:
+        image_size: square size both domains are brought to (and the npz holds).
+        epochs: passes over the larger of the two image sets.
+        batch_size: images of each domain per step.
+        filters: the generators' and discriminators' first-layer channels.
+        residual_blocks: residual blocks in each generator.
+        lr: Adam's learning rate (β₁ 0.5, as in the paper) for both generators and discriminators.
+        cycle_weight: λ of the cycle-consistency loss.
+        identity_weight: weight of the identity loss.
+        seed: seeds the weights and the order of the images.
+    """
+
+    image_size: int = 32
+    epochs: int = 10
+    batch_size: int = 16
+    filters: int = 16
+    residual_blocks: int = 2
+    lr: float = 2e-4
+    cycle_weight: float = 10.0
+    identity_weight: float = 5.0
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class TranslationResult:
+    """What `translate_source` wrote: the npz, the sample grid, the per-epoch losses."""
+
+    npz: Path
+    grid: Path
+    losses: Path
+    history: dict
+
+
+def train_cycle_gan(source_images, target_images, settings: TranslationSettings, verbose: int = 2):
+    """A `CycleGan` trained on uint8 `[N,S,S,3]` source and target images (unpaired); returns it and its history."""
+    import keras
+    import tensorflow as tf
+
+    from tltf.adapt.cycle_gan import CycleGan, patch_discriminator, small_generator, to_unit_range
+
+    keras.utils.set_random_seed(settings.seed)
+    size, filters = settings.image_size, settings.filters
+    gan = CycleGan(small_generator(size, filters, settings.residual_blocks, "to_target"),
+                   small_generator(size, filters, settings.residual_blocks, "to_source"),
+                   patch_discriminator(size, filters, "source_critic"), patch_discriminator(size, filters, "target_critic"),
+                   settings.cycle_weight, settings.identity_weight)
+    gan.compile(keras.optimizers.Adam(settings.lr, beta_1=0.5), keras.optimizers.Adam(settings.lr, beta_1=0.5))
+
+    def endless(images, seed):
+        ds = tf.data.Dataset.from_tensor_slices(np.asarray(images[:])).repeat()  # [:] reads an ImageStore.shuffle(min(len(images), 4096), seed=seed)
+        return ds.batch(settings.batch_size, drop_remainder=True).map(to_unit_range)
+
+    pairs = tf.data.Dataset.zip((endless(source_images, settings.seed), endless(target_images, settings.seed + 1)))
+    steps = max(1, math.ceil(max(len(source_images), len(target_images)) / settings.batch_size))
+    logger.info(f"CycleGAN: {len(source_images)} source and {len(target_images)} target images at "
+                f"{size} px, {settings.epochs} epochs of {steps} steps")
+    history = gan.fit(pairs.prefetch(tf.data.AUTOTUNE), epochs=settings.epochs, steps_per_epoch=steps,
+                      verbose=verbose).history
+    return gan, history
+
+
+def translate_images(generator, images, batch_size: int = 64) -> np.ndarray:
+    """uint8 images run through one generator, as uint8 (in batches)."""
+    from tltf.adapt.cycle_gan import from_unit_range, to_unit_range
+
+    out = [from_unit_range(generator(to_unit_range(np.asarray(images[start:start + batch_size])), training=False))
+           .numpy() for start in range(0, len(images), batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, *np.asarray(images).shape[1:]), np.uint8)
+
+
+def translate_source(source, target, out, settings: TranslationSettings, verbose: int = 2) -> TranslationResult:
+    """Trains a CycleGAN from the source's training images to the target's images, then writes every labelled
+    source split translated (`{split}_images`, `{split}_labels`, `class_names`) to `out`, atomically; beside it
+    `<stem>_translation.png` (source, translated, translated back) and `<stem>_losses.csv`.
+
+    Args:
+        source: a data-source config (a recipe's `data` section): its labelled splits are translated.
+        target: a data-source config whose images (labels unused) give the target look.
+        out: the `.npz` to write.
+        settings: `TranslationSettings`.
+        verbose: Keras `fit` verbosity.
+    """
+    from tltf.adapt.target import load_target
+    from tltf.data.sources import load_raw
+
+    out = Path(out)
+    source = source.model_copy(update={"image_size": settings.image_size})
+    raw, class_names = load_raw(source)
+    class_names = list(class_names or [f"class_{i}" for i in range(int(raw["train"].labels.max()) + 1)])
+    target_images = load_target(target, settings.image_size, class_names).images
+    gan, history = train_cycle_gan(raw["train"].images, target_images, settings, verbose)
+    arrays = {"class_names": np.array(class_names)}
+    for name, split in raw.items():
+        logger.info(f"translating the source's {name} split ({len(split)} images)")
+        arrays[f"{name}_images"] = translate_images(gan.to_target, split.images)
+        arrays[f"{name}_labels"] = np.asarray(split.labels)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial.npz")
+    np.savez_compressed(partial, **arrays)
+    os.replace(partial, out)
+    grid = out.with_name(f"{out.stem}_translation.png")
+    _plot_samples(grid, gan, raw["train"].images[:6], target_images[:6])
+    losses = out.with_name(f"{out.stem}_losses.csv")
+    keys = list(history)
+    rows = [",".join(["epoch", *keys])] + [",".join([str(i + 1), *(f"{history[k][i]:.6g}" for k in keys)])
+                                           for i in range(len(history[keys[0]]))]
+    losses.write_text("\n".join(rows) + "\n")
+    logger.info(f"translated source written to {out} ({', '.join(f'{n} {len(s)}' for n, s in raw.items())}); "
+                f"samples in {grid}")
+    return TranslationResult(out, grid, losses, history)
+
+
+def _plot_samples(path, gan, source_images, target_images) -> None:
+    """Rows: source, source → target, and back; target, target → source."""
+    from tltf.evaluate.plots import _pyplot
+
+    translated = translate_images(gan.to_target, source_images)
+    rows = [("source", np.asarray(source_images)), ("translated", translated),
+            ("translated back", translate_images(gan.to_source, translated)),
+            ("target", np.asarray(target_images)), ("target → source", translate_images(gan.to_source, target_images))]
+    plt = _pyplot()
+    columns = max(len(images) for _, images in rows)
+    fig, axes = plt.subplots(len(rows), columns, figsize=(1.4 * columns, 1.5 * len(rows)), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for r, (title, images) in enumerate(rows):
+        axes[r, 0].set_title(title, fontsize=7, loc="left")
+        for c, image in enumerate(images):
+            axes[r, c].imshow(image)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def data_source_from_text(text: str, option: str):
+    """A data-source config from the command line: a `.npz` file, a folder of class folders, or a YAML mapping
+    such as `{source: medmnist, name: pneumoniamnist}`.
+
+    Raises:
+        RecipeError: naming `option`, when the text is none of these or the mapping is not a valid source.
+    """
+    import yaml
+    from pydantic import TypeAdapter, ValidationError
+
+    from tltf.data.sources import DataSource
+    from tltf.errors import RecipeError
+
+    path = Path(text).expanduser()
+    if text.endswith(".npz"):
+        raw = {"source": "npz", "path": text}
+    elif path.is_dir():
+        raw = {"source": "directory", "path": text}
+    else:
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raw = None
+        if not isinstance(raw, dict):
+            raise RecipeError(f"{option} {text}: not an .npz file, a folder or a YAML mapping such as "
+                              "'{source: npz, path: data.npz}'")
+    try:
+        return TypeAdapter(DataSource).validate_python(raw)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        where = ".".join(str(part) for part in problem["loc"][1:]) or "source"
+        raise RecipeError(f"{option} {text}: {where}: {problem['msg']}") from None
