@@ -108,6 +108,28 @@ def test_a_model_that_does_not_end_in_a_sigmoid_or_softmax_is_refused():
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
     with pytest.raises(ValueError, match="sigmoid or softmax"):
         fold_calibration(model, Calibration("temperature", 0.5))
+    # Platt's intercept needs a bias; refused, the layer is left exactly as it was.
+    no_bias = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid", use_bias=False)])
+    before = no_bias.layers[-1].kernel.numpy().copy()
+    with pytest.raises(ValueError, match="no bias"):
+        fold_calibration(no_bias, Calibration("platt", 0.5, 0.3))
+    assert np.array_equal(no_bias.layers[-1].kernel.numpy(), before)
+
+
+def test_calibrate_model_fits_on_held_out_images_and_folds_it_into_any_keras_classifier():
+    keras.utils.set_random_seed(2)
+    inputs = keras.Input((8, 8, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid", name="logit")(pooled))
+    model.get_layer("logit").kernel.assign(np.full((3, 1), 4.0))  # brightness → a confident positive score
+    model.get_layer("logit").bias.assign([-6.0])
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (200, 8, 8, 3)).astype(np.uint8)
+    labels = (rng.uniform(size=200) < 0.5).astype(int)  # the score is overconfident: labels ignore it
+    before = predict_probabilities(model, images)
+    calibration = tltf.evaluate.calibrate_model(model, images, labels)
+    assert calibration == fit_calibration(labels, before, "temperature") and calibration.temperature > 1
+    assert np.abs(predict_probabilities(model, images) - calibration.apply(before)).max() < 1e-5
 
 
 def overlapping_npz(path):

@@ -1,8 +1,8 @@
 """Evaluation: metrics (pure functions), plots and the run report."""
 
-from tltf.evaluate.calibration import Calibration, calibrate_model, expected_calibration_error, fit_calibration
+from tltf.evaluate.calibration import Calibration, expected_calibration_error, fit_calibration
 from tltf.evaluate.compare import compare_runs, read_predictions
-from tltf.evaluate.evaluator import Evaluation, evaluate_run, evaluate_splits, predict_probabilities
+from tltf.evaluate.evaluator import Evaluation, calibrate_model, evaluate_run, evaluate_splits, predict_probabilities
 from tltf.evaluate.metrics import evaluate_predictions, roc_auc
 from tltf.evaluate.report import adaptation_lines, format_table, health_lines, metrics_rows, single_split_rows
 

@@ -196,30 +196,3 @@ def fit_calibration(labels, scores, method: str = "temperature") -> Calibration:
                          "validation images backwards, so no calibration is applied")
     return calibration
 
-
-def calibrate_model(model, images, labels, method: str = "temperature", batch_size: int = 64):
-    """Fits a calibration on held-out `images` (never the training images) and folds it into `model`.
-
-    Example:
-        calibration = tltf.calibrate_model(model, val_images, val_labels)   # any Keras classifier
-        print(calibration.temperature)
-
-    Args:
-        model: a classifier ending in `Dense(activation=sigmoid|softmax)`.
-        images: uint8 `[N,S,S,3]` validation images.
-        labels: int class ids `[N]`.
-        method: `"temperature"` or (binary) `"platt"`.
-        batch_size: images per prediction batch.
-
-    Returns:
-        the fitted `Calibration`.
-    """
-    from tltf.data.pipeline import images_in_batches
-    from tltf.models.calibration import fold_calibration, output_layer_of
-    from tltf.task import Task
-
-    output_layer_of(model)  # before predicting: a model that cannot be calibrated says so at once
-    scores = Task.of_model(model).scores(model.predict(images_in_batches(images, batch_size), verbose=0))
-    calibration = fit_calibration(labels, scores, method)
-    fold_calibration(model, calibration)
-    return calibration

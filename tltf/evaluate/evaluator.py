@@ -1,4 +1,4 @@
-"""Evaluate a trained model on its splits and write metrics.json, report.md and plots."""
+"""Evaluate a trained model on its splits and write metrics.json, report.md and plots; calibrate a model."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import Optional
 
 import numpy as np
 
+from tltf.evaluate.calibration import expected_calibration_error, fit_calibration
 from tltf.evaluate.compare import PREDICTIONS_FILE, update_predictions, write_predictions
 from tltf.evaluate.metrics import evaluate_predictions
 from tltf.evaluate.plots import plot_confusion, plot_learning_curves, plot_reliability, plot_roc
@@ -21,6 +22,31 @@ def predict_probabilities(model, images: np.ndarray, batch_size: int = 64, verbo
     from tltf.task import Task
 
     return Task.of_model(model).scores(model.predict(images_in_batches(images, batch_size), verbose=verbose))
+
+
+def calibrate_model(model, images, labels, method: str = "temperature", batch_size: int = 64):
+    """Fits a calibration on held-out `images` (never the training images) and folds it into `model`.
+
+    Example:
+        calibration = tltf.evaluate.calibrate_model(model, val_images, val_labels)   # any Keras classifier
+        print(calibration.temperature)
+
+    Args:
+        model: a classifier ending in `Dense(activation=sigmoid|softmax)`.
+        images: uint8 `[N,S,S,3]` validation images.
+        labels: int class ids `[N]`.
+        method: `"temperature"` or (binary) `"platt"`.
+        batch_size: images per prediction batch.
+
+    Returns:
+        the fitted `Calibration`.
+    """
+    from tltf.models.calibration import fold_calibration, output_layer_of
+
+    output_layer_of(model)  # before predicting: a model that cannot be calibrated says so at once
+    calibration = fit_calibration(labels, predict_probabilities(model, images, batch_size), method)
+    fold_calibration(model, calibration)
+    return calibration
 
 
 @dataclasses.dataclass
@@ -40,8 +66,6 @@ class Evaluation:
 
     def add_calibration(self, calibration, uncalibrated: dict) -> None:
         """Records a calibration fitted on val: its parameters, and each split's ECE before it."""
-        from tltf.evaluate.calibration import expected_calibration_error
-
         self.uncalibrated = uncalibrated
         self.metrics["calibration"] = {**calibration.to_dict(), "fitted_on": "val"}
         for split, (labels, scores) in uncalibrated.items():

@@ -45,9 +45,9 @@ def fold_calibration(model, calibration) -> None:
         calibration: a `tltf.evaluate.calibration.Calibration`.
     """
     layer = output_layer_of(model)
+    if layer.bias is None and calibration.shift:  # before anything is scaled: a refused fold changes nothing
+        raise ValueError(f"{layer.name!r} has no bias to hold Platt scaling's intercept; use temperature")
     layer.kernel.assign(layer.kernel * calibration.scale)
     if layer.bias is not None:
         layer.bias.assign(layer.bias * calibration.scale + calibration.shift)
-    elif calibration.shift:
-        raise ValueError(f"{layer.name!r} has no bias to hold Platt scaling's intercept; use temperature")
 
