@@ -61,3 +61,9 @@ def test_translate_names_the_option_whose_data_it_cannot_read(tmp_path):
                                         str(tmp_path / "o.npz")])
     assert unknown.exit_code == 2 and unknown.stderr.startswith("tltf: error: --source {source: nope}: ")
     assert len(unknown.stderr.strip().splitlines()) == 1
+    assert "data.source: unknown data source 'nope'; expected one of npz," in unknown.stderr  # a recipe's wording
+    typo = CliRunner().invoke(main, ["translate", "--source", "{source: npz, path: s.npz, imagesize: 8}", "--target",
+                                     "t.npz", "--out", str(tmp_path / "o.npz")])
+    assert typo.exit_code == 2 and typo.stderr.strip().endswith("data.imagesize: unknown key; did you mean "
+                                                                "'image_size'?")
+    assert not (tmp_path / "o.npz").exists()

@@ -159,10 +159,9 @@ def data_source_from_text(text: str, option: str):
         RecipeError: naming `option`, when the text is none of these or the mapping is not a valid source.
     """
     import yaml
-    from pydantic import TypeAdapter, ValidationError
 
-    from tltf.data.sources import DataSource
     from tltf.errors import RecipeError
+    from tltf.recipe.load import validate_data_source
 
     path = Path(text).expanduser()
     if text.endswith(".npz"):
@@ -177,9 +176,4 @@ def data_source_from_text(text: str, option: str):
         if not isinstance(raw, dict):
             raise RecipeError(f"{option} {text}: not an .npz file, a folder or a YAML mapping such as "
                               "'{source: npz, path: data.npz}'")
-    try:
-        return TypeAdapter(DataSource).validate_python(raw)
-    except ValidationError as error:
-        problem = error.errors()[0]
-        where = ".".join(str(part) for part in problem["loc"][1:]) or "source"
-        raise RecipeError(f"{option} {text}: {where}: {problem['msg']}") from None
+    return validate_data_source(raw, f"{option} {text}")

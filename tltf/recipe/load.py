@@ -108,6 +108,20 @@ def validate_recipe(raw: dict, source: str = "recipe") -> Recipe:
     return recipe
 
 
+def validate_data_source(raw: dict, source: str):
+    """Validates one data section (a source's `Config`, chosen by its `source` key), e.g. a command line's
+    `{source: npz, path: f.npz}`; raises `RecipeError` naming `source` and the bad key, worded as for a recipe."""
+    from pydantic import TypeAdapter
+
+    from tltf.data.sources import DataSource
+
+    try:
+        return TypeAdapter(DataSource).validate_python(raw)
+    except ValidationError as error:
+        problem = error.errors()[0]
+        raise RecipeError(f"{source}: {_describe({**problem, 'loc': ('data', *problem['loc'])})}") from None
+
+
 def _check_consistency(recipe: Recipe, source: str) -> None:
     """Fills context-dependent defaults and checks rules that span sections."""
     _check_model(recipe, source)
