@@ -195,6 +195,16 @@ def test_dev_says_it_cannot_judge_domains_it_can_tell_apart_or_weights_on_a_few_
     assert "rest on 8% of the source validation images" in dev_problem(weight_diagnostics(few))
 
 
+def test_the_run_warns_when_dev_cannot_judge_the_epoch_it_chose():
+    from tltf.adapt.evaluation import _dev_problem_in_training
+
+    history = {"dev_weight_mean": [1.0, 0.01, 0.02], "dev_effective_fraction": [0.6, 0.6, 0.5]}
+    chose_second = {"dev": {"epoch": 2}}
+    assert _dev_problem_in_training(history, chose_second, "dev").endswith("[epoch 2; 2 of 3 epochs]")
+    assert _dev_problem_in_training(history, {"dev": {"epoch": 1}}, "dev") == ""  # its choice was judgeable
+    assert "[epoch 3; 2 of 3 epochs]" in _dev_problem_in_training(history, chose_second, "snd")  # the last epoch
+
+
 def test_soft_neighbourhood_density_of_identical_and_clustered_predictions():
     identical = np.tile([[0.7, 0.3]], (5, 1))
     assert soft_neighborhood_density(identical) == pytest.approx(np.log(4))
