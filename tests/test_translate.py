@@ -67,3 +67,42 @@ def test_translate_names_the_option_whose_data_it_cannot_read(tmp_path):
     assert typo.exit_code == 2 and typo.stderr.strip().endswith("data.imagesize: unknown key; did you mean "
                                                                 "'image_size'?")
     assert not (tmp_path / "o.npz").exists()
+
+
+def test_the_recipe_route_trains_on_the_translated_source_and_judges_it_against_the_raw_source(tmp_path, domains,
+                                                                                               tltf_log):
+    import csv
+
+    import keras
+
+    source, target = domains
+    path = write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(source)},
+                        train={"strategy": "warmup_then_finetune", "epochs": 3, "head_warmup": {"epochs": 1}})
+    recipe = load_recipe(path, [f"adaptation.target={{source: npz, path: {target}}}", "adaptation.method=translate",
+                                "adaptation.translate={epochs: 2, filters: 4, residual_blocks: 1}"])
+    said = tltf.explain(recipe)["adaptation"]
+    assert said.startswith(f"adaptation: translate toward npz {target}: first a CycleGAN (4 filters, 1 residual "
+                           "blocks, 2 epochs)") and said.endswith("a source-only run at the same budget judges it")
+    metrics = tltf.fit(recipe, tmp_path / "run", verbose=0).metrics
+    run = tmp_path / "run"
+    judged = metrics["adaptation"]
+    assert judged["method"] == "translate" and judged["select"] == "dev"
+    history = np.genfromtxt(run / "history.csv", delimiter=",", names=True)
+    assert metrics["best_epoch"] == int(np.argmin(history["dev_risk"])) + 1 == judged["selection"]["dev"]["epoch"]
+    assert {"target", "target_source_only"} <= set(metrics) and judged["verdict"] in ("adapted", "worse", "collapsed")
+    assert any("training the source-only baseline" in line for line in tltf_log)
+    assert (run / "source_only" / "model.keras").exists() and (run / "translation.png").stat().st_size > 0
+    losses = np.genfromtxt(run / "translation_losses.csv", delimiter=",", names=True)
+    assert len(losses) == 2 and "cycle_loss" in losses.dtype.names
+    assert not list(run.rglob("*.partial*"))
+    # The classifier saw the source's train and val in the target's look, and is tested on the source's own
+    # test images: its stored val scores are not what it gives the raw val images; its test scores are.
+    model = keras.models.load_model(run / "model.keras")
+    raw = np.load(source)
+    with open(run / "predictions.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    for split, translated in (("val", True), ("test", False)):
+        stored = np.array([float(r["p_class_1"]) for r in rows if r["split"] == split])
+        predicted = model.predict(raw[f"{split}_images"][..., None].repeat(3, -1), verbose=0)[:, 0]
+        print(split, "largest stored − raw-image score:", np.abs(stored - predicted).max())
+        assert np.allclose(stored, predicted, atol=1e-5) != translated

@@ -16,7 +16,8 @@ import math
 
 def explain(recipe) -> dict:
     """`{"phases": [{"name", "epochs", "blocks": [...]}, ...], "budget": str, "warnings": [...]}` (see
-    docs/fine-tuning.md), and with `train.precision: auto` `"precision": {"chosen", "reason"}`."""
+    docs/fine-tuning.md), with `train.precision: auto` `"precision": {"chosen", "reason"}`, and with
+    `adaptation` a line saying what it will do."""
     from tltf.assemble import check_weights, describe_plan, model_from_recipe
     from tltf.data.sources import peek_data
     from tltf.task import Task
@@ -27,6 +28,10 @@ def explain(recipe) -> dict:
     model = model_from_recipe(recipe, Task(peek.class_names), weights=None)
     steps_per_epoch = math.ceil(peek.train_count / recipe.train.batch_size)
     explanation = describe_plan(recipe, model, steps_per_epoch, peek.warnings).to_dict()
+    if recipe.adaptation is not None:
+        from tltf.adapt.plan import describe_adaptation
+
+        explanation["adaptation"] = describe_adaptation(recipe.adaptation)
     if recipe.train.precision == "auto":  # what auto means here; a named precision is the recipe's own
         precision = choose_precision(recipe, measure=False)
         explanation["precision"] = {"chosen": precision.precision, "reason": precision.reason}
@@ -39,8 +44,9 @@ def format_explanation(explanation: dict) -> str:
 
     header = ("block", "trainable", "BN", "params", "lr start", "lr peak", "lr end", "weight decay")
     parts = [f"budget: {explanation['budget']}"] if explanation.get("budget") else []
-    if explanation.get("regularization"):
-        parts.append(explanation["regularization"])
+    for key in ("regularization", "adaptation"):
+        if explanation.get(key):
+            parts.append(explanation[key])
     if explanation.get("precision"):
         precision = explanation["precision"]
         parts.append(f"precision: {precision['chosen']} ({precision['reason']})")

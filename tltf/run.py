@@ -81,6 +81,9 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int]
     logger.info(f"data: {splits.summary()}")
     _check_calibration(recipe.evaluate.calibrate, splits.class_names)
     target_domain = _load_target_domain(recipe, splits)
+    source_splits, translation = splits, None
+    if recipe.adaptation is not None and recipe.adaptation.method == "translate":
+        splits, translation = _translate(recipe, splits, target_domain, verbose)
     with dtype_policy(recipe.train.precision), strategy.scope():
         model = model_from_recipe(recipe, Task(splits.class_names))
         plan = assemble_training(recipe, model, splits, target_domain, verbose)
@@ -89,9 +92,13 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int]
             logger.warning(warning)
         with staged_run_dir(final_dir) as work_dir:
             (work_dir / "recipe.yaml").write_text(recipe.to_yaml())
+            if translation is not None:
+                translation.write_record(work_dir / "translation.png", work_dir / "translation_losses.csv",
+                                         source_splits.train.images[:6], target_domain.images[:6])
             before = _domain_features(model, splits, target_domain, recipe) if target_domain else None
             outcome = Trainer(verbose, callbacks).run(plan, work_dir)
-            metrics = _evaluate(recipe, plan, outcome, splits, target_domain, before, work_dir, verbose)
+            metrics = _evaluate(recipe, plan, outcome, splits, target_domain, before, work_dir, verbose,
+                                source_splits)
             _finish(work_dir, started)
     logger.info(f"run written to {final_dir}")
     return FitResult(final_dir, metrics, outcome.history, plan.summary_rows())
@@ -119,8 +126,10 @@ def _with_precision_chosen(recipe):
     return recipe.model_copy(update={"train": recipe.train.model_copy(update={"precision": choice.precision})})
 
 
-def _evaluate(recipe, plan, outcome, splits, target_domain, before, work_dir: Path, verbose: int) -> dict:
-    """Scores the best checkpoint (and, with adaptation, the target and the baseline); writes the evaluation."""
+def _evaluate(recipe, plan, outcome, splits, target_domain, before, work_dir: Path, verbose: int,
+              source_splits) -> dict:
+    """Scores the best checkpoint (and, with adaptation, the target and the baseline, trained on
+    `source_splits`: the source as loaded, before any translation); writes the evaluation."""
     from tltf.assemble import run_summary
     from tltf.evaluate.evaluator import evaluate_splits, write_evaluation
 
@@ -134,7 +143,7 @@ def _evaluate(recipe, plan, outcome, splits, target_domain, before, work_dir: Pa
     evaluation.metrics["health"] = {"status": plan.health.status, "events": plan.health.events}
     if target_domain is not None:
         evaluation.metrics.update(_adaptation_results(recipe, plan, outcome, splits, target_domain, before, work_dir,
-                                                      verbose))
+                                                      verbose, source_splits))
     _write_saliency_grid(work_dir, plan.model, splits, evaluation)
     write_evaluation(work_dir, evaluation, outcome, recipe.name, run_summary(recipe, plan, splits.class_names),
                      plan.summary_rows())
@@ -213,21 +222,34 @@ def _load_target_domain(recipe, splits):
     return target_domain
 
 
+def _translate(recipe, splits, target_domain, verbose: int):
+    """`adaptation: {method: translate}`: the source's train and val splits in the target's look, and the
+    CycleGAN's record. A continued run trains the CycleGAN again (the same translation with `deterministic`)."""
+    from tltf.adapt.translate import TranslationSettings, translated_splits
+
+    settings = TranslationSettings(image_size=recipe.data.image_size, seed=recipe.train.seed,
+                                   **recipe.adaptation.translate.model_dump())
+    logger.info("translating the source into the target's look (CycleGAN)")
+    return translated_splits(splits, target_domain.images, settings, verbose)
+
+
 def _domain_features(model, splits, target_domain, recipe):
     from tltf.adapt.evaluation import domain_features
 
     return domain_features(model, splits.train.images, target_domain.images, recipe.train.batch_size)
 
 
-def _adaptation_results(recipe, plan, outcome, splits, target_domain, before, work_dir: Path, verbose: int) -> dict:
-    """Target metrics, the source-only baseline (trained by the same trainer from its own plan, or kept by a
-    method that adapts only after training), the A-distance, the selection report and the verdict."""
+def _adaptation_results(recipe, plan, outcome, splits, target_domain, before, work_dir: Path, verbose: int,
+                        source_splits) -> dict:
+    """Target metrics, the source-only baseline (trained by the same trainer from its own plan on
+    `source_splits`, or kept by a method that adapts only after training), the A-distance, the selection report
+    and the verdict."""
     from tltf.adapt.evaluation import adaptation_report
 
     baseline = None
     if recipe.adaptation.compare_source_only:
         baseline = _kept_source_only(plan, work_dir / "source_only") or _train_source_only(
-            recipe, splits, work_dir / "source_only", verbose)
+            recipe, source_splits, work_dir / "source_only", verbose)
     return adaptation_report(plan.model, baseline, splits, target_domain, before, work_dir, recipe.train.seed,
                              recipe.train.batch_size, recipe.adaptation, outcome.history)
 

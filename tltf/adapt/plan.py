@@ -62,14 +62,17 @@ def adapt_plan(plan, adaptation, target_domain, data, make_optimizer):
     """
     if adaptation.method == "adabn":
         return _batch_norm_from_target(plan, adaptation, target_domain, data)
-    wrapper = _wrapper(plan.model, adaptation, data.seed)
-    target = SourceAndTargetBatches(wrapper, data, target_domain.images)
     criteria = _selection_criteria(plan.model, target_domain, data)
     for phase_plan in plan.phases:
-        phase_plan.fit_target = target
         phase_plan.callbacks = [criteria, *phase_plan.callbacks]
     if adaptation.select != "source_val":
         plan.monitor, plan.monitor_mode = CRITERIA[adaptation.select]
+    if adaptation.method == "translate":
+        return plan.model
+    wrapper = _wrapper(plan.model, adaptation, data.seed)
+    target = SourceAndTargetBatches(wrapper, data, target_domain.images)
+    for phase_plan in plan.phases:
+        phase_plan.fit_target = target
     if adaptation.method in ("dann", "cdan"):
         start = _schedule_reversal(plan, adaptation, wrapper)
         plan.method_lr_multipliers = domain_head_multipliers(wrapper, adaptation.domain_head.lr_multiplier)
@@ -81,6 +84,34 @@ def adapt_plan(plan, adaptation, target_domain, data, make_optimizer):
         # The classifier ships without the domain head, so its optimizer state must not carry one.
         plan.retained_optimizer = functools.partial(optimizer_restricted_to, plan.model, make_optimizer=make_optimizer)
     return wrapper
+
+
+def describe_adaptation(adaptation) -> str:
+    """One line on what a recipe's `adaptation` section will do, for `tltf explain`."""
+    target = adaptation.target
+    where = getattr(target, "path", None) or getattr(target, "name", None) or ""
+    text = f"adaptation: {adaptation.method} toward {target.source} {where}".rstrip() + ": "
+    if adaptation.method in ("dann", "cdan"):
+        head, strength = adaptation.domain_head, adaptation.lambda_
+        conditioned = " on features ⊗ predictions" + (", entropy-weighted" if adaptation.entropy_conditioning
+                                                      else "") if adaptation.method == "cdan" else ""
+        text += (f"a domain classifier {head.hidden}{conditioned} at {head.lr_multiplier:g}× the phase's rate "
+                 f"behind gradient reversal (λ {strength.schedule}, max {strength.max:g}) on the "
+                 f"{adaptation.features or 'default'} features")
+    elif adaptation.method == "mcc":
+        text += (f"minimum class confusion on the target predictions (weight {adaptation.mcc.weight:g}, "
+                 f"temperature {adaptation.mcc.temperature:g})")
+    elif adaptation.method == "adabn":
+        text += f"after training, BatchNorm statistics from {adaptation.adabn.batches} batches of target images"
+    else:
+        t = adaptation.translate
+        text += (f"first a CycleGAN ({t.filters} filters, {t.residual_blocks} residual blocks, {t.epochs} epochs) "
+                 "translates the source's train and val into the target's look; test stays the source's")
+    select = "source_val" if adaptation.method == "adabn" else adaptation.select
+    text += f"; epoch chosen by {select}"
+    if adaptation.compare_source_only:
+        text += "; a source-only run at the same budget judges it"
+    return text
 
 
 def _wrapper(model, adaptation, seed: int):

@@ -1,5 +1,10 @@
-"""`tltf translate`: train a CycleGAN between a labelled source and an unlabelled target, and write the labelled
-source translated into the target's look as an npz that `tltf fit` trains on like any other source."""
+"""Pixel-level adaptation: a CycleGAN between a labelled source and an unlabelled target.
+
+`tltf translate` writes the labelled source translated into the target's
+look as an npz that `tltf fit` trains on like any other source; the recipe
+route (`adaptation: {method: translate}`) translates in memory before a run
+trains.
+"""
 
 from __future__ import annotations
 
@@ -50,8 +55,35 @@ class TranslationResult:
     history: dict
 
 
-def train_cycle_gan(source_images, target_images, settings: TranslationSettings, verbose: int = 2):
-    """A `CycleGan` trained on uint8 `[N,S,S,3]` source and target images (unpaired); returns it and its history."""
+@dataclasses.dataclass
+class Translation:
+    """A trained CycleGAN and its per-epoch losses.
+
+    Args:
+        gan: the `tltf.adapt.cycle_gan.CycleGan`.
+        history: its `fit` history (each loss per epoch).
+    """
+
+    gan: object
+    history: dict
+
+    def to_target(self, images) -> np.ndarray:
+        """uint8 source images in the target's look."""
+        return translate_images(self.gan.to_target, images)
+
+    def write_record(self, grid: Path, losses: Path, source_images, target_images) -> None:
+        """`grid`: a few source images, translated and translated back, and target images translated to the
+        source; `losses`: a CSV of each loss per epoch."""
+        _plot_samples(grid, self.gan, source_images, target_images)
+        keys = list(self.history)
+        rows = [",".join(["epoch", *keys])] + [
+            ",".join([str(i + 1), *(f"{self.history[k][i]:.6g}" for k in keys)])
+            for i in range(len(self.history[keys[0]]))]
+        losses.write_text("\n".join(rows) + "\n")
+
+
+def train_cycle_gan(source_images, target_images, settings: TranslationSettings, verbose: int = 2) -> Translation:
+    """A `CycleGan` trained on uint8 `[N,S,S,3]` source and target images (unpaired)."""
     import keras
     import tensorflow as tf
 
@@ -66,7 +98,8 @@ def train_cycle_gan(source_images, target_images, settings: TranslationSettings,
     gan.compile(keras.optimizers.Adam(settings.lr, beta_1=0.5), keras.optimizers.Adam(settings.lr, beta_1=0.5))
 
     def endless(images, seed):
-        ds = tf.data.Dataset.from_tensor_slices(np.asarray(images[:])).repeat()  # [:] reads an ImageStore.shuffle(min(len(images), 4096), seed=seed)
+        ds = tf.data.Dataset.from_tensor_slices(np.asarray(images[:])).repeat()  # [:] reads an ImageStore
+        ds = ds.shuffle(min(len(images), 4096), seed=seed)
         return ds.batch(settings.batch_size, drop_remainder=True).map(to_unit_range)
 
     pairs = tf.data.Dataset.zip((endless(source_images, settings.seed), endless(target_images, settings.seed + 1)))
@@ -75,7 +108,7 @@ def train_cycle_gan(source_images, target_images, settings: TranslationSettings,
                 f"{size} px, {settings.epochs} epochs of {steps} steps")
     history = gan.fit(pairs.prefetch(tf.data.AUTOTUNE), epochs=settings.epochs, steps_per_epoch=steps,
                       verbose=verbose).history
-    return gan, history
+    return Translation(gan, history)
 
 
 def translate_images(generator, images, batch_size: int = 64) -> np.ndarray:
@@ -85,6 +118,22 @@ def translate_images(generator, images, batch_size: int = 64) -> np.ndarray:
     out = [from_unit_range(generator(to_unit_range(np.asarray(images[start:start + batch_size])), training=False))
            .numpy() for start in range(0, len(images), batch_size)]
     return np.concatenate(out) if out else np.zeros((0, *np.asarray(images).shape[1:]), np.uint8)
+
+
+def translated_splits(splits, target_images, settings: TranslationSettings, verbose: int = 2):
+    """The recipe route (`adaptation: {method: translate}`): a CycleGAN trained from the source's training
+    images to `target_images`, and `splits` with train and val in the target's look; test stays the source's
+    own, so the run's test metrics say how the classifier does on the domain it was translated from. Returns
+    `(splits, Translation)`. The translated images are held in memory."""
+    from tltf.data.splits import Split
+
+    translation = train_cycle_gan(splits.train.images, target_images, settings, verbose)
+    translated = {}
+    for name in ("train", "val"):
+        split = getattr(splits, name)
+        logger.info(f"translating the source's {name} split ({len(split)} images)")
+        translated[name] = Split(translation.to_target(split.images), split.labels)
+    return dataclasses.replace(splits, **translated), translation
 
 
 def translate_source(source, target, out, settings: TranslationSettings, verbose: int = 2) -> TranslationResult:
@@ -107,26 +156,21 @@ def translate_source(source, target, out, settings: TranslationSettings, verbose
     raw, class_names = load_raw(source)
     class_names = list(class_names or [f"class_{i}" for i in range(int(raw["train"].labels.max()) + 1)])
     target_images = load_target(target, settings.image_size, class_names).images
-    gan, history = train_cycle_gan(raw["train"].images, target_images, settings, verbose)
+    translation = train_cycle_gan(raw["train"].images, target_images, settings, verbose)
     arrays = {"class_names": np.array(class_names)}
     for name, split in raw.items():
         logger.info(f"translating the source's {name} split ({len(split)} images)")
-        arrays[f"{name}_images"] = translate_images(gan.to_target, split.images)
+        arrays[f"{name}_images"] = translation.to_target(split.images)
         arrays[f"{name}_labels"] = np.asarray(split.labels)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial.npz")
     np.savez_compressed(partial, **arrays)
     os.replace(partial, out)
-    grid = out.with_name(f"{out.stem}_translation.png")
-    _plot_samples(grid, gan, raw["train"].images[:6], target_images[:6])
-    losses = out.with_name(f"{out.stem}_losses.csv")
-    keys = list(history)
-    rows = [",".join(["epoch", *keys])] + [",".join([str(i + 1), *(f"{history[k][i]:.6g}" for k in keys)])
-                                           for i in range(len(history[keys[0]]))]
-    losses.write_text("\n".join(rows) + "\n")
+    grid, losses = out.with_name(f"{out.stem}_translation.png"), out.with_name(f"{out.stem}_losses.csv")
+    translation.write_record(grid, losses, raw["train"].images[:6], target_images[:6])
     logger.info(f"translated source written to {out} ({', '.join(f'{n} {len(s)}' for n, s in raw.items())}); "
                 f"samples in {grid}")
-    return TranslationResult(out, grid, losses, history)
+    return TranslationResult(out, grid, losses, translation.history)
 
 
 def _plot_samples(path, gan, source_images, target_images) -> None:

@@ -1,4 +1,5 @@
-"""The recipe's `adaptation` section: training toward an unlabelled target domain (DANN, CDAN, MCC, AdaBN)."""
+"""The recipe's `adaptation` section: training toward an unlabelled target domain (DANN, CDAN, MCC, AdaBN, or
+translating the source into the target's look)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,20 @@ class BatchNormConfig(Section):
     batches: int = Field(32, ge=1)
 
 
+class TranslateConfig(Section):
+    """translate: the CycleGAN that brings the source into the target's look before training (its images are
+    `data.image_size` and its seed `train.seed`)."""
+
+    epochs: int = Field(10, ge=1, description="Passes over the larger of the source's training images and the "
+                                               "target's images.")
+    batch_size: int = Field(16, ge=1)
+    filters: int = Field(16, ge=1, description="The generators' and discriminators' first-layer channels.")
+    residual_blocks: int = Field(2, ge=0)
+    lr: float = Field(2.0e-4, gt=0)
+    cycle_weight: float = Field(10.0, ge=0)
+    identity_weight: float = Field(5.0, ge=0)
+
+
 class AdaptationConfig(Section):
     """Training toward an unlabelled target domain, and the checks that say whether it helped.
 
@@ -48,13 +63,15 @@ class AdaptationConfig(Section):
         adaptation: {method: dann, target: {source: npz, path: other-hospital.npz}}
 
     Args:
-        method: dann, cdan (conditional, entropy-weighted), mcc (minimum class confusion) or adabn
-            (BatchNorm statistics from the target, no training).
+        method: dann, cdan (conditional, entropy-weighted), mcc (minimum class confusion), adabn
+            (BatchNorm statistics from the target, no training) or translate (a CycleGAN translates the source's
+            train and val images into the target's look, then the classifier trains on them as usual; test stays
+            the source's own).
         target: the target domain, any data source; its labels (if any) only evaluate.
         lambda: the λ schedule (dann, cdan); domain_head: the domain classifier (dann, cdan).
         features: what becomes domain-invariant (dann, cdan; default from the strategy).
         entropy_conditioning: cdan's entropy weighting (CDAN+E).
-        mcc: minimum class confusion's weight and temperature; adabn: its batches.
+        mcc: minimum class confusion's weight and temperature; adabn: its batches; translate: the CycleGAN.
         select: which epoch is delivered: dev (Deep Embedded Validation's target-risk estimate), snd
             (soft neighbourhood density) or source_val (source validation AUC).
         compare_source_only: also train without adaptation at the same budget, and judge the adapted model
@@ -63,7 +80,7 @@ class AdaptationConfig(Section):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True, populate_by_name=True)
 
-    method: Literal["dann", "cdan", "mcc", "adabn"] = "dann"
+    method: Literal["dann", "cdan", "mcc", "adabn", "translate"] = "dann"
     target: DataSource
     lambda_: LambdaConfig = Field(LambdaConfig(), alias="lambda")
     domain_head: DomainHeadConfig = DomainHeadConfig()
@@ -73,6 +90,7 @@ class AdaptationConfig(Section):
     entropy_conditioning: bool = Field(True, description="cdan: weight the domain loss by prediction certainty.")
     mcc: ConfusionConfig = ConfusionConfig()
     adabn: BatchNormConfig = BatchNormConfig()
+    translate: TranslateConfig = TranslateConfig()
     select: Literal["dev", "snd", "source_val"] = Field(
         "dev", description="Which epoch is delivered: the lowest DEV target-risk estimate, the highest soft "
                            "neighbourhood density, or the best source validation AUC. adabn always uses source_val "
