@@ -31,7 +31,7 @@ def explain(recipe) -> dict:
     if recipe.adaptation is not None:
         from tltf.adapt.plan import describe_adaptation
 
-        explanation["adaptation"] = describe_adaptation(recipe.adaptation)
+        explanation["adaptation"] = describe_adaptation(recipe.adaptation, recipe.data.image_size)
     if recipe.train.precision == "auto":  # what auto means here; a named precision is the recipe's own
         precision = choose_precision(recipe, measure=False)
         explanation["precision"] = {"chosen": precision.precision, "reason": precision.reason}

@@ -227,8 +227,9 @@ def _translate(recipe, splits, target_domain, verbose: int):
     CycleGAN's record. A continued run trains the CycleGAN again (the same translation with `deterministic`)."""
     from tltf.adapt.translate import TranslationSettings, translated_splits
 
-    settings = TranslationSettings(image_size=recipe.data.image_size, seed=recipe.train.seed,
-                                   **recipe.adaptation.translate.model_dump())
+    chosen = recipe.adaptation.translate.model_dump()
+    chosen["image_size"] = chosen["image_size"] or recipe.data.image_size
+    settings = TranslationSettings(seed=recipe.train.seed, **chosen)
     logger.info("translating the source into the target's look (CycleGAN)")
     return translated_splits(splits, target_domain.images, settings, verbose)
 

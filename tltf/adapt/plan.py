@@ -86,8 +86,8 @@ def adapt_plan(plan, adaptation, target_domain, data, make_optimizer):
     return wrapper
 
 
-def describe_adaptation(adaptation) -> str:
-    """One line on what a recipe's `adaptation` section will do, for `tltf explain`."""
+def describe_adaptation(adaptation, image_size: int) -> str:
+    """One line on what a recipe's `adaptation` section will do (`image_size`: the recipe's), for `tltf explain`."""
     target = adaptation.target
     where = getattr(target, "path", None) or getattr(target, "name", None) or ""
     text = f"adaptation: {adaptation.method} toward {target.source} {where}".rstrip() + ": "
@@ -105,8 +105,9 @@ def describe_adaptation(adaptation) -> str:
         text += f"after training, BatchNorm statistics from {adaptation.adabn.batches} batches of target images"
     else:
         t = adaptation.translate
-        text += (f"first a CycleGAN ({t.filters} filters, {t.residual_blocks} residual blocks, {t.epochs} epochs) "
-                 "translates the source's train and val into the target's look; test stays the source's")
+        text += (f"first a CycleGAN ({t.filters} filters, {t.residual_blocks} residual blocks, {t.epochs} epochs at "
+                 f"{t.image_size or image_size} px) translates the source's train and val into the target's look; "
+                 "test stays the source's")
     select = "source_val" if adaptation.method == "adabn" else adaptation.select
     text += f"; epoch chosen by {select}"
     if adaptation.compare_source_only:

@@ -68,13 +68,21 @@ class Translation:
     history: dict
 
     def to_target(self, images) -> np.ndarray:
-        """uint8 source images in the target's look."""
-        return translate_images(self.gan.to_target, images)
+        """uint8 source images in the target's look, at their own size (translated at the CycleGAN's)."""
+        from tltf.data.images import resize
+
+        images = np.asarray(images[:])  # [:] reads an ImageStore
+        translated = translate_images(self.gan.to_target, resize(images, self.gan.to_target.input_shape[1]))
+        return resize(translated, images.shape[1])
 
     def write_record(self, grid: Path, losses: Path, source_images, target_images) -> None:
         """`grid`: a few source images, translated and translated back, and target images translated to the
         source; `losses`: a CSV of each loss per epoch."""
-        _plot_samples(grid, self.gan, source_images, target_images)
+        from tltf.data.images import resize
+
+        size = self.gan.to_target.input_shape[1]
+        _plot_samples(grid, self.gan, resize(np.asarray(source_images[:]), size),
+                      resize(np.asarray(target_images[:]), size))
         keys = list(self.history)
         rows = [",".join(["epoch", *keys])] + [
             ",".join([str(i + 1), *(f"{self.history[k][i]:.6g}" for k in keys)])
@@ -83,11 +91,13 @@ class Translation:
 
 
 def train_cycle_gan(source_images, target_images, settings: TranslationSettings, verbose: int = 2) -> Translation:
-    """A `CycleGan` trained on uint8 `[N,S,S,3]` source and target images (unpaired)."""
+    """A `CycleGan` trained on uint8 `[N,S,S,3]` source and target images (unpaired), resized to
+    `settings.image_size`."""
     import keras
     import tensorflow as tf
 
     from tltf.adapt.cycle_gan import CycleGan, patch_discriminator, small_generator, to_unit_range
+    from tltf.data.images import resize
 
     keras.utils.set_random_seed(settings.seed)
     size, filters = settings.image_size, settings.filters
@@ -98,7 +108,8 @@ def train_cycle_gan(source_images, target_images, settings: TranslationSettings,
     gan.compile(keras.optimizers.Adam(settings.lr, beta_1=0.5), keras.optimizers.Adam(settings.lr, beta_1=0.5))
 
     def endless(images, seed):
-        ds = tf.data.Dataset.from_tensor_slices(np.asarray(images[:])).repeat()  # [:] reads an ImageStore
+        images = resize(np.asarray(images[:]), size)  # [:] reads an ImageStore
+        ds = tf.data.Dataset.from_tensor_slices(images).repeat()
         ds = ds.shuffle(min(len(images), 4096), seed=seed)
         return ds.batch(settings.batch_size, drop_remainder=True).map(to_unit_range)
 

@@ -43,9 +43,12 @@ class BatchNormConfig(Section):
 
 
 class TranslateConfig(Section):
-    """translate: the CycleGAN that brings the source into the target's look before training (its images are
-    `data.image_size` and its seed `train.seed`)."""
+    """translate: the CycleGAN that brings the source into the target's look before training (seeded by
+    `train.seed`)."""
 
+    image_size: Optional[int] = Field(None, ge=8, multiple_of=2, description="The CycleGAN's image size (default "
+                                      "data.image_size); translated images are resized back to data.image_size. "
+                                      "Smaller is much faster.")
     epochs: int = Field(10, ge=1, description="Passes over the larger of the source's training images and the "
                                                "target's images.")
     batch_size: int = Field(16, ge=1)
