@@ -118,7 +118,7 @@ def train_cycle_gan(source_images, target_images, settings: TranslationSettings,
     logger.info(f"CycleGAN: {len(source_images)} source and {len(target_images)} target images at "
                 f"{size} px, {settings.epochs} epochs of {steps} steps")
     history = gan.fit(pairs.prefetch(tf.data.AUTOTUNE), epochs=settings.epochs, steps_per_epoch=steps,
-                      verbose=verbose).history
+                      verbose=verbose, shuffle=False).history  # the datasets shuffle themselves
     return Translation(gan, history)
 
 
