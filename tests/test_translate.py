@@ -94,6 +94,8 @@ def test_the_recipe_route_trains_on_the_translated_source_and_judges_it_against_
     assert (run / "source_only" / "model.keras").exists() and (run / "translation.png").stat().st_size > 0
     losses = np.genfromtxt(run / "translation_losses.csv", delimiter=",", names=True)
     assert len(losses) == 2 and "cycle_loss" in losses.dtype.names
+    assert keras.models.load_model(run / "translation" / "to_target.keras").input_shape == (None, 8, 8, 3)
+    assert (run / "translation" / "to_source.keras").exists()
     assert not list(run.rglob("*.partial*"))
     # The classifier saw the source's train and val in the target's look, and is tested on the source's own
     # test images: its stored val scores are not what it gives the raw val images; its test scores are.

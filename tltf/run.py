@@ -95,6 +95,7 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int]
             if translation is not None:
                 translation.write_record(work_dir / "translation.png", work_dir / "translation_losses.csv",
                                          source_splits.train.images[:6], target_domain.images[:6])
+                translation.save_generators(work_dir / "translation")
             before = _domain_features(model, splits, target_domain, recipe) if target_domain else None
             outcome = Trainer(verbose, callbacks).run(plan, work_dir)
             metrics = _evaluate(recipe, plan, outcome, splits, target_domain, before, work_dir, verbose,

@@ -75,6 +75,13 @@ class Translation:
         translated = translate_images(self.gan.to_target, resize(images, self.gan.to_target.input_shape[1]))
         return resize(translated, images.shape[1])
 
+    def save_generators(self, directory: Path) -> None:
+        """`directory/to_target.keras` and `to_source.keras`: the two generators, to translate more images later
+        (`translate_images(keras.models.load_model(path), images)`)."""
+        directory.mkdir(parents=True, exist_ok=True)
+        for generator in (self.gan.to_target, self.gan.to_source):
+            generator.save(directory / f"{generator.name}.keras")
+
     def write_record(self, grid: Path, losses: Path, source_images, target_images) -> None:
         """`grid`: a few source images, translated and translated back, and target images translated to the
         source; `losses`: a CSV of each loss per epoch."""
