@@ -121,7 +121,8 @@ NO_RESNET_WEIGHTS = ["--set", "model.weights=none", "--set", "model.bn=frozen"]
 @pytest.mark.parametrize("name", sorted(path.stem for path in RECIPES.glob("*.yaml")))
 def test_explain_of_every_shipped_recipe_matches_its_golden(name, tmp_path, monkeypatch, imagenet_cache):
     """Byte for byte, text and JSON: the goldens were written before the plan/trainer restructure (and changed
-    since only where the output was meant to: the moderate-imbalance warning went, "1 epoch" lost its s)."""
+    since only where the output was meant to: the moderate-imbalance warning went, "1 epoch" lost its s, adapted
+    recipes gained their `adaptation:` line)."""
     monkeypatch.chdir(ROOT)  # the recipes name ../shared paths relative to the project
     recipe_path = RECIPES / f"{name}.yaml"
     recipe = load_recipe(recipe_path)
