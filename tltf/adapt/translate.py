@@ -110,7 +110,8 @@ def train_cycle_gan(source_images, target_images, settings: TranslationSettings,
     size, filters = settings.image_size, settings.filters
     gan = CycleGan(small_generator(size, filters, settings.residual_blocks, "to_target"),
                    small_generator(size, filters, settings.residual_blocks, "to_source"),
-                   patch_discriminator(size, filters, "source_critic"), patch_discriminator(size, filters, "target_critic"),
+                   patch_discriminator(size, filters, "source_critic"),
+                   patch_discriminator(size, filters, "target_critic"),
                    settings.cycle_weight, settings.identity_weight)
     gan.compile(keras.optimizers.Adam(settings.lr, beta_1=0.5), keras.optimizers.Adam(settings.lr, beta_1=0.5))
 
@@ -198,7 +199,8 @@ def _plot_samples(path, gan, source_images, target_images) -> None:
     translated = translate_images(gan.to_target, source_images)
     rows = [("source", np.asarray(source_images)), ("translated", translated),
             ("translated back", translate_images(gan.to_source, translated)),
-            ("target", np.asarray(target_images)), ("target → source", translate_images(gan.to_source, target_images))]
+            ("target", np.asarray(target_images)),
+            ("target → source", translate_images(gan.to_source, target_images))]
     plt = _pyplot()
     columns = max(len(images) for _, images in rows)
     fig, axes = plt.subplots(len(rows), columns, figsize=(1.4 * columns, 1.5 * len(rows)), squeeze=False)
