@@ -71,8 +71,7 @@ def _judgement(model, baseline, splits, target_domain, adaptation, history, batc
     from tltf.adapt.selection import SelectionCriteria, dev_problem
     from tltf.adapt.verdict import adaptation_verdict, verdict_message
 
-    judged = {"method": adaptation.method, "select": "source_val" if adaptation.method == "adabn" else
-              adaptation.select}
+    judged = {"method": adaptation.method, "select": adaptation.chooses_epoch_by}
     if "dev_risk" in history:
         judged["selection"] = selection_report(history)
         problem = _dev_problem_in_training(history, judged["selection"], judged["select"])

@@ -93,8 +93,10 @@ def describe_adaptation(adaptation, image_size: int) -> str:
     text = f"adaptation: {adaptation.method} toward {target.source} {where}".rstrip() + ": "
     if adaptation.method in ("dann", "cdan"):
         head, strength = adaptation.domain_head, adaptation.lambda_
-        conditioned = " on features ⊗ predictions" + (", entropy-weighted" if adaptation.entropy_conditioning
-                                                      else "") if adaptation.method == "cdan" else ""
+        conditioned = ""
+        if adaptation.method == "cdan":
+            conditioned = " on features ⊗ predictions" + (", entropy-weighted" if adaptation.entropy_conditioning
+                                                          else "")
         text += (f"a domain classifier {head.hidden}{conditioned} at {head.lr_multiplier:g}× the phase's rate "
                  f"behind gradient reversal (λ {strength.schedule}, max {strength.max:g}) on the "
                  f"{adaptation.features or 'default'} features")
@@ -108,8 +110,7 @@ def describe_adaptation(adaptation, image_size: int) -> str:
         text += (f"first a CycleGAN ({t.filters} filters, {t.residual_blocks} residual blocks, {t.epochs} epochs at "
                  f"{t.image_size or image_size} px) translates the source's train and val into the target's look; "
                  "test stays the source's")
-    select = "source_val" if adaptation.method == "adabn" else adaptation.select
-    text += f"; epoch chosen by {select}"
+    text += f"; epoch chosen by {adaptation.chooses_epoch_by}"
     if adaptation.compare_source_only:
         text += "; a source-only run at the same budget judges it"
     return text
