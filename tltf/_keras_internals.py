@@ -18,6 +18,18 @@ def trainable_variables_of(layer) -> list:
     return list(getattr(layer, "_trainable_variables", []))
 
 
+def sublayers(layer) -> list:
+    """The layers `layer` tracks directly: a model's layers, and also the sublayers of a plain `Layer`
+    (KerasHub's transformer encoders keep their blocks, and the blocks their attention projections, this way;
+    `layer.layers` exists on models only)."""
+    return list(layer._flatten_layers(include_self=False, recursive=False))
+
+
+def own_variables(layer) -> list:
+    """The variables `layer` holds itself, not through a sublayer (a ViT's class token on its embedding layer)."""
+    return list(getattr(layer, "_trainable_variables", [])) + list(getattr(layer, "_non_trainable_variables", []))
+
+
 def optimizer_variable_key(optimizer, variable) -> str:
     """The key an optimizer indexes a variable's slots by; `update_step` sees backend variables without a
     Keras path, so per-variable learning rates are looked up by this key."""
@@ -80,14 +92,12 @@ def freeze_all_but_adapters(network) -> None:
     and BatchNormalization's are frozen for good (`freeze_for_good`). See `tltf.models.lora`."""
     import keras
 
-    children = getattr(network, "layers", None)
-    if children:
-        for child in children:
-            freeze_all_but_adapters(child)
-        return
+    for child in sublayers(network):
+        freeze_all_but_adapters(child)
     if isinstance(network, keras.layers.BatchNormalization):
         return
-    keep = [network.lora_kernel_a, network.lora_kernel_b] if getattr(network, "lora_enabled", False) else []
+    keep = [getattr(network, name) for name in ("lora_kernel_a", "lora_kernel_b", "lora_embeddings_a",
+                                                "lora_embeddings_b") if hasattr(network, name)]
     freeze_for_good(network, [v for v in trainable_variables_of(network) if not any(v is k for k in keep)])
 
 

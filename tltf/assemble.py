@@ -37,6 +37,7 @@ def model_from_recipe(recipe, task: Task, weights="recipe"):
         m.backbone, num_classes=task.num_classes, image_size=recipe.data.image_size,
         weights=m.weights if weights == "recipe" else weights, alpha=m.alpha, head=m.head,
         hidden_units=tuple(m.hidden_units), dropout=m.dropout, bn=m.bn, bn_momentum=m.bn_momentum,
+        preset=m.preset,
     )
     if m.lora is not None:
         _add_lora(model, m.lora)
@@ -70,12 +71,17 @@ def plan_text(recipe, plan, replicas: int = 1) -> str:
 
     header = ("phase", "epochs", "lr", "backbone", "trainable params", "frozen params", "feature cache")
     m = recipe.model
-    title = (f"plan: {recipe.train.strategy} on {m.backbone} (weights {m.weights or 'none'}, BatchNorm {m.bn}), "
+    title = (f"plan: {recipe.train.strategy} on {backbone_text(m)} (weights {m.weights or 'none'}, BatchNorm {m.bn}), "
              f"{recipe.train.optimizer}, batch {recipe.train.batch_size}, {recipe.train.precision}, "
              f"XLA {_jit_text(recipe.train.jit_compile)}, "
              f"{recipe.train.distribution} distribution ({replicas} replica{'s' if replicas > 1 else ''})")
     regularization = f"{plan.regularization}\n" if plan.regularization else ""
     return f"{title}\nbudget: {plan.budget}\n{regularization}" + format_table(plan.summary_rows(), header)
+
+
+def backbone_text(model_config) -> str:
+    """`mobilenet_v2`, or `hub (preset DIR)`."""
+    return f"{model_config.backbone} (preset {model_config.preset})" if model_config.preset else model_config.backbone
 
 
 def _jit_text(setting) -> str:
@@ -91,7 +97,7 @@ def _jit_text(setting) -> str:
 def run_summary(recipe, plan, class_names) -> list[str]:
     """What a run trains, as report.md's opening bullet lines."""
     m, t = recipe.model, recipe.train
-    return [f"- backbone: `{m.backbone}`, weights `{m.weights or 'none'}`, head `{m.head}`, BatchNorm `{m.bn}`",
+    return [f"- backbone: `{backbone_text(m)}`, weights `{m.weights or 'none'}`, head `{m.head}`, BatchNorm `{m.bn}`",
             f"- data: `{recipe.data.source}`, {recipe.data.image_size} px, classes: {', '.join(class_names)}",
             f"- strategy: `{t.strategy}`, batch {t.batch_size}, {t.optimizer}; budget: {plan.budget}"]
 
@@ -109,7 +115,7 @@ def check_weights(recipe) -> None:
 
     m = recipe.model
     if m.weights is not None:
-        create_backbone(m.backbone, recipe.data.image_size, weights=m.weights, alpha=m.alpha)
+        create_backbone(m.backbone, recipe.data.image_size, weights=m.weights, alpha=m.alpha, preset=m.preset)
 
 
 def describe_plan(recipe, model, steps_per_epoch: int, warnings=()) -> TrainingPlan:

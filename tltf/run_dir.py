@@ -146,6 +146,14 @@ def load_run_recipe(run_dir):
     return validate_recipe(yaml.safe_load(path.read_text()), source=str(path))
 
 
+def _mentions_keras_hub(path: Path) -> bool:
+    """Whether a `.keras` file's config names a KerasHub class (a run with `backbone: hub`)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        return b'"keras_hub' in archive.read("config.json")
+
+
 def load_run_model(run_dir):
     """`keras.models.load_model(RUN_DIR/model.keras)` with tltf's serializable classes registered (and, for a LoRA
     model, everything but the adapters, the head and BatchNorm frozen again, as it trained)."""
@@ -160,6 +168,10 @@ def load_run_model(run_dir):
         raise TltfError(f"{path}: no model in this run directory (did the run finish?)")
     from tltf.models.lora import freeze_outside_adapters
 
+    if _mentions_keras_hub(path):
+        from tltf.models.hub import import_keras_hub
+
+        import_keras_hub()  # registers KerasHub's classes, or says what to install
     model = keras.models.load_model(path)
     freeze_outside_adapters(model)
     return model

@@ -1,7 +1,8 @@
 """Keras layers tltf adds; each is serializable and usable in user models."""
 
 from tltf.layers.batch_norm_policy import BatchNormPolicy
+from tltf.layers.class_token import ClassToken
 from tltf.layers.gradient_reversal import GradientReversal
 from tltf.layers.image_preprocessing import ImagePreprocessing
 
-__all__ = ["BatchNormPolicy", "GradientReversal", "ImagePreprocessing"]
+__all__ = ["BatchNormPolicy", "ClassToken", "GradientReversal", "ImagePreprocessing"]

@@ -20,6 +20,9 @@ _FAMILY_PREFIXES = (
     ("mobilenetv2", "mobilenet_v2"), ("mobilenetv3", "mobilenet_v3"), ("efficientnetv2", "efficientnet_v2"),
     ("efficientnet", "efficientnet"), ("convnext", "convnext"), ("densenet", "densenet"),
     ("resnet50v2", "resnet_v2"), ("resnet101v2", "resnet_v2"), ("resnet152v2", "resnet_v2"), ("resnet", "resnet"),
+    # tltf's wrappers around KerasHub backbones (tltf.models.hub)
+    ("hub_vit", "hub_vit"), ("hub_dinov2", "hub_dinov2"), ("hub_clip_vision", "hub_clip_vision"),
+    ("hub_resnet", "hub_resnet"),
 )
 
 
@@ -63,7 +66,12 @@ def family_of(model, backbone=None) -> Optional[str]:
     recorded = getattr(backbone, "family", None)
     if recorded:
         return recorded
-    name = getattr(backbone, "layer", backbone).name.lower()
+    return family_from_name(getattr(backbone, "layer", backbone).name)
+
+
+def family_from_name(network_name: str) -> Optional[str]:
+    """The family a backbone network's name says (`mobilenetv2_1.00_224`, tltf's `hub_vit`), or None."""
+    name = network_name.lower()
     return next((family for prefix, family in _FAMILY_PREFIXES if name.startswith(prefix)), None)
 
 
@@ -75,13 +83,23 @@ def feature_extractor(model):
 
 
 def variable_key(variable) -> str:
-    """`layer/variable`: the last two parts of a variable's path.
+    """A variable's path, stable across a `.keras` round trip: without the leading `head/` of tltf's heads.
 
-    Keras gives the head's variables different paths in a built model
+    Keras gives a Sequential head's variables different paths in a built model
     (`head/logit/kernel`) and in the same model loaded from `.keras`
-    (`logit/kernel`); layer names are unique in a model, so this key is stable.
+    (`logit/kernel`). Everything else keeps its whole path: layers of a
+    keras.applications backbone are `layer/variable` already, and a KerasHub
+    transformer repeats `dense_1/kernel` in every block
+    (`encoder_block_0/dense_1/kernel`, `encoder_block_1/dense_1/kernel`).
     """
-    return "/".join(variable.path.split("/")[-2:])
+    parts = variable.path.split("/")
+    if len(parts) > 2 and parts[0] in _SEQUENTIAL_HEADS:
+        parts = parts[1:]
+    return "/".join(parts)
+
+
+# The Sequential heads tltf builds: the classifier's and DANN's domain classifier.
+_SEQUENTIAL_HEADS = (HEAD_LAYER, "domain_head")
 
 
 def parameters(layer) -> list:
@@ -95,13 +113,14 @@ def parameters(layer) -> list:
 
 
 def leaf_layers(layer):
-    """The layers with no sublayers under `layer` (itself if it has none), through nested models and
-    `BatchNormPolicy` wrappers."""
+    """Every layer under `layer` that holds variables itself, or has no sublayers (itself if it has none),
+    through nested models, `BatchNormPolicy` wrappers and layers made of sublayers (a transformer block: its
+    attention projections, norms and dense layers). Each variable belongs to exactly one of them."""
+    from tltf._keras_internals import own_variables, sublayers
     from tltf.layers import BatchNormPolicy
 
-    children = [layer.layer] if isinstance(layer, BatchNormPolicy) else getattr(layer, "layers", None)
-    if not children:
+    children = [layer.layer] if isinstance(layer, BatchNormPolicy) else sublayers(layer)
+    if not children or own_variables(layer):
         yield layer
-        return
     for child in children:
         yield from leaf_layers(child)

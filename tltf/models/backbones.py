@@ -34,6 +34,8 @@ class BackboneSpec:
         min_size: the smallest square input in pixels.
         has_alpha: whether `model.alpha` (MobileNet width) applies.
         constructor_kwargs: fixed keyword arguments for the constructor.
+        needs_preset: built from `model.preset` (KerasHub), which the
+            constructor takes as `preset=`.
     """
 
     name: str
@@ -43,6 +45,7 @@ class BackboneSpec:
     min_size: int = 32
     has_alpha: bool = False
     constructor_kwargs: tuple = ()
+    needs_preset: bool = False
 
 
 _REGISTRY: dict[str, BackboneSpec] = {}
@@ -82,7 +85,18 @@ for _spec in [
     register_backbone(_spec)
 
 
-def create_backbone(name: str, image_size: int, weights=None, alpha=None):
+def _hub_backbone(input_shape, weights=None, preset=None):
+    from tltf.models.hub import hub_backbone  # KerasHub is imported only when a recipe names it
+
+    return hub_backbone(input_shape, weights, preset)
+
+
+# Any KerasHub backbone tltf supports (`tltf.models.hub`); its family is read from the preset. The preset's own
+# scaling is inside the feature model, so no extra preprocessing.
+register_backbone(BackboneSpec("hub", _hub_backbone, "none", "hub", needs_preset=True))
+
+
+def create_backbone(name: str, image_size: int, weights=None, alpha=None, preset=None):
     """Builds the named backbone as a pooled feature model (`[N,S,S,3] → [N,D]`).
 
     Args:
@@ -91,6 +105,7 @@ def create_backbone(name: str, image_size: int, weights=None, alpha=None):
         weights: `"imagenet"` (the Keras cache, `$KERAS_HOME/models`,
             downloading if missing), None, or a path to a weights file.
         alpha: MobileNet width multiplier.
+        preset: a KerasHub preset name or folder, for backbones that need one (`hub`).
 
     Raises:
         WeightsError: weights that cannot be found, downloaded or loaded,
@@ -102,6 +117,8 @@ def create_backbone(name: str, image_size: int, weights=None, alpha=None):
     kwargs = dict(spec.constructor_kwargs)
     if alpha is not None:
         kwargs["alpha"] = alpha
+    if spec.needs_preset:
+        kwargs["preset"] = preset
     constructor = spec.constructor
     if isinstance(constructor, str):
         constructor = getattr(keras.applications, constructor)
@@ -113,7 +130,7 @@ def create_backbone(name: str, image_size: int, weights=None, alpha=None):
         weights = path
     try:
         return constructor(input_shape=(image_size, image_size, 3), weights=weights, **kwargs)
-    except WeightsError:
+    except TltfError:
         raise
     except Exception as error:
         raise _weights_error(spec, weights, error) from None

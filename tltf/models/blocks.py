@@ -100,6 +100,54 @@ def _numbered_blocks(name: str):
     return None
 
 
+# KerasHub backbones (`tltf.models.hub`). Their layer names carry the model's name as a prefix when loaded from a
+# preset (`dinov2_backbone_embeddings`, `clip_vision_encoder_encoder_block_0`), so the rules match endings.
+# Transformer blocks become `block_0` … `block_<n-1>` in every family (a transformer has no stages: a stage is a
+# block).
+def _hub_vit(name: str):
+    match = re.search(r"(?:^|_)transformer_block_(\d+)$", name)
+    if match:  # KerasHub numbers ViT's blocks from 1
+        return f"block_{int(match.group(1)) - 1}", f"block_{int(match.group(1)) - 1}"
+    if name.endswith("patching_and_embedding"):
+        return STEM, STEM
+    if name == "ln" or name.endswith("_ln"):  # the encoder's final LayerNorm
+        return TOP, TOP
+    return None
+
+
+def _hub_dinov2(name: str):
+    match = re.search(r"(?:^|_)layers_(\d+)$", name)
+    if match:
+        return f"block_{match.group(1)}", f"block_{match.group(1)}"
+    if name.endswith("embeddings"):
+        return STEM, STEM
+    if name.endswith("layernorm"):
+        return TOP, TOP
+    return None
+
+
+def _hub_clip_vision(name: str):
+    match = re.search(r"(?:^|_)encoder_block_(\d+)$", name)
+    if match:
+        return f"block_{match.group(1)}", f"block_{match.group(1)}"
+    if name.endswith("embedding") or name.endswith("pre_layer_norm"):
+        return STEM, STEM
+    if name.endswith("layer_norm"):
+        return TOP, TOP
+    return None
+
+
+def _hub_resnet(name: str):
+    match = re.search(r"(?:^|_)(stack(\d+))_block(\d+)_", name)
+    if match:
+        return f"{match.group(1)}_block{match.group(3)}", match.group(1)
+    if re.search(r"(?:^|_)(conv1|pool1)_", name):
+        return STEM, STEM
+    if re.search(r"(?:^|_)post_", name):
+        return TOP, TOP
+    return None
+
+
 FAMILY_RULES = {
     "resnet": _resnet_like,
     "resnet_v2": _resnet_like,
@@ -109,7 +157,15 @@ FAMILY_RULES = {
     "efficientnet": _efficientnet,
     "efficientnet_v2": _efficientnet,
     "convnext": _convnext,
+    "hub_vit": _hub_vit,
+    "hub_dinov2": _hub_dinov2,
+    "hub_clip_vision": _hub_clip_vision,
+    "hub_resnet": _hub_resnet,
 }
+
+# Families whose blocks sit inside sublayers of the backbone network (tltf's wrapper around a KerasHub model; a
+# transformer encoder layer holding its blocks): their block maps look inside what the rules do not name.
+NESTED_FAMILIES = ("hub_vit", "hub_dinov2", "hub_clip_vision", "hub_resnet")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,6 +227,29 @@ def _first_index(layers: list[str], layer_names: list[str]) -> int:
     return layer_names.index(layers[0])
 
 
+def backbone_parts(network, family: str) -> list:
+    """The layers a block map places, in network order, without input layers.
+
+    The network's own layers; for a nested family (`NESTED_FAMILIES`), a layer the family's rules do not name
+    and that is made of sublayers without holding variables itself (a nested KerasHub model, a transformer
+    encoder) is replaced by its sublayers, recursively.
+    """
+    import keras
+
+    from tltf._keras_internals import own_variables, sublayers
+
+    rule = FAMILY_RULES.get(family, _numbered_blocks)
+    parts = []
+    for layer in sublayers(network) if family in NESTED_FAMILIES else network.layers:
+        if isinstance(layer, keras.layers.InputLayer) or layer.name.startswith("input"):
+            continue
+        if family in NESTED_FAMILIES and rule(layer.name) is None and sublayers(layer) and not own_variables(layer):
+            parts.extend(backbone_parts(layer, family))
+        else:
+            parts.append(layer)
+    return parts
+
+
 @dataclasses.dataclass
 class BlockMap:
     """A model's units from the stem to the head, with their variables.
@@ -187,6 +266,7 @@ class BlockMap:
 
     units: list[Unit]
     variables: dict
+    layers: dict = dataclasses.field(default_factory=dict, repr=False)  # layer name → layer, for layers_of
 
     @classmethod
     def of(cls, model, unit: str = "block", family: Optional[str] = None) -> "BlockMap":
@@ -202,7 +282,7 @@ class BlockMap:
         backbone = backbone_network(model)
         if family is None:
             family = family_of(model) or "numbered"
-        layers = [layer for layer in backbone.layers if not layer.name.startswith("input")]
+        layers = backbone_parts(backbone, family)
         by_name = {layer.name: layer for layer in layers}
         units, variables = [], {}
         for candidate in group_units([layer.name for layer in layers], family, unit):
@@ -213,7 +293,7 @@ class BlockMap:
         head = head_of(model)
         units.append(Unit(HEAD, HEAD, (head.name,)))
         variables[HEAD] = list(head.weights)
-        return cls(units, variables)
+        return cls(units, variables, by_name)
 
     @property
     def names(self) -> list[str]:
@@ -222,8 +302,10 @@ class BlockMap:
     def layers_of(self, model, name: str) -> list:
         if name == HEAD:
             return [head_of(model)]
-        backbone = backbone_network(model)
         unit = next(u for u in self.units if u.name == name)
+        if self.layers:
+            return [self.layers[layer] for layer in unit.layers]
+        backbone = backbone_network(model)
         return [backbone.get_layer(layer) for layer in unit.layers]
 
     def path_to_unit(self) -> dict[str, str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tltf.models.anatomy import BACKBONE_LAYER, leaf_layers
+from tltf.models.anatomy import BACKBONE_LAYER, family_from_name, leaf_layers
 from tltf.models.backbones import create_backbone, get_backbone_spec
 from tltf.models.heads import build_head
 
@@ -38,7 +38,7 @@ def default_bn_calibration(weights, bn: str) -> int:
 
 def build_model(backbone: str = "resnet50", *, num_classes: int = 2, image_size: int = 224, weights="imagenet",
                 alpha=None, head: str = "linear", hidden_units=(256,), dropout: float = 0.2, bn: str | None = None,
-                bn_momentum: float | None = None):
+                bn_momentum: float | None = None, preset: str | None = None):
     """A transfer-learning classifier as a plain functional `keras.Model`.
 
     The model takes raw 0–255 RGB pixels `[N,S,S,3]`. Inside it: the
@@ -63,6 +63,7 @@ def build_model(backbone: str = "resnet50", *, num_classes: int = 2, image_size:
         dropout: the head's dropout rate.
         bn: `"frozen"` (BatchNorm always in inference mode) or `"train"`; default `default_bn(weights)`.
         bn_momentum: if given, the moving-average momentum of every backbone BatchNorm (lower settles faster).
+        preset: with `backbone="hub"`, a KerasHub preset name or local folder (`tltf.models.hub`).
     """
     import keras
 
@@ -71,15 +72,16 @@ def build_model(backbone: str = "resnet50", *, num_classes: int = 2, image_size:
 
     spec = get_backbone_spec(backbone)
     bn = bn or default_bn(weights)
-    net = create_backbone(backbone, image_size, weights=weights, alpha=alpha)
+    net = create_backbone(backbone, image_size, weights=weights, alpha=alpha, preset=preset)
+    family = family_from_name(net.name) if spec.needs_preset else spec.family
     if bn_momentum is not None:
         _set_bn_momentum(net, bn_momentum)
     inputs = keras.Input((image_size, image_size, 3), name="image")
     # float32 even under mixed precision: bfloat16 cannot hold normalised pixels to 8 bits.
     x = ImagePreprocessing(spec.preprocessing, name="preprocessing", dtype="float32")(inputs)
-    features = BatchNormPolicy(net, mode=bn, family=spec.family, name=BACKBONE_LAYER)(x)
+    features = BatchNormPolicy(net, mode=bn, family=family, name=BACKBONE_LAYER)(x)
     outputs = build_head(features.shape[-1], Task.with_classes(num_classes), head, hidden_units, dropout)(features)
-    return keras.Model(inputs, outputs, name=f"tltf_{backbone}")
+    return keras.Model(inputs, outputs, name=f"tltf_{family if spec.needs_preset else backbone}")
 
 
 def _set_bn_momentum(network, momentum: float) -> None:

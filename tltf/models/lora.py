@@ -90,6 +90,9 @@ def _why_not_lora(layer) -> str:
         return "depthwise or separable convolution (no LoRA in Keras)"
     if not hasattr(layer, "enable_lora"):
         return f"{type(layer).__name__} (no LoRA in Keras)"
+    if isinstance(layer, keras.layers.Embedding):
+        # A ViT's position embeddings: a table, not a projection; merging for export handles kernels only.
+        return "embedding (tltf adapts kernels)"
     if getattr(layer, "kernel_constraint", None) is not None:
         return "kernel constraint"
     if getattr(layer, "lora_enabled", False):

@@ -147,6 +147,15 @@ def _check_model(recipe: Recipe, source: str) -> None:
             f"{source}: data.image_size: {recipe.data.image_size} px is smaller than the "
             f"{spec.min_size} px that {spec.name} accepts; set data.image_size >= {spec.min_size}"
         )
+    if spec.needs_preset and not recipe.model.preset:
+        raise RecipeError(f"{source}: model.preset: backbone {spec.name} needs model.preset, a KerasHub preset "
+                          "name or a local preset folder")
+    if recipe.model.preset and not spec.needs_preset:
+        raise RecipeError(f"{source}: model.preset: only backbone hub takes a preset; set model.backbone: hub, "
+                          "or remove model.preset")
+    if spec.needs_preset and recipe.model.weights not in (None, "imagenet"):
+        raise RecipeError(f"{source}: model.weights: backbone hub loads its weights from model.preset; set "
+                          "model.weights to imagenet (the preset's weights) or none")
     if recipe.model.alpha is not None and not spec.has_alpha:
         raise RecipeError(f"{source}: model.alpha: {spec.name} has no width multiplier; remove model.alpha")
 

@@ -87,8 +87,10 @@ class ModelConfig(Section):
         model: {backbone: mobilenet_v2, alpha: 0.35, weights: imagenet, head: mlp, hidden_units: [128]}
 
     Args:
-        backbone: a registered backbone name (`tltf.models.backbone_names()`).
-        weights: `imagenet`, `none`, or a path to a weights file.
+        backbone: a registered backbone name (`tltf.models.backbone_names()`), or `hub` for a KerasHub one.
+        preset: with `backbone: hub`, a KerasHub preset name or a local preset folder.
+        weights: `imagenet`, `none`, or a path to a weights file. With `hub`: `imagenet` (any value but none)
+            loads the preset's own pretrained weights, `none` builds its architecture with random ones.
         alpha: MobileNet width multiplier.
         head: `linear` or `mlp`; `hidden_units` and `dropout` shape it.
         bn: `frozen` or `train`; filled in from `weights` when not given.
@@ -99,6 +101,7 @@ class ModelConfig(Section):
     """
 
     backbone: str = "resnet50"
+    preset: Optional[str] = Field(None, description="With backbone hub: a KerasHub preset name or local folder.")
     weights: Optional[str] = Field("imagenet", description="imagenet, none, or a path to a weights file.")
     alpha: Optional[float] = Field(None, gt=0, description="MobileNet width multiplier.")
     head: Literal["linear", "mlp"] = "linear"

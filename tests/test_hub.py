@@ -1,0 +1,198 @@
+"""KerasHub backbones from local presets: the real `from_preset` path on tiny random backbones the tests save."""
+
+import json
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+import yaml
+from click.testing import CliRunner
+
+import tltf
+from conftest import separable_images
+from fixtures.hub_presets import FAMILIES, save_presets
+from tltf._keras_internals import sublayers
+from tltf.cli.main import main
+from tltf.models.anatomy import backbone_network, feature_extractor, variable_key
+from tltf.models.blocks import BlockMap
+from tltf.train.layerwise import layer_decay_multipliers, variable_multipliers
+from tltf.train.optimizers import LayerwiseSGD
+
+keras_hub = pytest.importorskip("keras_hub", reason="KerasHub is the optional extra tltf[hub] (the test extra has it)")
+
+TRANSFORMER_UNITS = ["stem", "block_0", "block_1", "top", "head"]
+UNITS = {"hub_vit": TRANSFORMER_UNITS, "hub_dinov2": TRANSFORMER_UNITS, "hub_clip_vision": TRANSFORMER_UNITS,
+         "hub_resnet": ["stem", "stack0_block0", "stack1_block0", "head"]}
+RNG = np.random.default_rng(0)
+
+
+@pytest.fixture(scope="module")
+def presets(tmp_path_factory):
+    return {f"hub_{name}" if not name.startswith("hub_") else name: folder
+            for name, folder in save_presets(tmp_path_factory.mktemp("presets")).items()}
+
+
+def hub_model_in(model):
+    """The KerasHub backbone inside tltf's wrapper."""
+    return next(layer for layer in sublayers(backbone_network(model)) if isinstance(layer, keras_hub.models.Backbone))
+
+
+@pytest.mark.parametrize("family", list(UNITS))
+def test_a_local_preset_loads_its_weights_and_scaling_and_maps_into_blocks(presets, family):
+    folder = presets[family]
+    model = tltf.build_model("hub", preset=str(folder), image_size=32, weights="imagenet", dropout=0.0)
+    reference = keras_hub.models.Backbone.from_preset(str(folder))
+    for loaded, saved in zip(hub_model_in(model).weights, reference.weights, strict=True):
+        np.testing.assert_array_equal(loaded.numpy(), saved.numpy(), err_msg=saved.path)
+    fresh = tltf.build_model("hub", preset=str(folder), image_size=32, weights=None)
+    assert any(not np.array_equal(a.numpy(), b.numpy())
+               for a, b in zip(hub_model_in(fresh).weights, reference.weights) if a.shape.rank > 1)
+
+    # Raw pixels in: the features are the hub backbone's on the preset converter's scaling, pooled.
+    pixels = RNG.uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    converter_file = folder / "image_converter.json"
+    config = json.loads(converter_file.read_text())["config"] if converter_file.exists() else {"scale": 1 / 255}
+    scaled = pixels * np.asarray(config["scale"], "float32") + np.asarray(config.get("offset") or 0.0, "float32")
+    inputs = {"images": scaled} if isinstance(reference.input, dict) else scaled
+    raw = keras.ops.convert_to_numpy(reference(inputs))
+    expected = raw[:, 0] if raw.ndim == 3 else raw.mean(axis=(1, 2))
+    np.testing.assert_allclose(feature_extractor(model)(pixels).numpy(), expected, rtol=1e-4, atol=1e-5)
+
+    block_map = BlockMap.of(model)
+    assert block_map.names == UNITS[family]
+    placed = [variable_key(v) for variables in block_map.variables.values() for v in variables]
+    assert len(placed) == len(set(placed)) == len(model.weights)  # every variable in exactly one unit, keys unique
+
+
+@pytest.mark.parametrize("family", list(UNITS))
+def test_layer_decay_scales_each_blocks_sgd_step_exactly(presets, family):
+    model = tltf.build_model("hub", preset=str(presets[family]), image_size=32, weights="imagenet", dropout=0.0,
+                             bn="train")
+    block_map = BlockMap.of(model)
+    units = layer_decay_multipliers(block_map.names, 0.5)
+    optimizer = LayerwiseSGD(learning_rate=0.01, lr_multipliers=variable_multipliers(block_map.path_to_unit(), units))
+    x, y = RNG.uniform(0, 255, (4, 32, 32, 3)).astype("float32"), np.array([[0], [1], [0], [1]], "float32")
+    with tf.GradientTape() as tape:
+        loss = keras.losses.binary_crossentropy(y, model(x, training=True))
+    pairs = [(tf.convert_to_tensor(g), v)  # position embeddings' gradients come as IndexedSlices
+             for g, v in zip(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+             if g is not None]  # DINOv2's mask token serves masked-image pretraining only: no gradient here
+    before = [v.numpy().copy() for _, v in pairs]
+    optimizer.apply([g for g, _ in pairs], [v for _, v in pairs])
+    unit_of, moved = block_map.path_to_unit(), set()
+    for (grad, variable), old in zip(pairs, before):
+        unit = unit_of[variable_key(variable)]
+        expected = old - grad.numpy() * (np.float32(0.01) * np.float32(units[unit]))
+        np.testing.assert_allclose(variable.numpy(), expected, rtol=1e-6, atol=1e-30, err_msg=variable.path)
+        if np.abs(grad.numpy()).max() > 0:
+            moved.add(unit)
+    assert moved == set(block_map.names)
+
+
+def test_lora_goes_on_the_attention_projections_and_only_adapters_and_head_move(presets):
+    from tltf.models.lora import enable_backbone_lora
+
+    model = tltf.build_model("hub", preset=str(presets["hub_vit"]), image_size=32, weights="imagenet", dropout=0.0)
+    report = enable_backbone_lora(model, rank=2, alpha=4)
+    assert {"query", "key", "value", "attention_output", "dense_1", "dense_2"} <= set(report.layers)
+    # Counted, not silent: 2 blocks × 2 LayerNorms + the final one, the class token's holder, the position table.
+    assert report.skipped == {"LayerNormalization (no LoRA in Keras)": 5, "ViTPatchingAndEmbedding (no LoRA in Keras)": 1,
+                              "embedding (tltf adapts kernels)": 1}
+    backbone = backbone_network(model)
+    frozen_before = {v.path: v.numpy().copy() for v in backbone.weights if "lora_kernel" not in v.path}
+    b_before = {v.path: v.numpy().copy() for v in backbone.weights if v.path.endswith("lora_kernel_b")}
+    head_before = [v.numpy().copy() for v in tltf.head_of(model).weights]
+    model.compile(keras.optimizers.SGD(0.1), "binary_crossentropy")
+    x, y = RNG.uniform(0, 255, (8, 32, 32, 3)).astype("float32"), np.array([[0], [1]] * 4, "float32")
+    model.train_on_batch(x, y)
+    for v in backbone.weights:
+        if v.path in frozen_before:
+            np.testing.assert_array_equal(v.numpy(), frozen_before[v.path], err_msg=v.path)
+    assert sum(not np.array_equal(v.numpy(), b_before[v.path]) for v in backbone.weights if v.path in b_before) \
+        == len(b_before)  # every adapter's B moved (A gets no gradient while B is zero)
+    assert all(not np.array_equal(v.numpy(), old) for v, old in zip(tltf.head_of(model).weights, head_before))
+
+
+def write_hub_data(root):
+    arrays = {}
+    for split, n, seed in (("train", 48, 0), ("val", 24, 1), ("test", 24, 2)):
+        images, labels = separable_images(n, 32, seed=seed, channels=3)
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels
+    np.savez(root / "data.npz", **arrays)
+    return root / "data.npz"
+
+
+def hub_recipe(root, preset, **model):
+    recipe = {
+        "name": "hub", "data": {"source": "npz", "path": str(write_hub_data(root)), "image_size": 32},
+        "model": {"backbone": "hub", "preset": str(preset), "dropout": 0.0, **model},
+        "train": {"strategy": "warmup_then_finetune", "epochs": 3, "head_warmup": {"epochs": 1, "lr": 0.01},
+                  "layer_decay": 0.7, "batch_size": 16, "lr": 1e-3, "seed": 1},
+        "evaluate": {"bootstrap": 20},
+    }
+    path = root / "hub.yaml"
+    path.write_text(yaml.safe_dump(recipe))
+    return path
+
+
+def test_a_hub_recipe_explains_fits_reloads_and_exports_with_parity(presets, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    recipe = hub_recipe(tmp_path, presets["hub_dinov2"])
+    runner = CliRunner()
+    explained = runner.invoke(main, ["explain", str(recipe), "--json", str(tmp_path / "plan.json")])
+    assert explained.exit_code == 0, explained.output
+    fine_tune = json.loads((tmp_path / "plan.json").read_text())["phases"][-1]["blocks"]
+    assert [b["name"] for b in fine_tune] == TRANSFORMER_UNITS and all(b["trainable"] for b in fine_tune)
+    peaks = [b["lr"]["peak"] for b in fine_tune]  # layer decay 0.7 per unit, head at the base rate
+    np.testing.assert_allclose(peaks, [1e-3 * 0.7 ** k for k in range(4, -1, -1)], rtol=1e-6)
+    fitted = runner.invoke(main, ["fit", str(recipe), "--run-dir", str(tmp_path / "run")])
+    assert fitted.exit_code == 0, fitted.output
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["test"]["n"] == 24
+
+    built = tltf.build_model("hub", preset=str(presets["hub_dinov2"]), image_size=32, weights=None, dropout=0.0)
+    from tltf.run_dir import load_run_model
+
+    loaded = load_run_model(tmp_path / "run")
+    # The optimizer's per-variable rates are keyed by variable_key: the same keys in a fresh and a reloaded model.
+    assert sorted(variable_key(v) for v in loaded.weights) == sorted(variable_key(v) for v in built.weights)
+
+    exported = runner.invoke(main, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "serving")])
+    assert exported.exit_code == 0, exported.output
+    saved_model = tf.saved_model.load(str(next((tmp_path / "serving").glob("*/1"))))
+    images = np.load(tmp_path / "data.npz")["test_images"][:8].astype("float32")
+    served = saved_model.signatures["serving_default"](tf.constant(images))
+    probabilities = next(v for k, v in served.items() if "prob" in k or "output" in k).numpy()
+    np.testing.assert_allclose(probabilities.reshape(len(images), -1)[:, -1],
+                               loaded(images).numpy().reshape(len(images), -1)[:, -1], atol=1e-5)
+
+
+def test_hub_problems_are_one_line_errors_naming_the_key(presets, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    cases = [
+        ({"preset": None}, "model.preset: backbone hub needs model.preset"),
+        ({"preset": str(tmp_path)}, "model.preset is not a KerasHub preset folder (no config.json there)"),
+        ({"weights": "/some/file.h5"}, "model.weights: backbone hub loads its weights from model.preset"),
+    ]
+    recipe = hub_recipe(tmp_path, presets["hub_vit"])
+    for overrides, message in cases:
+        args = [f"model.{key}={'null' if value is None else value}" for key, value in overrides.items()]
+        result = runner.invoke(main, ["validate", str(recipe), *[a for arg in args for a in ("--set", arg)]])
+        assert result.exit_code == 2 and message in result.stderr and len(result.stderr.strip().splitlines()) == 1, \
+            (overrides, result.output)
+    wrong_size = runner.invoke(main, ["validate", str(recipe), "--set", "data.image_size=64"])
+    assert wrong_size.exit_code == 2
+    assert "data.image_size: the ViTBackbone of" in wrong_size.stderr and "set data.image_size: 32" in wrong_size.stderr
+
+    # Without KerasHub installed: one line saying what to install (a fresh process where the import fails).
+    code = ("import sys; sys.modules['keras_hub'] = None\n"
+            "from tltf.cli.main import main\n"
+            f"main(['validate', {str(recipe)!r}])")
+    missing = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert missing.returncode == 2, missing.stderr[-2000:]
+    assert missing.stderr.strip().splitlines()[-1] == ('tltf: error: model.backbone: hub needs KerasHub, which is '
+                                                       'not installed; pip install "tltf[hub]" (keras-hub 0.32)')

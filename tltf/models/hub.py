@@ -1,0 +1,137 @@
+"""KerasHub backbones: a preset (a name, or a local folder) as a pooled feature model like keras.applications'.
+
+`model: {backbone: hub, preset: DIR}` loads `keras_hub.models.Backbone.from_preset(DIR)` and wraps it the way
+tltf's other backbones are: the preset's own image scaling first (its `image_converter.json`), so the model takes
+raw 0–255 pixels; then the backbone; then pooling to one vector per image (the class token of a transformer, the
+spatial mean of a feature map). The wrapper is named after its block-map family (`hub_vit`, `hub_dinov2`,
+`hub_clip_vision`, `hub_resnet`), which is how block maps recognise it (`tltf.models.blocks`).
+
+KerasHub is an optional dependency (`pip install "tltf[hub]"`), imported only here and only when a recipe names
+a hub backbone.
+"""
+
+from __future__ import annotations
+
+import os
+
+from tltf.errors import TltfError, WeightsError
+
+# KerasHub backbone class → tltf block-map family, which is also the wrapper model's name. CLIP presets hold a
+# text tower too; tltf uses the image tower.
+HUB_FAMILIES = {
+    "ViTBackbone": "hub_vit",
+    "DINOV2Backbone": "hub_dinov2",
+    "CLIPVisionEncoder": "hub_clip_vision",
+    "ResNetBackbone": "hub_resnet",
+}
+INSTALL = 'pip install "tltf[hub]" (keras-hub 0.32)'
+
+
+def import_keras_hub():
+    """`keras_hub`, or one line saying what to install."""
+    try:
+        import keras_hub
+    except ImportError:
+        raise TltfError(f"model.backbone: hub needs KerasHub, which is not installed; {INSTALL}") from None
+    return keras_hub
+
+
+def hub_backbone(input_shape, weights="imagenet", preset=None):
+    """The preset's backbone as a pooled feature model, `[N,S,S,3]` raw pixels → `[N,D]`.
+
+    Example:
+        features = hub_backbone((224, 224, 3), preset="presets/dinov2_small")
+
+    Args:
+        input_shape: `(S, S, 3)`.
+        weights: None builds the preset's architecture with fresh random weights; anything else loads the
+            preset's own (pretrained) weights.
+        preset: a KerasHub preset name (downloaded once into KerasHub's cache) or a local preset folder.
+
+    Raises:
+        TltfError: KerasHub missing, an unsupported backbone, or an image size the backbone cannot take.
+        WeightsError: a preset that cannot be found or downloaded.
+    """
+    import keras
+
+    from tltf.layers import ClassToken
+
+    if not preset:
+        raise TltfError("model.preset: backbone hub needs model.preset, a KerasHub preset name or a local folder")
+    backbone = load_preset_backbone(preset, load_weights=weights is not None)
+    family = HUB_FAMILIES[type(backbone).__name__]
+    size = input_shape[0]
+    preset_size = (getattr(backbone, "image_shape", None) or (None,))[0]
+    if preset_size is not None and preset_size != size:
+        raise TltfError(f"data.image_size: the {type(backbone).__name__} of {preset} takes {preset_size} px images "
+                        f"(its position embeddings are sized for them); set data.image_size: {preset_size}")
+    scale, offset = preset_scaling(preset)
+    inputs = keras.Input(input_shape, name="image")
+    x = inputs
+    if scale is not None:
+        # float32 even under mixed precision, like ImagePreprocessing: bfloat16 cannot hold scaled pixels.
+        x = keras.layers.Rescaling(scale, offset if offset is not None else 0.0, name="preset_scaling",
+                                   dtype="float32")(x)
+    # DINOv2 and CLIP declare their input as {"images": ...}; Keras warns when handed a bare tensor.
+    x = backbone({key: x for key in backbone.input} if isinstance(backbone.input, dict) else x)
+    pooled = ClassToken(name="class_token")(x) if len(x.shape) == 3 else keras.layers.GlobalAveragePooling2D(
+        name="avg_pool")(x)
+    return keras.Model(inputs, pooled, name=family)
+
+
+def load_preset_backbone(preset, load_weights: bool = True):
+    """`keras_hub.models.Backbone.from_preset(preset)`, the image tower of a CLIP preset, with one-line errors."""
+    keras_hub = import_keras_hub()
+    preset = str(preset)
+    local = os.path.expanduser(preset)
+    if os.path.sep in preset or os.path.exists(local):
+        if not os.path.isfile(os.path.join(local, "config.json")):
+            raise WeightsError(f"{preset}: model.preset is not a KerasHub preset folder (no config.json there); "
+                               "save one with keras_hub.models.Backbone.from_preset(NAME).save_to_preset(DIR)")
+        preset = local
+    try:
+        backbone = keras_hub.models.Backbone.from_preset(preset, load_weights=load_weights)
+    except Exception as error:  # KerasHub raises ValueError, ConnectionError, kagglehub's own errors...
+        raise _preset_error(preset, error) from None
+    if type(backbone).__name__ == "CLIPBackbone":
+        backbone = backbone.vision_encoder
+    if type(backbone).__name__ not in HUB_FAMILIES:
+        supported = ", ".join(sorted(HUB_FAMILIES))
+        raise TltfError(f"model.preset: {preset} is a {type(backbone).__name__}; tltf supports {supported}")
+    return backbone
+
+
+def preset_scaling(preset):
+    """`(scale, offset)` of the preset's image converter (`image_converter.json`), or `(1/255, 0)` without one."""
+    keras_hub = import_keras_hub()
+    local = os.path.expanduser(str(preset))
+    if os.path.isdir(local) and not os.path.isfile(os.path.join(local, "image_converter.json")):
+        return 1.0 / 255.0, 0.0
+    try:
+        converter = keras_hub.layers.ImageConverter.from_preset(local if os.path.isdir(local) else str(preset))
+    except Exception as error:
+        raise _preset_error(str(preset), error) from None
+    return _plain(converter.scale), _plain(converter.offset)
+
+
+def _plain(value):
+    """A converter's scale or offset as a float, a list of floats or None (it may hold a tensor)."""
+    if value is None:
+        return None
+    import numpy as np
+
+    array = np.asarray(value, dtype="float64").reshape(-1)
+    return float(array[0]) if array.size == 1 else [float(v) for v in array]
+
+
+def _preset_error(preset: str, error: Exception) -> Exception:
+    message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    network = ("Connection" in type(error).__name__ or "resolve" in message.lower()
+               or "Max retries" in message or "HTTP" in message)
+    if network:
+        return WeightsError(
+            f"model.preset: {preset} is not in KerasHub's cache and could not be downloaded ({type(error).__name__}); "
+            f"on a machine with internet run keras_hub.models.Backbone.from_preset({preset!r}).save_to_preset(DIR) "
+            "(and keras_hub.layers.ImageConverter.from_preset(...).save_to_preset(DIR)), copy DIR here and set "
+            "model.preset: DIR")
+    return WeightsError(f"model.preset: {preset} cannot be loaded by KerasHub: {message[:200]}")
