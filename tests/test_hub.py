@@ -196,3 +196,93 @@ def test_hub_problems_are_one_line_errors_naming_the_key(presets, tmp_path, monk
     assert missing.returncode == 2, missing.stderr[-2000:]
     assert missing.stderr.strip().splitlines()[-1] == ('tltf: error: model.backbone: hub needs KerasHub, which is '
                                                        'not installed; pip install "tltf[hub]" (keras-hub 0.32)')
+
+
+@pytest.fixture(scope="module")
+def clip_preset(tmp_path_factory):
+    from fixtures.hub_presets import save_clip_preset
+
+    return save_clip_preset(tmp_path_factory.mktemp("clip"))
+
+
+def by_hand_zero_shot(folder, images, class_words, templates):
+    """CLIP zero-shot probabilities computed here from KerasHub's own towers: unit image embedding, per class the
+    renormalised mean of its prompts' unit text embeddings, softmax of exp(logit_scale) × cosine."""
+    clip = keras_hub.models.Backbone.from_preset(str(folder))
+    preprocessor = keras_hub.models.CLIPPreprocessor.from_preset(str(folder))
+    unit = lambda a: a / np.linalg.norm(a, axis=-1, keepdims=True)  # noqa: E731
+    image = unit(keras.ops.convert_to_numpy(clip.get_vision_embeddings(images / 255.0)).astype("float64"))
+    text = []
+    for word in class_words:
+        prompts = [template.format(word) for template in templates]
+        tokens = preprocessor({"images": None, "prompts": prompts})["token_ids"]
+        text.append(unit(unit(keras.ops.convert_to_numpy(clip.get_text_embeddings(tokens))).mean(axis=0)))
+    logits = np.exp(float(clip.clip_head.logit_scale.numpy())) * image @ np.stack(text).T
+    logits -= logits.max(axis=1, keepdims=True)
+    return np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("class_words", [["dark", "bright"], ["dark", "bright", "normal"]])
+def test_zero_shot_probabilities_are_clips_softmax_of_scaled_cosines(clip_preset, class_words):
+    from tltf.models.zero_shot import init_zero_shot_head
+
+    templates = ["a photo of {}", "a {} chest x-ray"]
+    images = RNG.uniform(0, 255, (6, 32, 32, 3)).astype("float32")
+    expected = by_hand_zero_shot(clip_preset, images, class_words, templates)
+    model = tltf.build_model("hub", preset=str(clip_preset), num_classes=len(class_words), image_size=32,
+                             dropout=0.0)
+    init_zero_shot_head(model, clip_preset, class_words, templates)
+    predicted = model(images).numpy()
+    if len(class_words) == 2:  # one sigmoid output: the probability of the second class
+        np.testing.assert_allclose(predicted[:, 0], expected[:, 1], atol=1e-5)
+    else:
+        np.testing.assert_allclose(predicted, expected, atol=1e-5)
+    # Not a comparison of constants: the probabilities vary across the images by over 20 times the tolerance.
+    assert np.ptp(expected, axis=0).max() > 20 * 1e-5
+
+
+def test_zero_shot_command_writes_a_run_that_compares_exports_and_starts_a_fine_tune(clip_preset, presets, tmp_path,
+                                                                                      monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = write_hub_data(tmp_path)
+    runner = CliRunner()
+    result = runner.invoke(main, ["zero-shot", str(data), "--preset", str(clip_preset), "--template", "a photo of {}",
+                                  "--template", "a {} chest x-ray", "--classes", "dark,bright",
+                                  "--run-dir", str(tmp_path / "zero-shot")])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "zero-shot"
+    assert {"metrics.json", "predictions.csv", "report.md", "roc.png", "model.keras", "recipe.yaml"} <= \
+        {p.name for p in run.iterdir()}
+    assert not (run / "learning_curves.png").exists() and not (run / "history.csv").exists()
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
+    assert recipe["train"]["strategy"] == "zero_shot" and recipe["model"]["zero_shot"]["class_names"] == ["dark", "bright"]
+    test_images = np.load(data)["test_images"].astype("float32")
+    expected = by_hand_zero_shot(clip_preset, test_images, ["dark", "bright"], ["a photo of {}", "a {} chest x-ray"])
+    rows = [line.split(",") for line in (run / "predictions.csv").read_text().splitlines()[1:]]
+    stored = np.array([float(r[-1]) for r in rows if r[0] == "test"])
+    np.testing.assert_allclose(stored, expected[:, 1], atol=1e-5)  # the run scored CLIP's zero-shot probabilities
+
+    # The same head starts a fine-tune (model.zero_shot in a recipe); the two runs compare on the same images.
+    tune = tmp_path / "tune.yaml"
+    tune.write_text(yaml.safe_dump({**{k: v for k, v in recipe.items() if k != "evaluate"},
+                                    "name": "from-zero-shot", "evaluate": {"bootstrap": 20},
+                                    "train": {"strategy": "fine_tune", "epochs": 1, "batch_size": 16, "lr": 1e-4}}))
+    from tltf.assemble import model_from_recipe
+    from tltf.task import Task
+
+    start = model_from_recipe(tltf.load_recipe(tune), Task(["class_0", "class_1"]))
+    np.testing.assert_allclose(start(test_images).numpy()[:, 0], expected[:, 1], atol=1e-5)
+    tuned = runner.invoke(main, ["fit", str(tune), "--run-dir", str(tmp_path / "tuned")])
+    assert tuned.exit_code == 0, tuned.output
+    compared = runner.invoke(main, ["compare", str(run), str(tmp_path / "tuned"), "--json", str(tmp_path / "c.json")])
+    assert compared.exit_code == 0, compared.output
+    assert json.loads((tmp_path / "c.json").read_text())["pairs"][0]["method"] == "delong"
+
+    exported = runner.invoke(main, ["export", str(run), "--out", str(tmp_path / "serving")])
+    assert exported.exit_code == 0, exported.output  # the parity check against model.keras passed
+
+    refused = runner.invoke(main, ["zero-shot", str(data), "--preset", str(presets["hub_vit"])])
+    assert refused.exit_code == 2 and "zero-shot needs a CLIP preset" in refused.stderr
+    wrong_count = runner.invoke(main, ["zero-shot", str(data), "--preset", str(clip_preset), "--classes", "a,b,c"])
+    assert wrong_count.exit_code == 2
+    assert "model.zero_shot.class_names: 3 names (a, b, c) for 2 classes" in wrong_count.stderr

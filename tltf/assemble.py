@@ -39,6 +39,10 @@ def model_from_recipe(recipe, task: Task, weights="recipe"):
         hidden_units=tuple(m.hidden_units), dropout=m.dropout, bn=m.bn, bn_momentum=m.bn_momentum,
         preset=m.preset,
     )
+    if m.zero_shot is not None and weights == "recipe":
+        from tltf.models.zero_shot import init_zero_shot_head
+
+        init_zero_shot_head(model, m.preset, m.zero_shot.class_names or task.class_names, m.zero_shot.templates)
     if m.lora is not None:
         _add_lora(model, m.lora)
     return model
@@ -76,7 +80,8 @@ def plan_text(recipe, plan, replicas: int = 1) -> str:
              f"XLA {_jit_text(recipe.train.jit_compile)}, "
              f"{recipe.train.distribution} distribution ({replicas} replica{'s' if replicas > 1 else ''})")
     regularization = f"{plan.regularization}\n" if plan.regularization else ""
-    return f"{title}\nbudget: {plan.budget}\n{regularization}" + format_table(plan.summary_rows(), header)
+    rows = plan.summary_rows()
+    return f"{title}\nbudget: {plan.budget}" + (f"\n{regularization}" + format_table(rows, header) if rows else "")
 
 
 def backbone_text(model_config) -> str:

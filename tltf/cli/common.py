@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+from pathlib import Path
 
 import click
 
@@ -24,3 +25,31 @@ def user_errors(command):
             sys.exit(2)
 
     return wrapper
+
+
+def data_source_from_text(text: str, option: str):
+    """A data-source config from the command line: a `.npz` file, a folder of class folders, or a YAML mapping
+    such as `{source: medmnist, name: pneumoniamnist}`.
+
+    Raises:
+        RecipeError: naming `option`, when the text is none of these or the mapping is not a valid source.
+    """
+    import yaml
+
+    from tltf.errors import RecipeError
+    from tltf.recipe.load import validate_data_source
+
+    path = Path(text).expanduser()
+    if text.endswith(".npz"):
+        raw = {"source": "npz", "path": text}
+    elif path.is_dir():
+        raw = {"source": "directory", "path": text}
+    else:
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raw = None
+        if not isinstance(raw, dict):
+            raise RecipeError(f"{option} {text}: not an .npz file, a folder or a YAML mapping such as "
+                              "'{source: npz, path: data.npz}'")
+    return validate_data_source(raw, f"{option} {text}")

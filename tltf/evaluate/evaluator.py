@@ -96,8 +96,8 @@ def evaluate_splits(model, splits, bootstrap: int = 1000, seed: int = 0, batch_s
 
 
 def write_evaluation(run_dir: Path, evaluation: Evaluation, outcome, title: str, summary: list[str], plan_rows) -> None:
-    """Writes metrics.json, predictions.csv, report.md, roc.png, learning_curves.png, confusion_matrix.png and
-    reliability.png.
+    """Writes metrics.json, predictions.csv, report.md, roc.png, learning_curves.png (if an epoch trained),
+    confusion_matrix.png and reliability.png.
 
     Args:
         run_dir: the run directory being written.
@@ -114,7 +114,8 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation, outcome, title: str,
     write_predictions(run_dir / PREDICTIONS_FILE, evaluation.per_split, names)
     plot_roc(run_dir / "roc.png", evaluation.test_labels, evaluation.test_scores, names,
              title=f"ROC on {metrics['test']['split']}")
-    plot_learning_curves(run_dir / "learning_curves.png", outcome.history, outcome.phase_starts)
+    if outcome.history:  # a zero-shot run trains no epoch
+        plot_learning_curves(run_dir / "learning_curves.png", outcome.history, outcome.phase_starts)
     plot_confusion(run_dir / "confusion_matrix.png", metrics["test"]["confusion"], names,
                    title=f"confusion on {metrics['test']['split']} (threshold 0.5)")
     plot_reliability(run_dir / "reliability.png", evaluation.per_split, evaluation.uncalibrated)

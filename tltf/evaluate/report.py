@@ -128,15 +128,17 @@ def write_report(path, title: str, summary: list[str], metrics: dict, plan_rows)
         f"# tltf run: {title}",
         "",
         *summary,
-        f"- best checkpoint (by validation AUC): epoch {metrics.get('best_epoch', '–')}",
-        "",
-        "## Plan",
-        "",
-        "| phase | epochs | lr | backbone | trainable params | frozen params | feature cache |",
-        "|---|---|---|---|---|---|---|",
     ]
-    for row in plan_rows:
-        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    if plan_rows:
+        lines += [
+            f"- best checkpoint (by validation AUC): epoch {metrics.get('best_epoch', '–')}",
+            "",
+            "## Plan",
+            "",
+            "| phase | epochs | lr | backbone | trainable params | frozen params | feature cache |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in plan_rows]
     lines += ["", f"## Metrics (test column: {test_split})", "", "| metric | val | test |", "|---|---|---|"]
     for row in metrics_rows(metrics):
         lines.append("| " + " | ".join(row) + " |")
@@ -152,7 +154,8 @@ def write_report(path, title: str, summary: list[str], metrics: dict, plan_rows)
         *confusion_lines(metrics["test"]["confusion"], metrics["class_names"]),
         "```",
         "",
-        "![ROC](roc.png) ![learning curves](learning_curves.png) ![confusion](confusion_matrix.png) "
+        "![ROC](roc.png)" + (" ![learning curves](learning_curves.png)" if plan_rows else "")
+        + " ![confusion](confusion_matrix.png) "
         "![reliability](reliability.png)"
         + (" ![embedding](embedding.png)" if "a_distance" in metrics else ""),
         "",

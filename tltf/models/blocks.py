@@ -132,7 +132,7 @@ def _hub_clip_vision(name: str):
         return f"block_{match.group(1)}", f"block_{match.group(1)}"
     if name.endswith("embedding") or name.endswith("pre_layer_norm"):
         return STEM, STEM
-    if name.endswith("layer_norm"):
+    if name.endswith("layer_norm") or name.endswith("vision_projection"):  # a CLIP preset's projection too
         return TOP, TOP
     return None
 

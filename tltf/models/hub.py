@@ -39,6 +39,10 @@ def import_keras_hub():
 def hub_backbone(input_shape, weights="imagenet", preset=None):
     """The preset's backbone as a pooled feature model, `[N,S,S,3]` raw pixels → `[N,D]`.
 
+    A CLIP preset (`CLIPBackbone`, both towers) gives CLIP's image embedding: the image tower's class token,
+    CLIP's projection, L2-normalised — the space its text embeddings live in, so a zero-shot head
+    (`tltf.models.zero_shot`) is a plain linear layer on these features.
+
     Example:
         features = hub_backbone((224, 224, 3), preset="presets/dinov2_small")
 
@@ -58,7 +62,12 @@ def hub_backbone(input_shape, weights="imagenet", preset=None):
 
     if not preset:
         raise TltfError("model.preset: backbone hub needs model.preset, a KerasHub preset name or a local folder")
-    backbone = load_preset_backbone(preset, load_weights=weights is not None)
+    loaded = load_preset(preset, load_weights=weights is not None)
+    clip = type(loaded).__name__ == "CLIPBackbone"
+    backbone = loaded.vision_encoder if clip else loaded
+    if type(backbone).__name__ not in HUB_FAMILIES:
+        supported = ", ".join(sorted([*HUB_FAMILIES, "CLIPBackbone"]))
+        raise TltfError(f"model.preset: {preset} is a {type(backbone).__name__}; tltf supports {supported}")
     family = HUB_FAMILIES[type(backbone).__name__]
     size = input_shape[0]
     preset_size = (getattr(backbone, "image_shape", None) or (None,))[0]
@@ -76,11 +85,13 @@ def hub_backbone(input_shape, weights="imagenet", preset=None):
     x = backbone({key: x for key in backbone.input} if isinstance(backbone.input, dict) else x)
     pooled = ClassToken(name="class_token")(x) if len(x.shape) == 3 else keras.layers.GlobalAveragePooling2D(
         name="avg_pool")(x)
+    if clip:
+        pooled = keras.layers.UnitNormalization(name="embedding_normalization")(loaded.vision_projection(pooled))
     return keras.Model(inputs, pooled, name=family)
 
 
-def load_preset_backbone(preset, load_weights: bool = True):
-    """`keras_hub.models.Backbone.from_preset(preset)`, the image tower of a CLIP preset, with one-line errors."""
+def load_preset(preset, load_weights: bool = True):
+    """`keras_hub.models.Backbone.from_preset(preset)` (a CLIP preset: both towers), with one-line errors."""
     keras_hub = import_keras_hub()
     preset = str(preset)
     local = os.path.expanduser(preset)
@@ -90,15 +101,16 @@ def load_preset_backbone(preset, load_weights: bool = True):
                                "save one with keras_hub.models.Backbone.from_preset(NAME).save_to_preset(DIR)")
         preset = local
     try:
-        backbone = keras_hub.models.Backbone.from_preset(preset, load_weights=load_weights)
+        return keras_hub.models.Backbone.from_preset(preset, load_weights=load_weights)
     except Exception as error:  # KerasHub raises ValueError, ConnectionError, kagglehub's own errors...
         raise _preset_error(preset, error) from None
-    if type(backbone).__name__ == "CLIPBackbone":
-        backbone = backbone.vision_encoder
-    if type(backbone).__name__ not in HUB_FAMILIES:
-        supported = ", ".join(sorted(HUB_FAMILIES))
-        raise TltfError(f"model.preset: {preset} is a {type(backbone).__name__}; tltf supports {supported}")
-    return backbone
+
+
+def preset_image_size(preset):
+    """The square input size a preset's image tower is built for, or None when it takes any size."""
+    loaded = load_preset(preset, load_weights=False)
+    backbone = loaded.vision_encoder if type(loaded).__name__ == "CLIPBackbone" else loaded
+    return (getattr(backbone, "image_shape", None) or (None,))[0]
 
 
 def preset_scaling(preset):

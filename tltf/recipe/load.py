@@ -156,6 +156,19 @@ def _check_model(recipe: Recipe, source: str) -> None:
     if spec.needs_preset and recipe.model.weights not in (None, "imagenet"):
         raise RecipeError(f"{source}: model.weights: backbone hub loads its weights from model.preset; set "
                           "model.weights to imagenet (the preset's weights) or none")
+    zero_shot = recipe.model.zero_shot
+    if recipe.train.strategy == "zero_shot" and zero_shot is None:
+        raise RecipeError(f"{source}: train.strategy: zero_shot needs model.zero_shot (its prompt templates) and a "
+                          "CLIP preset (model.backbone: hub)")
+    if zero_shot is not None and not spec.needs_preset:
+        raise RecipeError(f"{source}: model.zero_shot: needs a CLIP preset; set model.backbone: hub and "
+                          "model.preset")
+    if zero_shot is not None and recipe.model.head != "linear":
+        raise RecipeError(f"{source}: model.zero_shot: the zero-shot classifier is a linear head; set "
+                          "model.head: linear")
+    if zero_shot is not None and recipe.model.weights is None:
+        raise RecipeError(f"{source}: model.zero_shot: needs the preset's pretrained weights; set "
+                          "model.weights: imagenet")
     if recipe.model.alpha is not None and not spec.has_alpha:
         raise RecipeError(f"{source}: model.alpha: {spec.name} has no width multiplier; remove model.alpha")
 
@@ -249,3 +262,33 @@ def _allowed_keys(parent: tuple) -> list[str]:
                 model = candidate
                 break
     return sorted(getattr(model, "model_fields", {}))
+
+
+def zero_shot_recipe(data, preset: str, templates=None, class_words=None, image_size=None,
+                     overrides=()) -> Recipe:
+    """The recipe `tltf zero-shot` runs: DATA, a CLIP preset with a zero-shot head, `train.strategy: zero_shot`.
+
+    Args:
+        data: a validated data-source config (`tltf.cli.common.data_source_from_text`).
+        preset: the CLIP preset.
+        templates: prompt templates (default `ZeroShotConfig`'s).
+        class_words: the words for each class (default the data's class names).
+        image_size: default the preset's own input size.
+        overrides: `KEY=VALUE` strings applied last, as in `tltf fit --set`.
+    """
+    from tltf.models.hub import preset_image_size
+
+    zero_shot = {"class_names": class_words} if class_words else {}
+    if templates:
+        zero_shot["templates"] = list(templates)
+    raw = {
+        "name": "zero-shot",
+        "data": {**data.model_dump(mode="json", by_alias=True),
+                 "image_size": image_size or preset_image_size(preset) or data.image_size},
+        "model": {"backbone": "hub", "preset": str(preset), "weights": "imagenet", "head": "linear",
+                  "dropout": 0.0, "zero_shot": zero_shot},
+        "train": {"strategy": "zero_shot"},
+    }
+    for override in overrides:
+        apply_override(raw, override)
+    return validate_recipe(raw, source="tltf zero-shot")

@@ -80,6 +80,19 @@ class LoraConfig(Section):
     pattern: Optional[str] = Field(None, description="A regular expression the layer name must contain.")
 
 
+class ZeroShotConfig(Section):
+    """A CLIP zero-shot head: the class prompts' text embeddings as the head's weights.
+
+    Example:
+        model: {backbone: hub, preset: presets/clip, zero_shot: {templates: ["a chest x-ray showing {}"]}}
+    """
+
+    templates: list[str] = Field(["a photo of a {}."], min_length=1,
+                                 description="Prompt templates, `{}` for the class name; their embeddings are averaged.")
+    class_names: Optional[list[str]] = Field(None, description="The words for each class in the prompts, in label "
+                                                               "order. Default: the data's class names.")
+
+
 class ModelConfig(Section):
     """The network: a registered backbone, its weights, a new head and the BatchNorm policy.
 
@@ -98,6 +111,8 @@ class ModelConfig(Section):
         bn_calibration: batches that recompute BatchNorm statistics before each validation; filled in (16)
             when BN trains from scratch.
         lora: low-rank adapters on the backbone (`rank`, `alpha`, `blocks`, `pattern`).
+        zero_shot: with a CLIP preset, the head starts as CLIP's zero-shot classifier (`templates`,
+            `class_names`); `train.strategy: zero_shot` evaluates it without training.
     """
 
     backbone: str = "resnet50"
@@ -116,6 +131,7 @@ class ModelConfig(Section):
                     "pretrained weights; 0.9 when BN trains from scratch.",
     )
     lora: Optional[LoraConfig] = None
+    zero_shot: Optional[ZeroShotConfig] = None
     bn_calibration: Optional[int] = Field(
         None, ge=0,
         description="Training batches whose BatchNorm statistics replace the moving averages before each "

@@ -79,7 +79,8 @@ class TrainConfig(Section):
         train: {strategy: warmup_then_finetune, epochs: auto, lr: 1.0e-4, schedule: cosine, layer_decay: 0.8}
 
     Args:
-        strategy: feature_extraction, fine_tune, warmup_then_finetune or gradual_unfreeze.
+        strategy: feature_extraction, fine_tune, warmup_then_finetune or gradual_unfreeze; or zero_shot, which
+            trains nothing (a CLIP zero-shot head, `model.zero_shot`, evaluated as it is).
         epochs: total epochs over all phases, or `auto`: enough epochs for `min_steps` optimizer steps (at most
             `max_epochs`), so a small dataset is not starved.
         lr: the base (fine-tuning) rate; `head_warmup.lr` is the head's in a warm-up. Unset: a default for
@@ -88,7 +89,8 @@ class TrainConfig(Section):
         precision, jit_compile, distribution: the dtype policy, XLA, and the tf.distribute strategy.
     """
 
-    strategy: Literal["feature_extraction", "fine_tune", "warmup_then_finetune", "gradual_unfreeze"] = "fine_tune"
+    strategy: Literal["feature_extraction", "fine_tune", "warmup_then_finetune", "gradual_unfreeze",
+                      "zero_shot"] = "fine_tune"
     epochs: Union[int, Literal["auto"]] = Field(
         "auto", description="Total epochs over all phases, or auto: enough for min_steps optimizer steps.")
     min_steps: int = Field(1000, ge=1, description="epochs auto: at least this many optimizer steps in all.")

@@ -62,6 +62,8 @@ def plan_phases(train, steps_per_epoch: int, pretrained: bool = True) -> list[Ph
     epochs = budget_epochs(train, steps_per_epoch, pretrained)
     lr = base_lr(train, pretrained)
     strategy = train.strategy if pretrained else "fine_tune"
+    if strategy == "zero_shot":
+        return []  # the model is delivered as built: a CLIP zero-shot classifier (tltf.models.zero_shot)
     if strategy == "feature_extraction":
         return [Phase("feature_extraction", epochs, False, lr, **common)]
     if strategy == "fine_tune":
@@ -100,6 +102,8 @@ def budget_epochs(train, steps_per_epoch: int, pretrained: bool = True) -> int:
 
 def budget_text(train, steps_per_epoch: int, pretrained: bool = True) -> str:
     """One line on the run's budget, e.g. "14 epochs × 74 steps = 1,036 optimizer steps (epochs auto: ...)"."""
+    if train.strategy == "zero_shot":
+        return "none: zero_shot trains nothing; the CLIP zero-shot classifier is evaluated as it is built"
     epochs = budget_epochs(train, steps_per_epoch, pretrained)
     text = (f"{_count(epochs, 'epoch')} × {_count(steps_per_epoch, 'step')} = "
             f"{epochs * steps_per_epoch:,} optimizer steps")
