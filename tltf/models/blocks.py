@@ -104,37 +104,34 @@ def _numbered_blocks(name: str):
 # preset (`dinov2_backbone_embeddings`, `clip_vision_encoder_encoder_block_0`), so the rules match endings.
 # Transformer blocks become `block_0` … `block_<n-1>` in every family (a transformer has no stages: a stage is a
 # block).
-def _hub_vit(name: str):
-    match = re.search(r"(?:^|_)transformer_block_(\d+)$", name)
-    if match:  # KerasHub numbers ViT's blocks from 1
-        return f"block_{int(match.group(1)) - 1}", f"block_{int(match.group(1)) - 1}"
-    if name.endswith("patching_and_embedding"):
-        return STEM, STEM
-    if name == "ln" or name.endswith("_ln"):  # the encoder's final LayerNorm
-        return TOP, TOP
-    return None
+def _transformer_rule(block: str, stem: tuple, top: tuple, first: int = 0):
+    """The rule of a KerasHub transformer whose blocks are `<block>_<i>` (numbered from `first`) and whose stem
+    and top layers are named (or end in `_`) one of `stem`, `top`; the stem is tested first."""
+    pattern = re.compile(rf"(?:^|_){block}_(\d+)$")
+
+    def named(name: str, endings: tuple) -> bool:
+        return any(name == ending or name.endswith("_" + ending) for ending in endings)
+
+    def rule(name: str):
+        match = pattern.search(name)
+        if match:
+            unit = f"block_{int(match.group(1)) - first}"
+            return unit, unit
+        if named(name, stem):
+            return STEM, STEM
+        if named(name, top):
+            return TOP, TOP
+        return None
+
+    return rule
 
 
-def _hub_dinov2(name: str):
-    match = re.search(r"(?:^|_)layers_(\d+)$", name)
-    if match:
-        return f"block_{match.group(1)}", f"block_{match.group(1)}"
-    if name.endswith("embeddings"):
-        return STEM, STEM
-    if name.endswith("layernorm"):
-        return TOP, TOP
-    return None
-
-
-def _hub_clip_vision(name: str):
-    match = re.search(r"(?:^|_)encoder_block_(\d+)$", name)
-    if match:
-        return f"block_{match.group(1)}", f"block_{match.group(1)}"
-    if name.endswith("embedding") or name.endswith("pre_layer_norm"):
-        return STEM, STEM
-    if name.endswith("layer_norm") or name.endswith("vision_projection"):  # a CLIP preset's projection too
-        return TOP, TOP
-    return None
+# ViT numbers its blocks from 1; `ln` is its encoder's final LayerNorm. A CLIP preset's projection is top too.
+_hub_vit = _transformer_rule("transformer_block", ("vit_patching_and_embedding", "patching_and_embedding"), ("ln",),
+                             first=1)
+_hub_dinov2 = _transformer_rule("layers", ("embeddings",), ("layernorm",))
+_hub_clip_vision = _transformer_rule("encoder_block", ("embedding", "pre_layer_norm"),
+                                     ("layer_norm", "vision_projection"))
 
 
 def _hub_resnet(name: str):
