@@ -286,3 +286,24 @@ def test_zero_shot_command_writes_a_run_that_compares_exports_and_starts_a_fine_
     wrong_count = runner.invoke(main, ["zero-shot", str(data), "--preset", str(clip_preset), "--classes", "a,b,c"])
     assert wrong_count.exit_code == 2
     assert "model.zero_shot.class_names: 3 names (a, b, c) for 2 classes" in wrong_count.stderr
+
+
+@pytest.mark.parametrize("strategy,frozen_units", [("feature_extraction", ["stem", "block_0", "block_1", "top"]),
+                                                   ("gradual_unfreeze", ["stem", "block_0"])])
+def test_strategies_freeze_the_hub_units_they_say(presets, tmp_path, strategy, frozen_units):
+    """feature_extraction (the head on cached features) never moves the backbone; gradual unfreezing over 3
+    epochs (head, + top, + block_1) never reaches block_0 and the stem."""
+    from tltf.run_dir import load_run_model
+
+    recipe = tltf.load_recipe(hub_recipe(tmp_path, presets["hub_vit"]), [
+        f"train.strategy={strategy}", "train.layer_decay=null", "train.epochs=3", "train.gradual={every: 1, "
+        "start_epochs: 1}", "train.lr=0.01"])
+    result = tltf.fit(recipe, tmp_path / "run", verbose=0)
+    trained = BlockMap.of(load_run_model(result.run_dir))
+    preset = BlockMap.of(tltf.build_model("hub", preset=str(presets["hub_vit"]), image_size=32, dropout=0.0))
+    for unit in frozen_units:
+        for after, before in zip(trained.variables[unit], preset.variables[unit], strict=True):
+            np.testing.assert_array_equal(after.numpy(), before.numpy(), err_msg=f"{unit}: {before.path}")
+    moved = [u for u in trained.names if any(not np.array_equal(a.numpy(), b.numpy())
+                                             for a, b in zip(trained.variables[u], preset.variables[u]))]
+    assert "head" in moved and not set(moved) & set(frozen_units)

@@ -25,6 +25,18 @@ def sublayers(layer) -> list:
     return list(layer._flatten_layers(include_self=False, recursive=False))
 
 
+def freeze_every_layer(layer) -> None:
+    """`trainable = False` on `layer` and on every layer under it, each set directly.
+
+    Keras propagates `trainable` through `Layer._layers`; in a KerasHub backbone loaded from a `.keras` file that
+    list does not lead to the blocks its encoder holds (seen with ViTBackbone, keras-hub 0.32), while
+    `_flatten_layers` does.
+    """
+    layer.trainable = False
+    for child in sublayers(layer):
+        freeze_every_layer(child)
+
+
 def own_variables(layer) -> list:
     """The variables `layer` holds itself, not through a sublayer (a ViT's class token on its embedding layer)."""
     return list(getattr(layer, "_trainable_variables", [])) + list(getattr(layer, "_non_trainable_variables", []))

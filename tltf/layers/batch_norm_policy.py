@@ -41,6 +41,12 @@ class BatchNormPolicy(keras.layers.Layer):
     def build(self, input_shape):
         if not self.layer.built:
             self.layer.build(input_shape)
+        if not self.trainable:
+            from tltf._keras_internals import freeze_every_layer
+
+            # A backbone rebuilt from its config (a loaded KerasHub transformer) makes the sublayers it creates
+            # itself trainable again, whatever it was saved as, and Keras' `trainable = False` does not reach them.
+            freeze_every_layer(self.layer)
         if self.adapters_only:
             from tltf._keras_internals import freeze_all_but_adapters
 
