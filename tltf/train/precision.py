@@ -120,7 +120,8 @@ def _measurement_key(recipe) -> str:
     import tensorflow as tf
 
     m = recipe.model
-    return (f"{_cpu_name()}|{os.cpu_count()} cpus|tensorflow {tf.__version__}|{m.backbone}|alpha {m.alpha}|"
+    backbone = f"{m.backbone} {m.preset}" if m.preset else m.backbone  # two KerasHub presets are two networks
+    return (f"{_cpu_name()}|{os.cpu_count()} cpus|tensorflow {tf.__version__}|{backbone}|alpha {m.alpha}|"
             f"{recipe.data.image_size} px|batch {recipe.train.batch_size}")
 
 
