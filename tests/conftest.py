@@ -233,3 +233,15 @@ def write_recipe(path: Path, data: dict, **sections) -> Path:
         recipe[key] = {**recipe.get(key, {}), **value}
     path.write_text(yaml.safe_dump(recipe))
     return path
+
+
+def assert_delivered_by_dev_or_its_fallback(metrics, history) -> None:
+    """An adapted run chose by DEV among the epochs it could judge, or by source validation when there were none."""
+    judged, trusted = metrics["adaptation"], np.asarray(history["dev_trusted"], bool)
+    if trusted.any():
+        expected = int(np.nanargmin(np.where(trusted, history["dev_risk"], np.nan))) + 1
+        assert judged["delivered_by"] == "dev" and judged["selection"]["dev"]["epoch"] == expected
+    else:
+        expected = int(np.argmax(history["val_auc"])) + 1
+        assert judged["delivered_by"] == "source_val" and "dev" not in judged["selection"]
+    assert metrics["best_epoch"] == expected

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 import tltf
-from conftest import assert_adversarial_step, separable_images, write_recipe
+from conftest import assert_adversarial_step, assert_delivered_by_dev_or_its_fallback, separable_images, write_recipe
 from fixtures.shifted_domain import shift_domain
 from tltf.adapt import (ConditionalAdversarialModel, DomainAccuracyWatch, MinimumClassConfusionModel, MultilinearMap,
                         adapt_batch_norm, adaptation_verdict, dev_risk, domain_head_multipliers,
@@ -195,14 +195,20 @@ def test_dev_says_it_cannot_judge_domains_it_can_tell_apart_or_weights_on_a_few_
     assert "rest on 8% of the source validation images" in dev_problem(weight_diagnostics(few))
 
 
-def test_the_run_warns_when_dev_cannot_judge_the_epoch_it_chose():
-    from tltf.adapt.evaluation import _dev_problem_in_training
+def test_dev_chooses_among_the_epochs_it_can_judge_and_the_run_says_when_there_were_none():
+    from tltf.adapt.evaluation import _dev_problem_in_training, selection_report
 
-    history = {"dev_weight_mean": [1.0, 0.01, 0.02], "dev_effective_fraction": [0.6, 0.6, 0.5]}
-    chose_second = {"dev": {"epoch": 2}}
-    assert _dev_problem_in_training(history, chose_second, "dev").endswith("[epoch 2; 2 of 3 epochs]")
-    assert _dev_problem_in_training(history, {"dev": {"epoch": 1}}, "dev") == ""  # its choice was judgeable
-    assert "[epoch 3; 2 of 3 epochs]" in _dev_problem_in_training(history, chose_second, "snd")  # the last epoch
+    history = {"dev_risk": [0.5, 0.2, 0.1], "dev_trusted": [1.0, 0.0, 0.0], "val_auc": [0.7, 0.9, 0.8],
+               "dev_weight_mean": [1.0, 0.01, 0.02], "dev_effective_fraction": [0.6, 0.6, 0.5]}
+    selection = selection_report(history)
+    assert selection["dev"]["epoch"] == 1  # epochs 2 and 3 have lower risks, but DEV cannot judge them
+    assert _dev_problem_in_training(history, selection, "dev") == ""  # it chose an epoch it could judge
+    assert "[epoch 3; 2 of 3 epochs]" in _dev_problem_in_training(history, selection, "snd")  # the last epoch
+    never = {**history, "dev_trusted": [0.0, 0.0, 0.0]}
+    selection = selection_report(never)
+    assert "dev" not in selection and selection["source_val"]["epoch"] == 2
+    assert _dev_problem_in_training(never, selection, "dev").endswith(
+        "[all 3 epochs]; so the epoch was chosen by source validation, as for the source-only model")
 
 
 def test_soft_neighbourhood_density_of_identical_and_clustered_predictions():
@@ -314,23 +320,24 @@ def test_cdan_run_delivers_the_epoch_dev_chooses_judges_it_and_exports_the_task_
     assert multipliers.seen == [dict.fromkeys(keys, 0.0), dict.fromkeys(keys, 10.0)]
     judged = metrics["adaptation"]
     assert judged["method"] == "cdan" and judged["select"] == "dev"
-    # The delivered epoch is the one with the lowest DEV risk; what the other rules would pick is reported.
-    assert metrics["best_epoch"] == int(np.argmin(history["dev_risk"])) + 1 == judged["selection"]["dev"]["epoch"]
+    # The delivered epoch is the one with the lowest DEV risk among those DEV can judge (source validation's when
+    # there is none); what the other rules would pick is reported.
+    assert_delivered_by_dev_or_its_fallback(metrics, history)
     assert judged["selection"]["source_val"]["epoch"] == int(np.argmax(history["val_auc"])) + 1
     assert judged["selection"]["target_labels"]["target_accuracy"] == pytest.approx(
         np.max(history["target_accuracy"]), abs=1e-4)
     assert judged["verdict"] in ("adapted", "worse", "collapsed") and 0 <= judged["agreement"] <= 1
     assert judged["criterion"] == "dev" and judged["criterion_adapted"] == pytest.approx(
-        judged["selection"]["dev"]["dev_risk"], abs=1e-3)  # the same criterion, recomputed on the delivered model
+        history["dev_risk"][metrics["best_epoch"] - 1], abs=1e-3)  # the same criterion, recomputed on the delivered model
     assert (tmp_path / "run" / "source_only" / "model.keras").exists()
     report = (tmp_path / "run" / "report.md").read_text()
     assert "adaptation verdict" in report
-    # DEV's own trustworthiness is logged every epoch, and said when it fails at the epoch it chose.
-    chosen = judged["selection"]["dev"]["epoch"] - 1
-    diagnostics = {"weight_mean": history["dev_weight_mean"][chosen],
-                   "effective_fraction": history["dev_effective_fraction"][chosen]}
-    print("DEV weights at the chosen epoch:", diagnostics)
-    assert bool(dev_problem(diagnostics)) == ("dev_warning" in judged) == ("- warning: DEV cannot judge" in report)
+    # DEV's own trustworthiness is logged every epoch, and said when no epoch passed it.
+    trusted = [not dev_problem({"weight_mean": m, "effective_fraction": f})
+               for m, f in zip(history["dev_weight_mean"], history["dev_effective_fraction"])]
+    assert trusted == [bool(t) for t in history["dev_trusted"]]
+    print("epochs DEV could judge:", trusted)
+    assert (not any(trusted)) == ("dev_warning" in judged) == ("- warning: DEV cannot judge" in report)
     model = keras.models.load_model(tmp_path / "run" / "model.keras")
     assert not any("domain" in layer.name or "multilinear" in layer.name for layer in model.layers)
     assert export_run(tmp_path / "run", tmp_path / "serving").parity.ok

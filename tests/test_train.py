@@ -301,3 +301,35 @@ def test_best_checkpoint_between_saves_keeps_the_best_in_memory_and_writes_it_wh
     assert all(same(saved, weights[0]) for saved in on_disk)  # epoch 2's improvement came too soon to write
     assert same(keras.models.load_model(path).get_weights(), weights[2])  # written when fit ended
     assert same(model.get_weights(), weights[3]) and not same(weights[3], weights[2])  # the model kept its own
+
+
+@pytest.mark.parametrize("trusted,expected_epoch,chosen_by", [
+    ([0, 1, 1, 0], 2, "risk"),    # the lowest risk among the epochs it can judge (epoch 3's 0.1 is not one)
+    ([0, 0, 0, 0], 1, "score"),   # none: the best fallback score, epoch 1
+])
+def test_best_checkpoint_ranks_only_eligible_epochs_and_falls_back_while_there_are_none(
+        tmp_path, trusted, expected_epoch, chosen_by):
+    from tltf.callbacks import BestModelCheckpoint
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(keras.optimizers.SGD(0.5), "binary_crossentropy")
+    x = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
+    risks, scores, weights = [0.5, 0.4, 0.3, 0.1], [0.6, 0.9, 0.7, 0.8], []
+    logs_of = lambda epoch, logs: logs.update(risk=risks[epoch], score=scores[epoch], ok=float(trusted[epoch]))  # noqa: E731
+    best = BestModelCheckpoint(tmp_path / "best.keras", monitor="risk", mode="min", eligible="ok",
+                               fallback_monitor="score")
+    record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: weights.append(model.get_weights()))
+    model.fit(x, (x[:, 0] > 0).astype("float32"), epochs=4, verbose=0,
+              callbacks=[keras.callbacks.LambdaCallback(on_epoch_end=logs_of), best, record])
+    same = lambda a, b: all(np.array_equal(u, v) for u, v in zip(a, b))  # noqa: E731
+    assert best.best_epoch == expected_epoch and best.chosen_by == chosen_by
+    assert same(best.best_weights, weights[expected_epoch])
+    assert same(keras.models.load_model(tmp_path / "best.keras").get_weights(), weights[expected_epoch])
+    # The trackers survive a run's saved state: a fresh checkpoint given it chooses the same.
+    meta, arrays = best.get_state()
+    again = BestModelCheckpoint(tmp_path / "again.keras", monitor="risk", mode="min", eligible="ok",
+                                fallback_monitor="score")
+    again.set_state(json.loads(json.dumps(meta)), arrays)
+    assert (again.best_epoch, again.chosen_by, again.best) == (best.best_epoch, best.chosen_by, best.best)
+    assert same(again.best_weights, best.best_weights)

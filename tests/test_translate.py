@@ -5,7 +5,7 @@ import numpy as np
 from click.testing import CliRunner
 
 import tltf
-from conftest import separable_images, write_recipe
+from conftest import assert_delivered_by_dev_or_its_fallback, separable_images, write_recipe
 from tltf.cli.main import main
 from tltf.recipe import load_recipe
 
@@ -92,7 +92,7 @@ def test_the_recipe_route_trains_on_the_translated_source_and_judges_it_against_
     judged = metrics["adaptation"]
     assert judged["method"] == "translate" and judged["select"] == "dev"
     history = np.genfromtxt(run / "history.csv", delimiter=",", names=True)
-    assert metrics["best_epoch"] == int(np.argmin(history["dev_risk"])) + 1 == judged["selection"]["dev"]["epoch"]
+    assert_delivered_by_dev_or_its_fallback(metrics, history)
     assert {"target", "target_source_only"} <= set(metrics) and judged["verdict"] in ("adapted", "worse", "collapsed")
     assert any("training the source-only baseline" in line for line in tltf_log)
     assert (run / "source_only" / "model.keras").exists() and (run / "translation.png").stat().st_size > 0

@@ -74,6 +74,8 @@ def _judgement(model, baseline, splits, target_domain, adaptation, history, batc
     judged = {"method": adaptation.method, "select": adaptation.chooses_epoch_by}
     if "dev_risk" in history:
         judged["selection"] = selection_report(history)
+        if judged["select"] == "dev":
+            judged["delivered_by"] = "dev" if "dev" in judged["selection"] else "source_val"
         problem = _dev_problem_in_training(history, judged["selection"], judged["select"])
         if problem:
             judged["dev_warning"] = problem
@@ -105,24 +107,30 @@ def _judgement(model, baseline, splits, target_domain, adaptation, history, batc
 
 
 def _dev_problem_in_training(history: dict, selection: dict, select: str) -> str:
-    """`dev_problem` at the epoch DEV chose (when it chose) or the last epoch, with how many epochs it concerns."""
+    """What to say about DEV's own check: with `select: dev`, only when no epoch passed it (the epoch was then
+    chosen by source validation); otherwise when it fails at the last epoch. With how many epochs it concerns."""
     from tltf.adapt.selection import dev_problem
 
     means, fractions = history.get("dev_weight_mean"), history.get("dev_effective_fraction")
     if not means or not fractions:
         return ""
     problems = [dev_problem({"weight_mean": m, "effective_fraction": f}) for m, f in zip(means, fractions)]
-    epoch = selection["dev"]["epoch"] - 1 if select == "dev" and "dev" in selection else len(problems) - 1
-    if not problems[epoch]:
-        return ""
     count = sum(bool(p) for p in problems)
-    return f"{problems[epoch]} [epoch {epoch + 1}; {count} of {len(problems)} epochs]"
+    if select == "dev":
+        if "dev" in selection:
+            return ""  # DEV chose among the epochs it could judge
+        return (f"{problems[-1]} [all {len(problems)} epochs]; so the epoch was chosen by source validation, "
+                "as for the source-only model")
+    if not problems[-1]:
+        return ""
+    return f"{problems[-1]} [epoch {len(problems)}; {count} of {len(problems)} epochs]"
 
 
 def selection_report(history: dict) -> dict:
     """For each way of choosing the epoch (the criteria, source validation AUC and, when the target has labels,
     the target accuracy itself), the epoch it picks and the target accuracy there (on a sample of up to 1,000
-    labelled target images)."""
+    labelled target images). DEV picks among the epochs whose importance weights pass its check
+    (`dev_trusted`), and has no entry when none did."""
     rules = {"dev": ("dev_risk", np.nanargmin), "snd": ("snd", np.nanargmax), "source_val": ("val_auc", np.nanargmax),
              "target_labels": ("target_accuracy", np.nanargmax)}
     report = {}
@@ -130,6 +138,10 @@ def selection_report(history: dict) -> dict:
         values = history.get(key)
         if not values:
             continue
+        if name == "dev" and "dev_trusted" in history:
+            values = [v if trusted else np.nan for v, trusted in zip(values, history["dev_trusted"])]
+            if all(np.isnan(values)):
+                continue
         epoch = int(choose(np.asarray(values, dtype=float)))
         report[name] = {"epoch": epoch + 1, key: round(float(values[epoch]), 4)}
         if "target_accuracy" in history:

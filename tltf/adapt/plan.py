@@ -67,6 +67,9 @@ def adapt_plan(plan, adaptation, target_domain, data, make_optimizer):
         phase_plan.callbacks = [criteria, *phase_plan.callbacks]
     if adaptation.select != "source_val":
         plan.monitor, plan.monitor_mode = CRITERIA[adaptation.select]
+    if adaptation.select == "dev":
+        # DEV chooses among the epochs it can judge; source validation while there is none (as source-only does).
+        plan.monitor_eligible, plan.monitor_fallback = "dev_trusted", "val_auc"
     if adaptation.method == "translate":
         return plan.model
     wrapper = _wrapper(plan.model, adaptation, data.seed)

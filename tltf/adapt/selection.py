@@ -101,7 +101,8 @@ class SelectionCriteria(keras.callbacks.Callback):
     computed on a seeded sample of source training images, target images and
     the source validation images; the logs gain `dev_risk` (DEV, lower is
     better) with its importance weights' `dev_weight_mean` and
-    `dev_effective_fraction` (`weight_diagnostics`), and `snd` (soft
+    `dev_effective_fraction` (`weight_diagnostics`) and `dev_trusted` (1 when
+    they pass `dev_problem`'s check, else 0), and `snd` (soft
     neighbourhood density of the target predictions, higher is better), so a
     checkpoint callback can choose by either. When
     labelled target images are given, `target_accuracy` is added too: never
@@ -153,6 +154,7 @@ class SelectionCriteria(keras.callbacks.Callback):
         diagnostics = weight_diagnostics(weights)
         result = {"dev_risk": dev_risk(weights, losses), "dev_weight_mean": diagnostics["weight_mean"],
                   "dev_effective_fraction": diagnostics["effective_fraction"],
+                  "dev_trusted": 0.0 if dev_problem(diagnostics) else 1.0,
                   "snd": soft_neighborhood_density(as_class_probabilities(target_outputs))}
         if self.target_labelled is not None:
             _, outputs = self._features_and_outputs(model, self.target_labelled[0])

@@ -92,6 +92,10 @@ class TrainingPlan:
         task: the `tltf.task.Task` (loss and metrics of the delivered model).
         monitor: the epoch log entry that chooses the best epoch.
         monitor_mode: `"max"` or `"min"`: which value of `monitor` is best.
+        monitor_eligible: an epoch log entry that must be true for an epoch to compete on `monitor` (DEV's
+            `dev_trusted`); None: every epoch competes.
+        monitor_fallback: with `monitor_eligible`, the entry (larger is better) that chooses while no epoch
+            has been eligible.
         method_lr_multipliers: learning-rate multipliers every phase applies on top of the per-unit ones (an
             adaptation method's own layers, e.g. a faster domain classifier).
         finishers: `fn(model)` steps applied to the delivered model once its best epoch is restored, before
@@ -116,6 +120,8 @@ class TrainingPlan:
     task: Optional[object] = None
     monitor: str = "val_auc"
     monitor_mode: str = "max"
+    monitor_eligible: Optional[str] = None
+    monitor_fallback: Optional[str] = None
     method_lr_multipliers: dict = dataclasses.field(default_factory=dict)
     finishers: list = dataclasses.field(default_factory=list)
     retained_optimizer: Optional[object] = None

@@ -74,9 +74,9 @@ def save_state(directory: Path, plan, progress: Progress, best, replace=None) ->
     for group, values in groups.items():
         for index, value in enumerate(values):
             arrays[f"{group}/{index}"] = np.asarray(value)
-    for index, weight in enumerate(best.best_weights or []):
-        arrays[f"best/{index}"] = weight
-    meta = {"progress": dataclasses.asdict(progress), "best": {"value": best.best, "epoch": best.best_epoch},
+    best_meta, best_arrays = best.get_state()
+    arrays.update(best_arrays)
+    meta = {"progress": dataclasses.asdict(progress), "best": best_meta,
             "callbacks": [callback.get_state() for callback in _stateful_callbacks(plan, progress)]}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     partial = directory / (STATE_FILE + ".partial.npz")
@@ -106,9 +106,7 @@ def load_state(directory: Path, plan, best) -> tuple[Optional[Progress], list]:
         for index, variable in enumerate(variables):
             variable.assign(arrays[f"{group}/{index}"])
     meta = json.loads(arrays["meta"].tobytes().decode())
-    best_weights = _group(arrays, "best")
-    best.best, best.best_epoch = meta["best"]["value"], meta["best"]["epoch"]
-    best.best_weights = best_weights or None
+    best.set_state(meta["best"], {key: value for key, value in arrays.items() if key.startswith("best")})
     progress = Progress(**meta["progress"])
     for callback, state in zip(_stateful_callbacks(plan, progress), meta["callbacks"]):
         callback.set_state(state)

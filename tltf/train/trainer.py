@@ -30,11 +30,14 @@ class TrainingOutcome:
         history: per-epoch metrics of every phase, merged.
         phase_starts: `(phase name, first epoch)` for each phase.
         best_epoch: the 1-based epoch whose weights the model now has (None if no epoch improved).
+        chosen_by: the log entry that chose it: the plan's `monitor`, or its `monitor_fallback` when no
+            epoch was eligible.
     """
 
     history: dict
     phase_starts: list
     best_epoch: Optional[int]
+    chosen_by: Optional[str] = None
 
 
 class Trainer:
@@ -65,7 +68,8 @@ class Trainer:
         checkpoint_dir = Path(checkpoint_dir)
         # The resume state holds the best weights every epoch; model.keras need not be rewritten as often.
         best = BestModelCheckpoint(checkpoint_dir / "model.keras", plan.model, monitor=plan.monitor,
-                                   mode=plan.monitor_mode, min_seconds_between_saves=BEST_MODEL_SAVE_INTERVAL)
+                                   mode=plan.monitor_mode, min_seconds_between_saves=BEST_MODEL_SAVE_INTERVAL,
+                                   eligible=plan.monitor_eligible, fallback_monitor=plan.monitor_fallback)
         progress, epoch_metrics = resume.load_state(checkpoint_dir, plan, best)
         progress = progress or resume.Progress()
         if progress.epoch or progress.phase_index or progress.batch:
@@ -85,7 +89,8 @@ class Trainer:
         self._compile_deliverable(plan)
         best.save()
         best_epoch = None if best.best_epoch is None else best.best_epoch + 1
-        return TrainingOutcome(progress.history, [tuple(start) for start in progress.phase_starts], best_epoch)
+        return TrainingOutcome(progress.history, [tuple(start) for start in progress.phase_starts], best_epoch,
+                               best.chosen_by)
 
     def _run_phase(self, plan, progress, shared: list, recorder, epoch_metrics: list) -> None:
         """The phase's `fit`, from its first epoch not yet done (a resumed partial epoch first, on its own)."""
