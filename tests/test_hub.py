@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 import tltf
 from conftest import separable_images
-from fixtures.hub_presets import FAMILIES, save_presets
+from fixtures.hub_presets import save_presets
 from tltf._keras_internals import sublayers
 from tltf.cli.main import main
 from tltf.models.anatomy import backbone_network, feature_extractor, variable_key
@@ -31,8 +31,7 @@ RNG = np.random.default_rng(0)
 
 @pytest.fixture(scope="module")
 def presets(tmp_path_factory):
-    return {f"hub_{name}" if not name.startswith("hub_") else name: folder
-            for name, folder in save_presets(tmp_path_factory.mktemp("presets")).items()}
+    return save_presets(tmp_path_factory.mktemp("presets"))
 
 
 def hub_model_in(model):

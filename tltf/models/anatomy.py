@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+from tltf.models.hub import HUB_FAMILIES
+
 BACKBONE_LAYER = "backbone"
 HEAD_LAYER = "head"
 
@@ -20,9 +22,8 @@ _FAMILY_PREFIXES = (
     ("mobilenetv2", "mobilenet_v2"), ("mobilenetv3", "mobilenet_v3"), ("efficientnetv2", "efficientnet_v2"),
     ("efficientnet", "efficientnet"), ("convnext", "convnext"), ("densenet", "densenet"),
     ("resnet50v2", "resnet_v2"), ("resnet101v2", "resnet_v2"), ("resnet152v2", "resnet_v2"), ("resnet", "resnet"),
-    # tltf's wrappers around KerasHub backbones (tltf.models.hub)
-    ("hub_vit", "hub_vit"), ("hub_dinov2", "hub_dinov2"), ("hub_clip_vision", "hub_clip_vision"),
-    ("hub_resnet", "hub_resnet"),
+    # tltf's wrappers around KerasHub backbones are named after their family
+    *((family, family) for family in HUB_FAMILIES.values()),
 )
 
 

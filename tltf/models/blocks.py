@@ -19,6 +19,7 @@ import re
 from typing import Optional
 
 from tltf.models.anatomy import backbone_network, family_of, head_of, variable_key
+from tltf.models.hub import HUB_FAMILIES
 
 HEAD = "head"
 STEM = "stem"
@@ -162,7 +163,7 @@ FAMILY_RULES = {
 
 # Families whose blocks sit inside sublayers of the backbone network (tltf's wrapper around a KerasHub model; a
 # transformer encoder layer holding its blocks): their block maps look inside what the rules do not name.
-NESTED_FAMILIES = ("hub_vit", "hub_dinov2", "hub_clip_vision", "hub_resnet")
+NESTED_FAMILIES = tuple(HUB_FAMILIES.values())
 
 
 @dataclasses.dataclass(frozen=True)

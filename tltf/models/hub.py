@@ -63,14 +63,13 @@ def hub_backbone(input_shape, weights="imagenet", preset=None):
     if not preset:
         raise TltfError("model.preset: backbone hub needs model.preset, a KerasHub preset name or a local folder")
     loaded = load_preset(preset, load_weights=weights is not None)
-    clip = type(loaded).__name__ == "CLIPBackbone"
-    backbone = loaded.vision_encoder if clip else loaded
+    backbone = image_tower(loaded)
     if type(backbone).__name__ not in HUB_FAMILIES:
         supported = ", ".join(sorted([*HUB_FAMILIES, "CLIPBackbone"]))
         raise TltfError(f"model.preset: {preset} is a {type(backbone).__name__}; tltf supports {supported}")
     family = HUB_FAMILIES[type(backbone).__name__]
     size = input_shape[0]
-    preset_size = (getattr(backbone, "image_shape", None) or (None,))[0]
+    preset_size = fixed_size(backbone)
     if preset_size is not None and preset_size != size:
         raise TltfError(f"data.image_size: the {type(backbone).__name__} of {preset} takes {preset_size} px images "
                         f"(its position embeddings are sized for them); set data.image_size: {preset_size}")
@@ -85,7 +84,7 @@ def hub_backbone(input_shape, weights="imagenet", preset=None):
     x = backbone({key: x for key in backbone.input} if isinstance(backbone.input, dict) else x)
     pooled = ClassToken(name="class_token")(x) if len(x.shape) == 3 else keras.layers.GlobalAveragePooling2D(
         name="avg_pool")(x)
-    if clip:
+    if backbone is not loaded:  # a CLIP preset: CLIP's image embedding
         pooled = keras.layers.UnitNormalization(name="embedding_normalization")(loaded.vision_projection(pooled))
     return keras.Model(inputs, pooled, name=family)
 
@@ -106,11 +105,19 @@ def load_preset(preset, load_weights: bool = True):
         raise _preset_error(preset, error) from None
 
 
+def image_tower(loaded):
+    """The image backbone of a loaded preset: a CLIP preset's vision encoder, else the backbone itself."""
+    return loaded.vision_encoder if type(loaded).__name__ == "CLIPBackbone" else loaded
+
+
+def fixed_size(backbone):
+    """The square input size a backbone is built for, or None when it takes any size."""
+    return (getattr(backbone, "image_shape", None) or (None,))[0]
+
+
 def preset_image_size(preset):
     """The square input size a preset's image tower is built for, or None when it takes any size."""
-    loaded = load_preset(preset, load_weights=False)
-    backbone = loaded.vision_encoder if type(loaded).__name__ == "CLIPBackbone" else loaded
-    return (getattr(backbone, "image_shape", None) or (None,))[0]
+    return fixed_size(image_tower(load_preset(preset, load_weights=False)))
 
 
 def preset_scaling(preset):

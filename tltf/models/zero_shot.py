@@ -110,9 +110,10 @@ def init_zero_shot_head(model, preset, class_names, templates=DEFAULT_TEMPLATES)
     from tltf.models.calibration import output_layer_of
 
     output = output_layer_of(model)
-    if len(class_names) != max(output.units, 2):
+    classes = max(output.units, 2)  # a binary task has one output
+    if len(class_names) != classes:
         raise TltfError(f"model.zero_shot.class_names: {len(class_names)} names ({', '.join(class_names)}) for "
-                        f"{max(output.units, 2)} classes; give one per class, in label order")
+                        f"{classes} classes; give one per class, in label order")
     text, scale = clip_text_embeddings(preset, class_names, templates)
     kernel, bias = zero_shot_head_weights(text, scale, binary=output.units == 1)
     if tuple(output.kernel.shape) != kernel.shape:

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator
 
 from tltf.config import Section
 from tltf.data.sources import DataSource
+from tltf.models.zero_shot import DEFAULT_TEMPLATES
 from tltf.recipe.adaptation import AdaptationConfig
 from tltf.recipe.training import TrainConfig
 
@@ -87,7 +88,7 @@ class ZeroShotConfig(Section):
         model: {backbone: hub, preset: presets/clip, zero_shot: {templates: ["a chest x-ray showing {}"]}}
     """
 
-    templates: list[str] = Field(["a photo of a {}."], min_length=1,
+    templates: list[str] = Field(list(DEFAULT_TEMPLATES), min_length=1,
                                  description="Prompt templates, `{}` for the class name; their embeddings are averaged.")
     class_names: Optional[list[str]] = Field(None, description="The words for each class in the prompts, in label "
                                                                "order. Default: the data's class names.")
