@@ -15,8 +15,10 @@ CURVE_KEYS = ("data.train_fraction", "data.train_per_class")
 CURVE_FILE, STRIP_FILE = "data_efficiency.png", "test_auc_by_arm.png"
 
 
-def write_study_report(study_dir: Path, spec, runs: list, rows: list[dict], paired: list[dict]) -> list[str]:
-    """Writes study.md and the plots; returns the names of the files written."""
+def write_study_report(study_dir: Path, spec, runs: list, rows: list[dict], paired: list[dict],
+                       target: list[dict] = ()) -> list[str]:
+    """Writes study.md and the plots; returns the names of the files written. `target`: the adapted arms against
+    source-only on the target domain (`statistics.target_differences`), when the runs have a labelled target."""
     study_dir = Path(study_dir)
     written = ["study.md"]
     if rows:
@@ -25,7 +27,7 @@ def write_study_report(study_dir: Path, spec, runs: list, rows: list[dict], pair
         if curve_key(spec):
             _plot_curve(study_dir / CURVE_FILE, curve_key(spec), runs, rows)
             written.append(CURVE_FILE)
-    (study_dir / "study.md").write_text(study_markdown(spec, runs, rows, paired, written[1:]))
+    (study_dir / "study.md").write_text(study_markdown(spec, runs, rows, paired, written[1:], target))
     return written
 
 
@@ -34,7 +36,8 @@ def curve_key(spec):
     return next((key for key in CURVE_KEYS if key in spec.grid), None)
 
 
-def study_markdown(spec, runs: list, rows: list[dict], paired: list[dict], plots: list[str]) -> str:
+def study_markdown(spec, runs: list, rows: list[dict], paired: list[dict], plots: list[str],
+                   target: list[dict] = ()) -> str:
     seconds = sum(row["wall_seconds"] or 0 for row in rows)
     reference = next(iter(spec.arms))
     lines = [f"# Study {spec.name}", "",
@@ -69,8 +72,40 @@ def study_markdown(spec, runs: list, rows: list[dict], paired: list[dict], plots
         cells = [str(value) for value in entry["point"].values()]
         lines.append("| " + " | ".join(cells + [f"{entry['arm']} − {entry['reference']}",
                                                  f"{entry['mean_difference']:+.3f}{interval}", seeds]) + " |")
+    if target:
+        lines += ["", *_target_markdown(list(spec.grid), target)]
     lines += ["", "`results.csv` has every run's metrics; each run's folder is under `runs/`.", ""]
     return "\n".join(lines)
+
+
+def _target_markdown(keys: list[str], target: list[dict]) -> list[str]:
+    """The target-domain table: each arm's delivered model and source-only's, and their paired difference."""
+    lines = ["## Target domain", "",
+             "Target accuracy and macro AUC of the delivered models, mean ± sd over seeds; `source_only` is the "
+             "same recipe trained without adaptation at the same seed and budget. The difference is in target "
+             "accuracy, paired by seed, with its 95% t-interval over seeds: an interval that contains 0 is no "
+             "evidence of a difference.", "",
+             "| " + " | ".join([*keys, "arm", "target accuracy", "target AUC", "− source-only [95% CI]",
+                                "per seed: accuracy (source-only)"]) + " |", "|" + "---|" * (len(keys) + 5)]
+    for entry in target:
+        cells = [str(value) for value in entry["point"].values()] + [entry["arm"]]
+        cells += [_mean_sd(entry["accuracy"], len(entry["seeds"])), _mean_sd(entry["auc"], len(entry["seeds"]))]
+        if "mean_difference" in entry:
+            low, high = entry["ci"]
+            interval = "" if math.isnan(low) else f" [{low:+.3f}, {high:+.3f}]"
+            cells.append(f"{entry['mean_difference']:+.3f}{interval}")
+        else:
+            cells.append("")
+        cells.append(", ".join(f"{s['seed']}: {s['accuracy']:.3f}"
+                               + ("" if s["source_only"] is None else f" ({s['source_only']:.3f})")
+                               for s in entry.get("per_seed", [])))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _mean_sd(pair: list[float], count: int) -> str:
+    mean, sd = pair
+    return f"{mean:.3f}" + ("" if math.isnan(sd) else f" ± {sd:.3f}") + f" ({count})"
 
 
 def _plot_curve(path: Path, key: str, runs: list, rows: list[dict]) -> None:

@@ -28,6 +28,56 @@ def mean_interval(values, level: float = 0.95) -> tuple[float, float, float]:
     return mean, mean - half, mean + half
 
 
+def target_differences(rows: list[dict], runs: list) -> list[dict]:
+    """Adapted runs' target accuracy against source-only's, seed by seed, at each grid point.
+
+    An adaptation study's arms are methods; its question is the target, which the source test AUC above cannot
+    answer. A row counts when it has `target.accuracy` (its target has labels). The source-only baseline of a
+    seed is the run's own `target_source_only` (`compare_source_only`) or, without one, that of another run at
+    the same grid point and seed (AdaBN's is the same model before AdaBN; in deterministic mode every arm's
+    baseline is the same training). Each dict: `point`, `arm` (`source_only` for the baseline row), `seeds`,
+    `accuracy` and `auc` (mean, sd), `per_seed` (`seed`, `accuracy`, `source_only`), and for adapted arms
+    `mean_difference` with `ci` (95% t-interval over seeds; nan with one seed).
+    """
+    keys = [key for key, _ in runs[0].point] if runs else []
+    baselines = {}
+    for row in rows:
+        if "target_source_only.accuracy" in row:
+            baselines.setdefault((tuple(row[key] for key in keys), row["seed"]), row)
+    table = []
+    for point in grid_points(runs):
+        values = tuple(value for _, value in point)
+        here = [row for row in rows if tuple(row[key] for key in keys) == values and "target.accuracy" in row]
+        seeds = sorted({row["seed"] for row in here if (values, row["seed"]) in baselines})
+        if seeds:
+            table.append(_target_entry(point, "source_only", [baselines[(values, seed)] for seed in seeds],
+                                       "target_source_only"))
+        for arm in dict.fromkeys(run.arm for run in runs):
+            members = [row for row in here if row["arm"] == arm]
+            if not members:
+                continue
+            entry = _target_entry(point, arm, members, "target")
+            paired = [(row["seed"], row["target.accuracy"],
+                       (row if "target_source_only.accuracy" in row else baselines.get((values, row["seed"]), {}))
+                       .get("target_source_only.accuracy")) for row in members]
+            entry["per_seed"] = [{"seed": seed, "accuracy": accuracy, "source_only": baseline}
+                                 for seed, accuracy, baseline in paired]
+            differences = [accuracy - baseline for _, accuracy, baseline in paired if baseline is not None]
+            if differences:
+                mean, low, high = mean_interval(differences)
+                entry.update(mean_difference=mean, ci=[low, high], paired_seeds=len(differences))
+            table.append(entry)
+    return table
+
+
+def _target_entry(point: tuple, arm: str, rows: list[dict], prefix: str) -> dict:
+    accuracy = np.array([row[f"{prefix}.accuracy"] for row in rows], np.float64)
+    auc = np.array([row.get(f"{prefix}.auc", math.nan) for row in rows], np.float64)
+    spread = (lambda x: float(x.std(ddof=1)) if len(x) > 1 else math.nan)
+    return {"point": dict(point), "arm": arm, "seeds": [row["seed"] for row in rows],
+            "accuracy": [float(accuracy.mean()), spread(accuracy)], "auc": [float(auc.mean()), spread(auc)]}
+
+
 def grid_points(runs: list) -> list[tuple]:
     return list(dict.fromkeys(run.point for run in runs))
 

@@ -55,7 +55,7 @@ def run_study(study_path, out=None, address=None, setup=None) -> StudyResult:
             another recipe; all before anything runs.
     """
     from tltf.study.report import write_study_report
-    from tltf.study.statistics import paired_differences
+    from tltf.study.statistics import paired_differences, target_differences
 
     if setup is not None:
         run_setup(setup)  # what the workers will have, the recipes validated here need too
@@ -78,8 +78,12 @@ def run_study(study_path, out=None, address=None, setup=None) -> StudyResult:
     write_results(study_dir / "results.csv", rows)
     paired = paired_differences(study_dir, runs, reference=next(iter(spec.arms)))
     (study_dir / "paired.json").write_text(json.dumps(paired, indent=2, allow_nan=True) + "\n")
-    written = write_study_report(study_dir, spec, runs, rows, paired)
-    logger.info(f"study written to {study_dir}: results.csv, paired.json, {', '.join(written)}")
+    target = target_differences(rows, runs)
+    if target:
+        (study_dir / "target.json").write_text(json.dumps(target, indent=2, allow_nan=True) + "\n")
+    written = write_study_report(study_dir, spec, runs, rows, paired, target)
+    logger.info(f"study written to {study_dir}: results.csv, paired.json, {'target.json, ' if target else ''}"
+                f"{', '.join(written)}")
     finished = {row["run"] for row in rows}
     unfinished = [run.name for run in pending if run.name not in finished]
     return StudyResult(study_dir, rows, paired, failed, unfinished)
