@@ -160,6 +160,49 @@ def test_adabn_sets_frozen_batch_norm_statistics_to_the_targets_and_changes_noth
         assert np.array_equal(before, after.numpy())
 
 
+def test_adabn_matched_to_the_source_gives_target_activations_the_sources_moments_after_every_batch_norm():
+    from tltf.train.callbacks.batch_norm_calibration import batch_norm_layers
+
+    model = tiny_classifier()
+    policy = next(layer for layer in model.layers if isinstance(layer, tltf.layers.BatchNormPolicy))
+    norms = batch_norm_layers(model)
+    rng = np.random.default_rng(0)
+    for norm in norms:  # statistics that are not the source's own, as ImageNet's are not an X-ray's
+        norm.moving_mean.assign(rng.normal(0, 0.3, norm.moving_mean.shape))
+        norm.moving_variance.assign(rng.uniform(0.5, 2.0, norm.moving_variance.shape))
+    source, _, target = source_and_target(n=16)
+    to_backbone = keras.Model(model.input, policy.input)
+    after_norms = keras.Model(policy.layer.input, [norm.output for norm in norms])
+
+    def moments(images):
+        return [(o.numpy().mean((0, 1, 2)), o.numpy().var((0, 1, 2))) for o in after_norms(to_backbone(images))]
+
+    source_moments, target_before = moments(source), moments(target)
+    assert np.abs(source_moments[0][0] - target_before[0][0]).max() > 0.03  # the shift is visible after the first
+    weights = [w.numpy().copy() for w in model.trainable_weights]
+    # one batch holding every image: the matching is exact at every layer, not only on average over batches
+    used = adapt_batch_norm(model, target.astype("uint8"), batch_size=16, batches=1, source_images=source.astype("uint8"))
+    assert used == 1 and len(norms) >= 2
+    for (source_mean, source_var), (target_mean, target_var) in zip(source_moments, moments(target)):
+        np.testing.assert_allclose(target_mean, source_mean, rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(target_var, source_var, rtol=1e-3, atol=1e-5)
+    assert policy.mode == "frozen"
+    for before, after in zip(weights, model.trainable_weights):
+        assert np.array_equal(before, after.numpy())
+    assert all("call" not in vars(norm) for norm in norms)  # each layer's own call again
+
+
+def test_matched_statistics_are_classic_adabns_when_the_layer_held_the_sources():
+    from tltf.adapt.batch_norm import _matched_statistics
+
+    source_mean, source_var = np.array([0.5, -1.0]), np.array([2.0, 0.3])
+    target_mean, target_var = np.array([1.5, 0.2]), np.array([4.0, 0.1])
+    mean, variance = _matched_statistics(source_mean, source_var, source_mean, source_var, target_mean, target_var,
+                                         0.0)
+    np.testing.assert_allclose(mean, target_mean)
+    np.testing.assert_allclose(variance, target_var)
+
+
 # --- selection criteria ---
 
 def test_dev_risk_is_the_mean_loss_under_equal_weights_and_uses_the_control_variate():

@@ -9,6 +9,8 @@ private `_apply_weight_decay` with a per-variable decay in `update_step`
 
 from __future__ import annotations
 
+import contextlib
+
 
 def trainable_variables_of(layer) -> list:
     """A layer's parameters whatever its current `trainable` flag (`layer.trainable_weights` is empty when frozen).
@@ -124,3 +126,14 @@ def freeze_for_good(layer, variables: list) -> None:
         layer._trainable_variables.remove(variable)
         layer._non_trainable_variables.append(variable)
         variable.trainable = False
+
+
+@contextlib.contextmanager
+def replaced_call(layer, call):
+    """`layer.call` is `call` inside the block (an instance attribute shadows the class's method: Keras' `__call__`
+    looks it up on the instance); the layer's own afterwards."""
+    layer.call = call
+    try:
+        yield
+    finally:
+        del layer.call

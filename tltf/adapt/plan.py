@@ -168,6 +168,6 @@ def _selection_criteria(model, target_domain, data):
 def _batch_norm_from_target(plan, adaptation, target_domain, data):
     from tltf.adapt.batch_norm import BatchNormAdaptation
 
-    plan.finishers = [BatchNormAdaptation(target_domain.images, data.batch_size, adaptation.adabn.batches,
-                                          data.seed)]
+    plan.finishers = [BatchNormAdaptation(target_domain.images, data.splits.train.images, data.batch_size,
+                                          adaptation.adabn.batches, data.seed)]
     return plan.model
