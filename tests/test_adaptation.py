@@ -53,7 +53,7 @@ def test_recipe_reports_target_metrics_baseline_and_a_distance(tmp_path, domains
     source, target = domains
     path = write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(source)},
                         train={"strategy": "warmup_then_finetune", "epochs": 3, "head_warmup": {"epochs": 1}})
-    recipe = load_recipe(path, [f"adaptation.target={{source: npz, path: {target}}}",
+    recipe = load_recipe(path, [f"adaptation.target={{source: npz, path: {target}}}", "adaptation.method=dann",
                                 "adaptation.compare_source_only=true", "adaptation.domain_head.hidden=[8]"])
     result = tltf.fit(recipe, tmp_path / "run", verbose=0)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
@@ -159,7 +159,7 @@ def test_feature_extraction_adapts_the_mlp_head_features(tmp_path, domains):
     path = write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(source)},
                         train={"strategy": "feature_extraction", "epochs": 2},
                         model={"head": "mlp", "hidden_units": [8]})
-    recipe = load_recipe(path, [f"adaptation.target={{source: npz, path: {target}}}",
+    recipe = load_recipe(path, [f"adaptation.target={{source: npz, path: {target}}}", "adaptation.method=dann",
                                 "adaptation.domain_head.hidden=[4]", "adaptation.compare_source_only=false"])
     assert recipe.adaptation.features == "head"
     backbone_before = None
@@ -174,4 +174,8 @@ def test_feature_extraction_adapts_the_mlp_head_features(tmp_path, domains):
     assert all(np.array_equal(a, b) for a, b in zip(backbone_before, kernels(model)))
     assert "target" in result.metrics
     with pytest.raises(tltf.errors.RecipeError, match="adaptation.features: 'head' adapts the mlp head"):
-        load_recipe(path, [f"adaptation.target={{source: npz, path: {target}}}", "model.head=linear"])
+        load_recipe(path, [f"adaptation.target={{source: npz, path: {target}}}", "adaptation.method=dann",
+                           "model.head=linear"])
+    # AdaBN (the default method) adapts the frozen backbone's statistics: no domain classifier, any head.
+    adabn = load_recipe(path, [f"adaptation.target={{source: npz, path: {target}}}", "model.head=linear"])
+    assert adabn.adaptation.method == "adabn"

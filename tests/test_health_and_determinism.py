@@ -35,7 +35,8 @@ def test_deterministic_runs_repeat_exactly_with_augmentation_warm_up_and_dann(tm
             "warmup": ({{"strategy": "warmup_then_finetune", "epochs": 3, "head_warmup": {{"epochs": 1}}}}, []),
             "dann": ({{"strategy": "fine_tune", "epochs": 2}},
                      [f"adaptation.target={{{{source: npz, path: {{root / 'target.npz'}}}}}}",
-                      "adaptation.domain_head.hidden=[8]", "adaptation.compare_source_only=false"]),
+                      "adaptation.method=dann", "adaptation.domain_head.hidden=[8]",
+                      "adaptation.compare_source_only=false"]),
         }}
         for name, (train, overrides) in cases.items():
             path = write_recipe(root / f"{{name}}.yaml", {{"source": "npz", "path": str(root / "source.npz")}},

@@ -29,8 +29,8 @@ def drill_data(tmp_path_factory):
                           train={"strategy": "warmup_then_finetune", "epochs": 4, "head_warmup": {"epochs": 2},
                                  "deterministic": True},
                           augment={"flip": "horizontal", "rotation": 0.1}, model={"dropout": 0.2})
-    dann = [f"adaptation.target={{source: npz, path: {root / 'target.npz'}}}", "adaptation.compare_source_only=true",
-            "adaptation.domain_head.hidden=[8]"]
+    dann = [f"adaptation.target={{source: npz, path: {root / 'target.npz'}}}", "adaptation.method=dann",
+            "adaptation.compare_source_only=true", "adaptation.domain_head.hidden=[8]"]
     reference = drill(recipe, root / "reference", "none")
     assert reference.returncode == 0, reference.stderr[-3000:]
     dann_reference = drill(recipe, root / "dann-reference", "none", *dann)

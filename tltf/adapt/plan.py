@@ -107,7 +107,8 @@ def describe_adaptation(adaptation, image_size: int) -> str:
         text += (f"minimum class confusion on the target predictions (weight {adaptation.mcc.weight:g}, "
                  f"temperature {adaptation.mcc.temperature:g})")
     elif adaptation.method == "adabn":
-        text += f"after training, BatchNorm statistics from {adaptation.adabn.batches} batches of target images"
+        text += (f"after training, BatchNorm statistics from {adaptation.adabn.batches} batches of target images, "
+                 "matched to the source's")
     else:
         t = adaptation.translate
         text += (f"first a CycleGAN ({t.filters} filters, {t.residual_blocks} residual blocks, {t.epochs} epochs at "
@@ -115,7 +116,8 @@ def describe_adaptation(adaptation, image_size: int) -> str:
                  "test stays the source's")
     text += f"; epoch chosen by {adaptation.chooses_epoch_by}"
     if adaptation.compare_source_only:
-        text += "; a source-only run at the same budget judges it"
+        text += ("; the model before AdaBN (the source-only model) judges it" if adaptation.method == "adabn" else
+                 "; a source-only run at the same budget judges it")
     return text
 
 

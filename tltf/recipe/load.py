@@ -191,7 +191,8 @@ def _check_training(recipe: Recipe, source: str) -> None:
                           "use fine_tune, warmup_then_finetune or gradual_unfreeze")
     if recipe.adaptation is not None and recipe.adaptation.features is None:
         recipe.adaptation.features = "head" if recipe.train.strategy == "feature_extraction" else "backbone"
-    if recipe.adaptation is not None and recipe.adaptation.features == "head" and recipe.model.head != "mlp":
+    if (recipe.adaptation is not None and recipe.adaptation.method in ("dann", "cdan")
+            and recipe.adaptation.features == "head" and recipe.model.head != "mlp"):
         raise RecipeError(f"{source}: adaptation.features: 'head' adapts the mlp head's hidden layer; set "
                           "model.head: mlp (with feature_extraction the frozen backbone cannot adapt)")
     if recipe.adaptation is not None and recipe.data.class_weight == "auto":
