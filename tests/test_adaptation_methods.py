@@ -181,7 +181,8 @@ def test_adabn_matched_to_the_source_gives_target_activations_the_sources_moment
     assert np.abs(source_moments[0][0] - target_before[0][0]).max() > 0.03  # the shift is visible after the first
     weights = [w.numpy().copy() for w in model.trainable_weights]
     # one batch holding every image: the matching is exact at every layer, not only on average over batches
-    used = adapt_batch_norm(model, target.astype("uint8"), batch_size=16, batches=1, source_images=source.astype("uint8"))
+    used = adapt_batch_norm(model, target.astype("uint8"), batch_size=16, batches=1,
+                            source_images=source.astype("uint8"))
     assert used == 1 and len(norms) >= 2
     for (source_mean, source_var), (target_mean, target_var) in zip(source_moments, moments(target)):
         np.testing.assert_allclose(target_mean, source_mean, rtol=1e-3, atol=1e-4)

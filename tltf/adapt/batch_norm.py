@@ -24,8 +24,8 @@ def adapt_batch_norm(model, target_images, batch_size: int = 64, batches: int = 
     it have the per-channel mean and variance the source's have after it in the unchanged model: for the layer's
     own statistics (μ, σ²), the source's input moments (μ_s, σ_s²) and the target's (μ_t, σ_t²), with
     r = σ_t / σ_s, the new ones are μ_t − (μ_s − μ)·r and σ²·r² (σ² with BatchNorm's ε). When the statistics
-    were the source's, that is classic AdaBN (up to ε). The target's moments at each layer are taken with the layers
-    before it already matched (each batch matched with its own moments on the way, as BatchNorm does in
+    were the source's, that is classic AdaBN (up to ε). The target's moments at each layer are taken with the
+    layers before it already matched (each batch matched with its own moments on the way, as BatchNorm does in
     training).
 
     Nothing trains: BatchNorm layers frozen or inside a frozen `BatchNormPolicy` are adapted too; weights and

@@ -67,9 +67,9 @@ class AdaptationConfig(Section):
 
     Args:
         method: adabn (the default: BatchNorm statistics from the target, matched to the source's; no extra
-            training), dann, cdan (conditional, entropy-weighted), mcc (minimum class confusion) or translate (a CycleGAN translates the source's
-            train and val images into the target's look, then the classifier trains on them as usual; test stays
-            the source's own).
+            training), dann, cdan (conditional, entropy-weighted), mcc (minimum class confusion) or translate (a
+            CycleGAN translates the source's train and val images into the target's look, then the classifier
+            trains on them as usual; test stays the source's own).
         target: the target domain, any data source; its labels (if any) only evaluate.
         lambda: the λ schedule (dann, cdan); domain_head: the domain classifier (dann, cdan).
         features: what becomes domain-invariant (dann, cdan; default from the strategy).
