@@ -44,25 +44,21 @@ def adapt_batch_norm(model, target_images, batch_size: int = 64, batches: int = 
         source_images: the source's training images (unaugmented): match the source's statistics as the model
             sees them; None: classic AdaBN.
     """
+    from tltf.adapt.selection import seeded_subset
     from tltf.train.callbacks.batch_norm_calibration import batch_norm_layers
 
     norms = batch_norm_layers(model)
-    target = _seeded_sample(target_images, batch_size * batches, seed)
+    count = batch_size * batches
+    target = np.asarray(seeded_subset(target_images, count, np.random.default_rng(seed)), np.float32)
     if source_images is None:
         used = _classic(model, norms, target, batch_size)
     else:
-        source = _seeded_sample(source_images, batch_size * batches, seed)
+        source = np.asarray(seeded_subset(source_images, count, np.random.default_rng(seed)), np.float32)
         used = _matched_to_source(model, norms, source, target, batch_size)
     kind = "matched to the source's" if source_images is not None else "set to the target's"
     logger.info(f"AdaBN: {len(norms)} BatchNorm layers' statistics {kind}, from {len(target)} target images "
                 f"({used} batches)")
     return used
-
-
-def _seeded_sample(images, count: int, seed: int) -> np.ndarray:
-    count = min(len(images), count)
-    chosen = np.sort(np.random.default_rng(seed).permutation(len(images))[:count])
-    return np.asarray(images[chosen], dtype=np.float32)
 
 
 def _batches(images: np.ndarray, batch_size: int):

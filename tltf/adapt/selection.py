@@ -129,8 +129,8 @@ class SelectionCriteria(keras.callbacks.Callback):
         super().__init__()
         rng = np.random.default_rng(seed)
         self.classifier = model
-        self.source = _sample(source_images, limit, rng)
-        self.target = _sample(target_images, limit, rng)
+        self.source = seeded_subset(source_images, limit, rng)
+        self.target = seeded_subset(target_images, limit, rng)
         self.validation = validation
         self.target_labelled = None
         if target_labelled is not None:
@@ -177,7 +177,9 @@ class SelectionCriteria(keras.callbacks.Callback):
         return features.astype(np.float32), outputs
 
 
-def _sample(images, limit: int, rng):
+def seeded_subset(images, limit: int, rng):
+    """At most `limit` of `images` (an array or an `ImageStore`), drawn by `rng`, in their original order; all of
+    them, without drawing, when there are no more."""
     if len(images) <= limit:
         return images
     return images[np.sort(rng.permutation(len(images))[:limit])]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tltf.study.statistics import grid_points, mean_interval
+from tltf.study.statistics import grid_points, in_point, mean_interval
 
 CURVE_KEYS = ("data.train_fraction", "data.train_per_class")
 CURVE_FILE, STRIP_FILE = "data_efficiency.png", "test_auc_by_arm.png"
@@ -54,7 +54,7 @@ def study_markdown(spec, runs: list, rows: list[dict], paired: list[dict], plots
               "| " + " | ".join(["arm", *spec.grid]) + " | test AUC |", "|" + "---|" * (len(spec.grid) + 2)]
     for point in grid_points(runs):
         for arm in spec.arms:
-            aucs = [row["test.auc"] for row in rows if row["arm"] == arm and _point_of(row, point)]
+            aucs = [row["test.auc"] for row in rows if row["arm"] == arm and in_point(row, point)]
             cells = [arm, *[str(value) for _, value in point]]
             summary = f"{np.mean(aucs):.3f} ({min(aucs):.3f}–{max(aucs):.3f}, {len(aucs)})" if aucs else "not run"
             lines.append("| " + " | ".join(cells + [summary]) + " |")
@@ -138,7 +138,7 @@ def _plot_strip(path: Path, runs: list, rows: list[dict]) -> None:
     fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(columns) + 2), 4.5))
     rng = np.random.default_rng(0)
     for x, (arm, point) in enumerate(columns):
-        aucs = [row["test.auc"] for row in rows if row["arm"] == arm and _point_of(row, point)]
+        aucs = [row["test.auc"] for row in rows if row["arm"] == arm and in_point(row, point)]
         ax.scatter(x + rng.uniform(-0.12, 0.12, len(aucs)), aucs, s=18)
         if aucs:
             ax.hlines(np.mean(aucs), x - 0.25, x + 0.25, color="black", linewidth=1)
@@ -159,10 +159,6 @@ def _series(key: str, runs: list, rows: list[dict]) -> dict:
         label = " ".join([row["arm"], *others])
         series.setdefault(label, {}).setdefault(row[key], []).append(row["test.auc"])
     return series
-
-
-def _point_of(row: dict, point: tuple) -> bool:
-    return all(row.get(key) == value for key, value in point)
 
 
 def _cpu_name() -> str:

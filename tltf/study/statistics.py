@@ -39,35 +39,37 @@ def target_differences(rows: list[dict], runs: list) -> list[dict]:
     `accuracy` and `auc` (mean, sd), `per_seed` (`seed`, `accuracy`, `source_only`), and for adapted arms
     `mean_difference` with `ci` (95% t-interval over seeds; nan with one seed).
     """
-    keys = [key for key, _ in runs[0].point] if runs else []
-    baselines = {}
-    for row in rows:
-        if "target_source_only.accuracy" in row:
-            baselines.setdefault((tuple(row[key] for key in keys), row["seed"]), row)
     table = []
     for point in grid_points(runs):
-        values = tuple(value for _, value in point)
-        here = [row for row in rows if tuple(row[key] for key in keys) == values and "target.accuracy" in row]
-        seeds = sorted({row["seed"] for row in here if (values, row["seed"]) in baselines})
+        here = [row for row in rows if in_point(row, point)]
+        baselines = {}  # seed → the first row there that carries a source-only baseline
+        for row in here:
+            if "target_source_only.accuracy" in row:
+                baselines.setdefault(row["seed"], row)
+        adapted = [row for row in here if "target.accuracy" in row]
+        seeds = sorted({row["seed"] for row in adapted} & set(baselines))
         if seeds:
-            table.append(_target_entry(point, "source_only", [baselines[(values, seed)] for seed in seeds],
+            table.append(_target_entry(point, "source_only", [baselines[seed] for seed in seeds],
                                        "target_source_only"))
         for arm in dict.fromkeys(run.arm for run in runs):
-            members = [row for row in here if row["arm"] == arm]
+            members = [row for row in adapted if row["arm"] == arm]
             if not members:
                 continue
             entry = _target_entry(point, arm, members, "target")
-            paired = [(row["seed"], row["target.accuracy"],
-                       (row if "target_source_only.accuracy" in row else baselines.get((values, row["seed"]), {}))
-                       .get("target_source_only.accuracy")) for row in members]
-            entry["per_seed"] = [{"seed": seed, "accuracy": accuracy, "source_only": baseline}
-                                 for seed, accuracy, baseline in paired]
-            differences = [accuracy - baseline for _, accuracy, baseline in paired if baseline is not None]
+            entry["per_seed"] = [{"seed": row["seed"], "accuracy": row["target.accuracy"],
+                                  "source_only": _baseline_accuracy(row, baselines)} for row in members]
+            differences = [s["accuracy"] - s["source_only"] for s in entry["per_seed"] if s["source_only"] is not None]
             if differences:
                 mean, low, high = mean_interval(differences)
                 entry.update(mean_difference=mean, ci=[low, high], paired_seeds=len(differences))
             table.append(entry)
     return table
+
+
+def _baseline_accuracy(row: dict, baselines: dict):
+    """The run's own source-only target accuracy, else that of another run at its seed, else None."""
+    own = row.get("target_source_only.accuracy")
+    return own if own is not None else baselines.get(row["seed"], {}).get("target_source_only.accuracy")
 
 
 def _target_entry(point: tuple, arm: str, rows: list[dict], prefix: str) -> dict:
@@ -80,6 +82,11 @@ def _target_entry(point: tuple, arm: str, rows: list[dict], prefix: str) -> dict
 
 def grid_points(runs: list) -> list[tuple]:
     return list(dict.fromkeys(run.point for run in runs))
+
+
+def in_point(row: dict, point: tuple) -> bool:
+    """Whether a results row was made at this grid point (`((key, value), ...)`)."""
+    return all(row.get(key) == value for key, value in point)
 
 
 def paired_differences(study_dir, runs: list, reference: str) -> list[dict]:
