@@ -63,7 +63,8 @@ def study(study_file, out, address, setup):
 @click.argument("recipe", type=click.Path(dir_okay=False))
 @click.option("--space", "space_file", required=True, type=click.Path(dir_okay=False),
               help="YAML: space (recipe key -> {loguniform|uniform|int: [low, high]} or {choice: [...]}), "
-                   "resources, grace_epochs, reduction_factor, max_concurrent, seed.")
+                   "resources, grace_epochs, reduction_factor, max_concurrent, seed, start_from_recipe, "
+                   "confirm ({top: N, seeds: [...]}).")
 @click.option("--trials", type=click.IntRange(min=1), required=True, help="How many configurations to try.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 @click.option("--out", type=click.Path(file_okay=False), default=None,
@@ -79,6 +80,11 @@ def tune(recipe, space_file, trials, overrides, out, address, setup):
     are never used. Writes OUT/best.yaml (the best trial's recipe, which
     `tltf fit` runs as it is), OUT/trials.csv (each trial's values, status,
     epochs and validation AUC) and every trial's run under OUT/runs/.
+
+    With start_from_recipe, the first trial is RECIPE's own values. With
+    confirm, the best trials and RECIPE's own values run again at other
+    seeds (OUT/confirmation.csv) and the best mean validation AUC over them
+    chooses best.yaml: one run's validation AUC moves with its seed.
     """
     from tltf.study.search import run_search
 
@@ -87,4 +93,11 @@ def tune(recipe, space_file, trials, overrides, out, address, setup):
     if result.best_recipe is None:
         click.echo("tltf: no trial finished", err=True)
         sys.exit(1)
-    click.echo(f"best: {result.best_recipe} (val AUC {result.best_val_auc:.4f})")
+    if result.best_is_recipe:
+        click.echo(f"best: the recipe's own values (mean val AUC {result.best_val_auc:.4f}); the search found "
+                   f"nothing better: {result.best_recipe}")
+    elif result.recipe_val_auc is not None:
+        click.echo(f"best: {result.best_recipe} (mean val AUC {result.best_val_auc:.4f}; the recipe's own values "
+                   f"{result.recipe_val_auc:.4f})")
+    else:
+        click.echo(f"best: {result.best_recipe} (val AUC {result.best_val_auc:.4f})")
