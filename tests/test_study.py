@@ -206,6 +206,90 @@ def test_tune_searches_by_validation_auc_and_writes_a_recipe_fit_runs(tmp_path):
     assert best_recipe.train.epochs == int(best["train.epochs"])
 
 
+def test_tune_reruns_the_best_trials_and_the_recipes_values_at_the_confirmation_seeds(tmp_path):
+    recipe = tiny_data(tmp_path)
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump({
+        "space": {"train.lr": {"loguniform": [1e-4, 3e-2]}, "train.epochs": {"choice": [2, 3]}},
+        "resources": {"cpus": 1}, "grace_epochs": 1, "seed": 0, "start_from_recipe": True,
+        "confirm": {"top": 1, "seeds": [5, 6]}}))
+    result = tltf_cli("tune", recipe.name, "--space", "space.yaml", "--trials", 3, "--out", "search",
+                      "--setup", SETUP, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with open(tmp_path / "search" / "trials.csv") as handle:
+        trials = list(csv.DictReader(handle))
+    with open(tmp_path / "search" / "confirmation.csv") as handle:
+        confirmation = list(csv.DictReader(handle))
+    own = [t for t in trials if t["from_recipe"] == "True"]
+    assert len(trials) == 3 and len(own) == 1  # the recipe (lr 1e-2, 3 epochs) is one of the three trials
+    assert float(own[0]["train.lr"]) == 1e-2 and own[0]["train.epochs"] == "3"
+    best_trial = max((t for t in trials if t["status"] == "finished"), key=lambda t: float(t["val_auc"]))
+    candidates = {best_trial["trial"], own[0]["trial"]}
+    assert {(c["trial"], c["seed"]) for c in confirmation} == {(t, s) for t in candidates for s in ("5", "6")}
+    for entry in confirmation:  # each confirmation run is its candidate's values at its own seed
+        trial = next(t for t in trials if t["trial"] == entry["trial"])
+        run_recipe = load_run_recipe(entry["run_dir"])
+        assert run_recipe.train.seed == int(entry["seed"]) and run_recipe.train.epochs == int(trial["train.epochs"])
+        assert run_recipe.train.lr == pytest.approx(float(trial["train.lr"]))
+        assert float(entry["val_auc"]) == pytest.approx(
+            json.loads((Path(entry["run_dir"]) / "metrics.json").read_text())["val"]["auc"])
+    means = {t["trial"]: float(t["confirmed_val_auc"]) for t in trials if t["confirmed_val_auc"]}
+    assert set(means) == candidates
+    for trial, mean in means.items():
+        assert mean == pytest.approx(np.mean([float(c["val_auc"]) for c in confirmation if c["trial"] == trial]))
+    winner = next(t for t in trials if t["trial"] == max(means, key=means.get))
+    best_recipe = tltf.load_recipe(tmp_path / "search" / "best.yaml")
+    assert best_recipe.train.lr == pytest.approx(float(winner["train.lr"]))
+    assert best_recipe.train.seed == tltf.load_recipe(recipe).train.seed  # the recipe's seed, not a confirmation's
+
+
+def test_the_confirmation_chooses_the_best_mean_not_the_luckiest_single_run(tmp_path):
+    from tltf.study.search import SearchSpec, _choose_confirmed
+
+    recipe = tiny_data(tmp_path)
+    base = tltf.load_recipe(recipe)
+    spec = SearchSpec(space={"train.lr": {"loguniform": [1e-4, 1e-1]}}, start_from_recipe=True,
+                      confirm={"top": 2, "seeds": [5, 6]})
+    rows, confirmation = [], []
+    for trial, lr, search_auc, seed_aucs in (("lucky", 3e-3, 0.95, (0.80, 0.82)),
+                                             ("steady", 1e-3, 0.90, (0.88, 0.86)),
+                                             ("own", 1e-2, None, (0.85, 0.85))):
+        rows.append({"trial": trial, "train.lr": lr, "from_recipe": trial == "own",
+                     "status": "finished" if search_auc else "stopped early", "val_auc": search_auc})
+        for seed, auc in zip((5, 6), seed_aucs):
+            folder = tmp_path / f"{trial}-{seed}"
+            folder.mkdir()
+            (folder / "recipe.yaml").write_text(tltf.load_recipe(recipe, [f"train.lr={lr}", f"train.seed={seed}"])
+                                                .to_yaml())
+            confirmation.append({"trial": trial, "seed": seed, "val_auc": auc, "run_dir": str(folder)})
+    result = _choose_confirmed(spec, tmp_path, base, rows, confirmation)
+    assert result.best_val_auc == pytest.approx(0.87) and result.recipe_val_auc == pytest.approx(0.85)
+    assert not result.best_is_recipe
+    best = tltf.load_recipe(tmp_path / "best.yaml")
+    assert best.train.lr == pytest.approx(1e-3) and best.train.seed == base.train.seed
+    assert "0.8700; the recipe's own values: 0.8500" in (tmp_path / "best.yaml").read_text().splitlines()[0]
+    confirmation[-1]["val_auc"] = 0.95  # the recipe's own values now have the best mean: nothing better found
+    (tmp_path / "best.yaml").unlink()
+    assert _choose_confirmed(spec, tmp_path, base, rows, confirmation).best_is_recipe
+    assert tltf.load_recipe(tmp_path / "best.yaml").train.lr == pytest.approx(1e-2)
+
+
+def test_a_search_starting_from_the_recipe_needs_its_values_inside_the_space(tmp_path, monkeypatch):
+    from tltf.study.search import SearchSpec, recipe_values
+
+    recipe = tltf.load_recipe(tiny_data(tmp_path))  # lr 1e-2, 3 epochs, dropout 0
+    inside = SearchSpec(space={"train.lr": {"loguniform": [1e-4, 1e-1]}, "train.epochs": {"int": [1, 5]},
+                               "model.dropout": {"choice": [0.0, 0.5]}}, start_from_recipe=True)
+    assert recipe_values(recipe, inside, "space.yaml") == {"train.lr": 1e-2, "train.epochs": 3, "model.dropout": 0.0}
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump({"space": {"train.lr": {"loguniform": [1e-4, 1e-3]}},
+                                                         "start_from_recipe": True}))
+    result = CliRunner().invoke(main, ["tune", "recipe.yaml", "--space", "space.yaml", "--trials", "2"])
+    assert result.exit_code == 2 and result.stderr.strip() == (
+        "tltf: error: space.yaml: start_from_recipe: the recipe's train.lr=0.01 lies outside the space's "
+        "loguniform [0.0001, 0.001]; widen the space or set start_from_recipe: false")
+    assert not (tmp_path / "tunes").exists()
+
+
 def test_search_space_errors_are_one_line_before_anything_runs(tmp_path, monkeypatch):
     recipe = tiny_data(tmp_path)
     monkeypatch.chdir(tmp_path)
