@@ -191,7 +191,7 @@ def recipe_values(recipe, spec: SearchSpec, space_path) -> dict:
     for key, distribution in spec.space.items():
         value = resolved
         for part in key.split("."):
-            value = value[part]
+            value = value.get(part) if isinstance(value, dict) else None
         kind, bounds = next(iter(distribution.items()))
         inside = (value in bounds if kind == "choice" else
                   isinstance(value, (int, float)) and not isinstance(value, bool) and bounds[0] <= value <= bounds[1]
