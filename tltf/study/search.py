@@ -135,7 +135,8 @@ def load_search(path) -> SearchSpec:
 
 def run_search(recipe_path, space_path, trials: int, out=None, overrides=(), address=None,
                setup=None) -> SearchResult:
-    """Searches the space for the recipe with the best validation AUC; writes best.yaml and trials.csv.
+    """Searches the space for the recipe with the best validation AUC; writes best.yaml and trials.csv (and, with
+    `confirm`, confirmation.csv).
 
     Args:
         recipe_path: the recipe to start from.
