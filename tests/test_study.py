@@ -215,6 +215,7 @@ def test_tune_reruns_the_best_trials_and_the_recipes_values_at_the_confirmation_
     result = tltf_cli("tune", recipe.name, "--space", "space.yaml", "--trials", 3, "--out", "search",
                       "--setup", SETUP, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "mean val AUC over seeds 5, 6: " in result.stdout
     with open(tmp_path / "search" / "trials.csv") as handle:
         trials = list(csv.DictReader(handle))
     with open(tmp_path / "search" / "confirmation.csv") as handle:

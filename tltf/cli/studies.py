@@ -93,11 +93,13 @@ def tune(recipe, space_file, trials, overrides, out, address, setup):
     if result.best_recipe is None:
         click.echo("tltf: no trial finished", err=True)
         sys.exit(1)
-    if result.best_is_recipe:
-        click.echo(f"best: the recipe's own values (mean val AUC {result.best_val_auc:.4f}); the search found "
-                   f"nothing better: {result.best_recipe}")
-    elif result.recipe_val_auc is not None:
-        click.echo(f"best: {result.best_recipe} (mean val AUC {result.best_val_auc:.4f}; the recipe's own values "
-                   f"{result.recipe_val_auc:.4f})")
-    else:
+    if result.confirmation_seeds is None:
         click.echo(f"best: {result.best_recipe} (val AUC {result.best_val_auc:.4f})")
+        return
+    score = f"mean val AUC over seeds {', '.join(map(str, result.confirmation_seeds))}: {result.best_val_auc:.4f}"
+    if result.best_is_recipe:
+        click.echo(f"best: the recipe's own values ({score}); the search found nothing better: {result.best_recipe}")
+    elif result.recipe_val_auc is not None:
+        click.echo(f"best: {result.best_recipe} ({score}; the recipe's own values {result.recipe_val_auc:.4f})")
+    else:
+        click.echo(f"best: {result.best_recipe} ({score})")

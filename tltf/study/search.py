@@ -118,6 +118,7 @@ class SearchResult:
         recipe_val_auc: with `start_from_recipe` and `confirm`, the recipe's own values' mean over the
             confirmation seeds, measured like `best_val_auc`.
         best_is_recipe: the recipe's own values won: the search found nothing better.
+        confirmation_seeds: with `confirm`, the seeds the means are over.
     """
 
     out: Path
@@ -126,6 +127,7 @@ class SearchResult:
     trials: list
     recipe_val_auc: float | None = None
     best_is_recipe: bool = False
+    confirmation_seeds: list | None = None
 
 
 def load_search(path) -> SearchSpec:
@@ -290,7 +292,7 @@ def _choose_confirmed(spec: SearchSpec, out: Path, base, rows: list, confirmatio
         logger.info(f"best: trial {best['trial']}, mean val AUC over seeds {seeds} {best['confirmed_val_auc']:.4f}"
                     f"{compared}: {out / 'best.yaml'}")
     return SearchResult(out, out / "best.yaml", best["confirmed_val_auc"], rows,
-                        own["confirmed_val_auc"] if own else None, best is own)
+                        own["confirmed_val_auc"] if own else None, best is own, list(spec.confirm.seeds))
 
 
 def _write_best(out: Path, run_dir, base, why: str) -> None:
