@@ -74,6 +74,14 @@ def apply_override(raw: dict, override: str) -> None:
     node[parts[-1]] = value
 
 
+def dotted_value(raw: dict, key: str):
+    """The value at `a.b.c` in the nested dict `raw`; None where a part is missing or not a section."""
+    node = raw
+    for part in key.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
 def drop_other_sources_keys(raw: dict, overrides) -> None:
     """After `--set data.source=X` (or `adaptation.target.source`), drops the file's keys that source X lacks.
 
@@ -84,9 +92,7 @@ def drop_other_sources_keys(raw: dict, overrides) -> None:
     for where in ("data", "adaptation.target"):
         if f"{where}.source" not in set_keys:
             continue
-        section = raw
-        for part in where.split("."):
-            section = section.get(part) if isinstance(section, dict) else None
+        section = dotted_value(raw, where)
         module = SOURCES.get(section.get("source")) if isinstance(section, dict) else None
         if module is None:
             continue  # validation names the unknown source

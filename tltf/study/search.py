@@ -189,12 +189,12 @@ def run_search(recipe_path, space_path, trials: int, out=None, overrides=(), add
 
 def recipe_values(recipe, spec: SearchSpec, space_path) -> dict:
     """The recipe's own value of each of the space's keys; one line naming the key when one lies outside it."""
+    from tltf.recipe.load import dotted_value
+
     resolved = recipe.model_dump(mode="json", by_alias=True)
     values = {}
     for key, distribution in spec.space.items():
-        value = resolved
-        for part in key.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
+        value = dotted_value(resolved, key)
         kind, bounds = next(iter(distribution.items()))
         inside = (value in bounds if kind == "choice" else
                   isinstance(value, (int, float)) and not isinstance(value, bool) and bounds[0] <= value <= bounds[1]
