@@ -18,6 +18,7 @@ import traceback
 from pathlib import Path
 
 from tltf.errors import TltfError
+from tltf.study.results import RUNS_FOLDER
 from tltf.study.spec import override_text
 
 INSTALL_HINT = "pip install 'tltf[study]' (Ray Tune and Optuna)"
@@ -108,6 +109,21 @@ def run_setup(setup) -> None:
     if not callable(function):
         raise TltfError(f"--setup {setup}: not a function; give MODULE.FUNCTION, importable here and on every node")
     function()
+
+
+def trial_settings(recipe_path, folder: Path, resources, search: bool, overrides=()) -> dict:
+    """What every trial of a study or a search shares (`fit_trial`'s `shared`): runs in `folder/runs/`, logs in
+    `folder/logs/`, the recipe's relative paths read from the current directory.
+
+    Args:
+        recipe_path: the recipe every trial starts from.
+        folder: the study's or search's folder.
+        resources: `Resources` of one trial (its CPUs size TensorFlow's thread pools).
+        search: a search (each epoch's validation AUC reported to Tune, no test metrics in its results).
+        overrides: a search's `--set`s, applied before each trial's sampled values.
+    """
+    return {"recipe": str(recipe_path), "overrides": list(overrides), "runs_dir": str(Path(folder) / RUNS_FOLDER),
+            "logs_dir": str(Path(folder) / "logs"), "cwd": os.getcwd(), "cpus": resources.cpus, "search": search}
 
 
 def run_trials(trainable_config: dict, param_space: dict, name: str, storage: Path, resources, *, max_failures: int,

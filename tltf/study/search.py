@@ -29,7 +29,6 @@ import contextlib
 import csv
 import dataclasses
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,6 @@ from pydantic import Field, field_validator
 from tltf.config import Section
 from tltf.errors import TltfError
 from tltf.log import logger
-from tltf.study.results import RUNS_FOLDER
 from tltf.study.executor import check_address, run_setup
 from tltf.study.spec import Resources, override_text, read_typed_yaml
 
@@ -215,13 +213,8 @@ def _ray(spec: SearchSpec, address, setup):
         yield spec.max_concurrent or cluster_slots(spec.resources)
 
 
-def _shared(recipe_path: Path, overrides: list, out: Path, spec: SearchSpec) -> dict:
-    return {"recipe": str(recipe_path), "overrides": overrides, "runs_dir": str(out / RUNS_FOLDER),
-            "logs_dir": str(out / "logs"), "cwd": os.getcwd(), "cpus": spec.resources.cpus, "search": True}
-
-
 def _execute(spec: SearchSpec, recipe_path: Path, overrides: list, trials: int, out: Path, start, slots) -> list:
-    from tltf.study.executor import import_tune, run_trials
+    from tltf.study.executor import import_tune, run_trials, trial_settings
     from tltf.study.progress import TrialProgress
 
     tune = import_tune()
@@ -233,8 +226,8 @@ def _execute(spec: SearchSpec, recipe_path: Path, overrides: list, trials: int, 
         search_alg=OptunaSearch(seed=spec.seed, points_to_evaluate=[start] if start else None),
         scheduler=ASHAScheduler(time_attr="training_iteration", grace_period=spec.grace_epochs,
                                 reduction_factor=spec.reduction_factor, max_t=10_000))
-    return list(run_trials(_shared(recipe_path, overrides, out, spec), _tune_space(tune, spec), "ray",
-                           out / ".tune", spec.resources, max_failures=1,
+    return list(run_trials(trial_settings(recipe_path, out, spec.resources, search=True, overrides=overrides),
+                           _tune_space(tune, spec), "ray", out / ".tune", spec.resources, max_failures=1,
                            callbacks=[TrialProgress(total=trials, done=0, slots=slots, max_failures=1,
                                                     show_test=False)],
                            tune_config=tune_config))
@@ -243,7 +236,7 @@ def _execute(spec: SearchSpec, recipe_path: Path, overrides: list, trials: int, 
 def _confirm(spec: SearchSpec, recipe_path: Path, overrides: list, out: Path, rows: list, slots: int) -> list:
     """Runs the best `confirm.top` finished trials, and the recipe's own values, again at each confirmation seed;
     returns one entry per run (`trial`, `seed`, `val_auc` or None, `run_dir`)."""
-    from tltf.study.executor import import_tune, run_trials
+    from tltf.study.executor import import_tune, run_trials, trial_settings
     from tltf.study.progress import TrialProgress
 
     tune = import_tune()
@@ -256,14 +249,20 @@ def _confirm(spec: SearchSpec, recipe_path: Path, overrides: list, out: Path, ro
     logger.info(f"confirming {len(candidates)} candidates ({', '.join(row['trial'] for row in candidates)}) at "
                 f"seeds {', '.join(map(str, spec.confirm.seeds))}: {len(runs)} runs")
     space = {"run": tune.grid_search([{"name": run["name"], "overrides": run["overrides"]} for run in runs])}
-    results = run_trials(_shared(recipe_path, [], out, spec), space, "confirm", out / ".tune", spec.resources,
-                         max_failures=1, callbacks=[TrialProgress(total=len(runs), done=0, slots=slots,
-                                                                  max_failures=1, show_test=False)],
+    # the runs carry their overrides whole (the command's --sets first), so the shared settings hold none
+    results = run_trials(trial_settings(recipe_path, out, spec.resources, search=True), space, "confirm",
+                         out / ".tune", spec.resources, max_failures=1,
+                         callbacks=[TrialProgress(total=len(runs), done=0, slots=slots, max_failures=1,
+                                                  show_test=False)],
                          tune_config=tune.TuneConfig(max_concurrent_trials=slots))
     final = {result.config["run"]["name"]: result.metrics or {} for result in results}
-    return [{"trial": run["trial"], "seed": run["seed"],
-             "val_auc": final[run["name"]].get("val_auc") if final.get(run["name"], {}).get("final") else None,
-             "run_dir": final.get(run["name"], {}).get("run_dir", "")} for run in runs]
+    entries = []
+    for run in runs:
+        metrics = final.get(run["name"], {})
+        entries.append({"trial": run["trial"], "seed": run["seed"],
+                        "val_auc": metrics.get("val_auc") if metrics.get("final") else None,
+                        "run_dir": metrics.get("run_dir", "")})
+    return entries
 
 
 def _choose_confirmed(spec: SearchSpec, out: Path, base, rows: list, confirmation: list) -> SearchResult:

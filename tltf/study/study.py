@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 from pathlib import Path
 
 from tltf.errors import TltfError
 from tltf.log import logger
 from tltf.run_dir import PARTIAL_SUFFIX
-from tltf.study.results import RUNS_FOLDER, collect_results, is_finished, run_dir, write_results
+from tltf.study.results import collect_results, is_finished, run_dir, write_results
 from tltf.study.executor import check_address, run_setup
 from tltf.study.spec import check_recipes, expand_runs, load_study
 
@@ -91,7 +90,7 @@ def run_study(study_path, out=None, address=None, setup=None) -> StudyResult:
 
 def _execute(spec, recipe_path: Path, study_dir: Path, runs: list, pending: list, address, setup) -> list[str]:
     """The pending runs as Ray Tune trials; returns the names of those that failed after their retries."""
-    from tltf.study.executor import cluster_slots, import_tune, ray_session, run_trials
+    from tltf.study.executor import cluster_slots, import_tune, ray_session, run_trials, trial_settings
 
     tune = import_tune()
     with ray_session(address, setup):
@@ -102,9 +101,7 @@ def _execute(spec, recipe_path: Path, study_dir: Path, runs: list, pending: list
         progress = TrialProgress(len(runs), len(runs) - len(pending), cluster_slots(spec.resources),
                                  spec.max_failures, durations=[r["wall_seconds"] for r in before if r["wall_seconds"]],
                                  best=best)
-        shared = {"recipe": str(recipe_path), "runs_dir": str(study_dir / RUNS_FOLDER),
-                  "logs_dir": str(study_dir / "logs"), "cwd": os.getcwd(), "cpus": spec.resources.cpus,
-                  "search": False}
+        shared = trial_settings(recipe_path, study_dir, spec.resources, search=False)
         space = {"run": tune.grid_search([{"name": run.name, "overrides": list(run.overrides)} for run in pending])}
         results = run_trials(shared, space, "ray", study_dir / ".tune", spec.resources,
                              max_failures=spec.max_failures, callbacks=[progress])
