@@ -198,6 +198,8 @@ def test_tune_searches_by_validation_auc_and_writes_a_recipe_fit_runs(tmp_path):
     for trial in finished:
         metrics = json.loads((Path(trial["run_dir"]) / "metrics.json").read_text())
         assert float(trial["val_auc"]) == pytest.approx(metrics["val"]["auc"])
+        with open(Path(trial["run_dir"]) / "history.csv") as handle:  # every epoch's val AUC went to the scheduler
+            assert int(trial["epochs"]) == len(list(csv.DictReader(handle))) > 0
         assert yaml.safe_load((Path(trial["run_dir"]) / "recipe.yaml").read_text())["train"]["lr"] == \
             pytest.approx(float(trial["train.lr"]))
     best = max(finished, key=lambda t: float(t["val_auc"]))
