@@ -276,6 +276,19 @@ def test_the_confirmation_chooses_the_best_mean_not_the_luckiest_single_run(tmp_
     assert tltf.load_recipe(tmp_path / "best.yaml").train.lr == pytest.approx(1e-2)
 
 
+def test_the_candidates_are_the_best_finished_trials_and_the_recipes_values_even_when_stopped():
+    from tltf.study.search import confirmation_candidates
+
+    rows = [{"trial": "own", "from_recipe": True, "status": "stopped early", "val_auc": None},
+            {"trial": "a", "from_recipe": False, "status": "finished", "val_auc": 0.90},
+            {"trial": "b", "from_recipe": False, "status": "finished", "val_auc": 0.95},
+            {"trial": "c", "from_recipe": False, "status": "stopped early", "val_auc": None},
+            {"trial": "d", "from_recipe": False, "status": "finished", "val_auc": 0.93}]
+    assert [row["trial"] for row in confirmation_candidates(rows, top=2)] == ["b", "d", "own"]
+    rows[0].update(status="finished", val_auc=0.99)  # the recipe's values among the best: not twice
+    assert [row["trial"] for row in confirmation_candidates(rows, top=2)] == ["own", "b"]
+
+
 def test_a_search_starting_from_the_recipe_needs_its_values_inside_the_space(tmp_path, monkeypatch):
     from tltf.study.search import SearchSpec, recipe_values
 

@@ -240,9 +240,7 @@ def _confirm(spec: SearchSpec, recipe_path: Path, overrides: list, out: Path, ro
     from tltf.study.progress import TrialProgress
 
     tune = import_tune()
-    finished = sorted((row for row in rows if row["status"] == "finished"), key=lambda row: -row["val_auc"])
-    candidates = finished[:spec.confirm.top]
-    candidates += [row for row in rows if row.get("from_recipe") and row not in candidates]
+    candidates = confirmation_candidates(rows, spec.confirm.top)
     runs = [{"name": f"confirm-{row['trial']}-seed={seed}", "trial": row["trial"], "seed": seed,
              "overrides": overrides + [override_text(key, row[key]) for key in spec.space] + [f"train.seed={seed}"]}
             for row in candidates for seed in spec.confirm.seeds]
@@ -263,6 +261,14 @@ def _confirm(spec: SearchSpec, recipe_path: Path, overrides: list, out: Path, ro
                         "val_auc": metrics.get("val_auc") if metrics.get("final") else None,
                         "run_dir": metrics.get("run_dir", "")})
     return entries
+
+
+def confirmation_candidates(rows: list[dict], top: int) -> list[dict]:
+    """The `top` finished trials with the best validation AUC, then the recipe's own values' trial (`from_recipe`)
+    if it is not among them, whatever its status: ASHA may have stopped it on one seed's early epochs."""
+    finished = sorted((row for row in rows if row["status"] == "finished"), key=lambda row: -row["val_auc"])
+    candidates = finished[:top]
+    return candidates + [row for row in rows if row.get("from_recipe") and row not in candidates]
 
 
 def _choose_confirmed(spec: SearchSpec, out: Path, base, rows: list, confirmation: list) -> SearchResult:
