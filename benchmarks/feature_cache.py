@@ -22,12 +22,12 @@ import tltf  # first: it imports TensorFlow without the native start-up notices
 tltf.log.logger.setLevel("WARNING")  # the ratios only, not each run's progress
 
 import numpy as np
+
+from tltf.assemble import assemble_training, model_from_recipe
 from tltf.data import ImageSplits, Split
 from tltf.recipe import validate_recipe
 from tltf.task import Task
-from tltf.assemble import assemble_training, model_from_recipe
 from tltf.train import Trainer
-
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = "weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_top.h5"

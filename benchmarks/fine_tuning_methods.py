@@ -16,8 +16,8 @@ import tltf  # first: it imports TensorFlow without the native start-up notices
 
 tltf.log.logger.setLevel("WARNING")  # the ratios only
 
-import keras
 import numpy as np
+
 from tltf.models.lora import enable_backbone_lora
 from tltf.regularizers import apply_l2_sp
 from tltf.train.optimizers import LayerwiseAdamW

@@ -16,6 +16,7 @@ tltf.log.logger.setLevel("WARNING")  # the ratios only, not each run's progress
 
 import keras
 import numpy as np
+
 from tltf.models.blocks import BlockMap
 from tltf.train.optimizers import LayerwiseAdamW
 from tltf.train.unfreezing import backbone_units, set_trainable_units

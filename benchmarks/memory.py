@@ -14,9 +14,9 @@ import resource
 import tempfile
 from pathlib import Path
 
-import tltf  # first: it imports TensorFlow without the native start-up notices
-
 import keras
+
+import tltf  # first: it imports TensorFlow without the native start-up notices
 
 tltf.log.logger.setLevel("WARNING")  # the numbers only, not the run's progress
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,10 +14,10 @@ import pytest
 # cache, so no test sees or fills the developer's ~/.keras.
 os.environ["KERAS_HOME"] = tempfile.mkdtemp(prefix="tltf-tests-keras-home-")
 
-import tltf  # noqa: E402,F401  (quiet TF import, registrations)
 import keras  # noqa: E402
 from keras import ops  # noqa: E402
 
+import tltf  # noqa: E402,F401  (quiet TF import, registrations)
 from tltf.models.backbones import BackboneSpec, register_backbone  # noqa: E402
 from tltf.train.callbacks.batch_norm_calibration import calibrate_batch_norm as product_calibration  # noqa: E402
 

@@ -6,11 +6,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import assert_adversarial_step, separable_images, write_recipe
+from fixtures.shifted_domain import shift_domain
 from PIL import Image
 
 import tltf
-from conftest import assert_adversarial_step, separable_images, write_recipe
-from fixtures.shifted_domain import shift_domain
 from tltf.adapt import DomainAdversarialModel, GradientReversalSchedule
 from tltf.export import export_run
 from tltf.recipe import load_recipe

@@ -6,16 +6,25 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-
-import tltf
 from conftest import assert_adversarial_step, assert_delivered_by_dev_or_its_fallback, separable_images, write_recipe
 from fixtures.shifted_domain import shift_domain
-from tltf.adapt import (ConditionalAdversarialModel, DomainAccuracyWatch, MinimumClassConfusionModel, MultilinearMap,
-                        adapt_batch_norm, adaptation_verdict, dev_risk, domain_head_multipliers,
-                        minimum_class_confusion, soft_neighborhood_density)
+
+import tltf
+from tltf.adapt import (
+    ConditionalAdversarialModel,
+    DomainAccuracyWatch,
+    MinimumClassConfusionModel,
+    MultilinearMap,
+    adapt_batch_norm,
+    adaptation_verdict,
+    dev_risk,
+    domain_head_multipliers,
+    minimum_class_confusion,
+    soft_neighborhood_density,
+)
 from tltf.adapt.domain_accuracy import domain_accuracy_problem
-from tltf.adapt.verdict import verdict_message
 from tltf.adapt.selection import dev_problem, importance_weights, weight_diagnostics
+from tltf.adapt.verdict import verdict_message
 from tltf.recipe import load_recipe
 
 
@@ -372,7 +381,8 @@ def test_cdan_run_delivers_the_epoch_dev_chooses_judges_it_and_exports_the_task_
         np.max(history["target_accuracy"]), abs=1e-4)
     assert judged["verdict"] in ("adapted", "worse", "collapsed") and 0 <= judged["agreement"] <= 1
     assert judged["criterion"] == "dev" and judged["criterion_adapted"] == pytest.approx(
-        history["dev_risk"][metrics["best_epoch"] - 1], abs=1e-3)  # the same criterion, recomputed on the delivered model
+        # the same criterion, recomputed on the delivered model
+        history["dev_risk"][metrics["best_epoch"] - 1], abs=1e-3)
     assert (tmp_path / "run" / "source_only" / "model.keras").exists()
     report = (tmp_path / "run" / "report.md").read_text()
     assert "adaptation verdict" in report

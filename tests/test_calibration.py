@@ -7,12 +7,17 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import write_recipe
 
 import tltf
-from conftest import write_recipe
 from tltf.errors import RecipeError
-from tltf.evaluate.calibration import (Calibration, expected_calibration_error, fit_calibration, logits_of,
-                                       reliability_bins)
+from tltf.evaluate.calibration import (
+    Calibration,
+    expected_calibration_error,
+    fit_calibration,
+    logits_of,
+    reliability_bins,
+)
 from tltf.evaluate.evaluator import predict_probabilities
 from tltf.evaluate.metrics import roc_auc, youden_threshold
 from tltf.export import export_run
@@ -63,7 +68,8 @@ def test_temperature_scaling_recovers_the_temperature_that_made_the_labels(class
         scores = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     calibration = fit_calibration(labels, scores, "temperature")
     assert calibration.temperature == pytest.approx(temperature, rel=0.05)
-    assert expected_calibration_error(labels, calibration.apply(scores)) < 0.5 * expected_calibration_error(labels, scores)
+    before = expected_calibration_error(labels, scores)
+    assert expected_calibration_error(labels, calibration.apply(scores)) < 0.5 * before
     assert np.array_equal(calibration.apply(scores).argmax(-1) if classes > 2 else calibration.apply(scores) >= 0.5,
                           scores.argmax(-1) if classes > 2 else scores >= 0.5)
 
@@ -147,8 +153,8 @@ def overlapping_npz(path):
 
 def test_a_calibrated_run_delivers_calibrated_probabilities_with_the_same_auc(tmp_path):
     """Two same-seed runs (no augmentation: the same weights without deterministic mode, which would stay on
-    for the rest of the test process), one with `evaluate.calibrate: temperature`: the calibrated run's model, predictions
-    and export are the other run's probabilities calibrated, its AUC is the same and its threshold is chosen
+    for the rest of the test process), one with `evaluate.calibrate: temperature`: the calibrated run's model,
+    predictions and export are the other run's probabilities calibrated, its AUC is the same and its threshold is chosen
     on the calibrated val scores."""
     runs, data = {}, overlapping_npz(tmp_path / "overlap.npz")
     for method in ("none", "temperature"):
@@ -180,7 +186,8 @@ def test_a_calibrated_run_delivers_calibrated_probabilities_with_the_same_auc(tm
     model = keras.models.load_model(tmp_path / "temperature" / "model.keras")
     expected = predict_probabilities(model, images)
     assert np.abs(served(images=tf.constant(images))["probabilities"].numpy() - expected).max() < 1e-5
-    assert json.loads((tmp_path / "temperature" / "metrics.json").read_text())["calibration"] == calibrated["calibration"]
+    written = json.loads((tmp_path / "temperature" / "metrics.json").read_text())
+    assert written["calibration"] == calibrated["calibration"]
 
 
 def test_platt_scaling_on_several_classes_is_a_recipe_error_before_anything_is_written(tmp_path):

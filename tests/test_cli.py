@@ -1,16 +1,16 @@
 import json
 import os
-from pathlib import Path
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import MOBILENET_WEIGHTS, PNEUMONIA_NPZ, SHARED, write_recipe
 from PIL import Image
 
-from conftest import MOBILENET_WEIGHTS, PNEUMONIA_NPZ, SHARED, write_recipe
 import tltf
 from tltf.cli.main import main
 from tltf.recipe import load_recipe

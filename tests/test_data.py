@@ -1,21 +1,20 @@
 import functools
-import re
 import hashlib
+import re
 
 import numpy as np
 import pytest
+from conftest import PNEUMONIA_NPZ, needs_shared, separable_images
 from PIL import Image
 
-from conftest import PNEUMONIA_NPZ, needs_shared, separable_images
-from tltf.data.images import to_rgb
-from tltf.data.pipeline import build_augmenter, make_dataset
-from tltf.task import Task
 from tltf.data import class_weights, load_splits
 from tltf.data.image_store import ImageStore
+from tltf.data.images import to_rgb
+from tltf.data.pipeline import build_augmenter, make_dataset
 from tltf.data.sources import peek_data
 from tltf.errors import DataError
 from tltf.recipe import AugmentConfig, validate_recipe
-
+from tltf.task import Task
 
 BINARY = Task.with_classes(2)
 
@@ -127,7 +126,8 @@ def test_medmnist_downloads_when_missing_and_checks_md5(tmp_path, npz_path):
 
 def test_medmnist_unreachable_url_says_what_to_do(tmp_path):
     with pytest.raises(DataError, match=r"not found and the download from .* failed .*copy tiny.npz into"):
-        load_splits(data_section(source="medmnist", name="tiny", root=str(tmp_path), url=(tmp_path / "nowhere.npz").as_uri()))
+        load_splits(data_section(source="medmnist", name="tiny", root=str(tmp_path),
+                                 url=(tmp_path / "nowhere.npz").as_uri()))
 
 
 def test_tfds_source(tmp_path):

@@ -11,15 +11,15 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from conftest import write_recipe
 
 import tltf
-from conftest import write_recipe
+from tltf.assemble import assemble_training, model_from_recipe
 from tltf.data.sources import load_splits
 from tltf.errors import RecipeError
 from tltf.models import backbone_of
-from tltf.task import Task
-from tltf.assemble import assemble_training, model_from_recipe
 from tltf.recipe import load_recipe
+from tltf.task import Task
 from tltf.train.distribution import dtype_policy
 from tltf.train.trainer import Trainer
 

@@ -4,14 +4,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from PIL import Image
-
 from conftest import write_recipe
+
 from tltf.cli.main import main
-from tltf.recipe import load_recipe
 from tltf.explain import explain
-from tltf.train.segments import replica_warnings as _replica_warnings
+from tltf.recipe import load_recipe
 from tltf.train.schedules import PhaseSchedule
+from tltf.train.segments import replica_warnings as _replica_warnings
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 BLOCK_KEYS = {"name", "trainable", "bn", "params", "lr", "weight_decay"}
@@ -139,9 +138,9 @@ def test_explain_of_every_shipped_recipe_matches_its_golden(name, tmp_path, monk
 
 
 def test_explain_prints_the_plan_that_fit_executes(tmp_path, npz_path):
+    from tltf.assemble import assemble_training, model_from_recipe
     from tltf.data import load_splits
     from tltf.task import Task
-    from tltf.assemble import assemble_training, model_from_recipe
 
     tiny = recipe(tmp_path, npz_path, strategy="gradual_unfreeze", epochs=4, layer_decay=0.8, schedule="cosine")
     splits = load_splits(tiny.data, seed=tiny.train.seed)

@@ -1,7 +1,5 @@
 import io
 import json
-import os
-import re
 import signal
 import subprocess
 import sys
@@ -12,10 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
+from conftest import PNEUMONIA_NPZ, needs_shared, separable_images, write_recipe
 from PIL import Image
 
 import tltf
-from conftest import PNEUMONIA_NPZ, needs_shared, separable_images, write_recipe
 from tltf.cli.main import main
 from tltf.data.sources import load_splits
 from tltf.errors import TltfError
@@ -24,8 +22,8 @@ from tltf.evaluate.metrics import roc_auc
 from tltf.export import export_run
 from tltf.export.parity import FLOAT_TOLERANCE
 from tltf.export.warmup import read_warmup_requests
-from tltf.run_dir import load_run_model
 from tltf.recipe import load_recipe
+from tltf.run_dir import load_run_model
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 
@@ -119,7 +117,8 @@ def test_bytes_signature_decodes_png_jpeg_grey_rgba_and_rejects_non_images(binar
         return serve_bytes(image_bytes=tf.constant([data]))["probabilities"].numpy()
 
     assert np.abs(bytes_probability(png(rgb)) - float_probability(rgb)).max() <= FLOAT_TOLERANCE
-    assert np.abs(bytes_probability(png(grey)) - float_probability(np.repeat(grey[..., None], 3, -1))).max() <= FLOAT_TOLERANCE
+    grey_as_rgb = np.repeat(grey[..., None], 3, -1)
+    assert np.abs(bytes_probability(png(grey)) - float_probability(grey_as_rgb)).max() <= FLOAT_TOLERANCE
     assert np.abs(bytes_probability(png(rgba, "RGBA")) - float_probability(rgb)).max() <= FLOAT_TOLERANCE
     jpeg = tf.io.encode_jpeg(rgb, quality=95).numpy()
     assert np.abs(bytes_probability(jpeg) - float_probability(tf.io.decode_jpeg(jpeg).numpy())).max() <= FLOAT_TOLERANCE

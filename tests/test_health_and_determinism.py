@@ -8,9 +8,9 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from conftest import write_recipe
 
 import tltf
-from conftest import write_recipe
 from tltf.recipe import load_recipe
 
 TESTS = Path(__file__).resolve().parent
@@ -67,7 +67,8 @@ def fit_quietly(tmp_path, data: dict, **sections):
 def test_a_diverging_run_stops_the_phase_keeps_the_best_checkpoint_and_says_so(tmp_path, npz_path):
     """A sound head warm-up, then fine-tuning at an absurd rate."""
     result = fit_quietly(tmp_path, {"source": "npz", "path": str(npz_path)},
-                         train={"strategy": "warmup_then_finetune", "epochs": 5, "head_warmup": {"epochs": 1, "lr": 1e-2},
+                         train={"strategy": "warmup_then_finetune", "epochs": 5,
+                                "head_warmup": {"epochs": 1, "lr": 1e-2},
                                 "optimizer": "sgd", "lr": 1e6})
     health = json.loads((tmp_path / "run" / "metrics.json").read_text())["health"]
     assert health["status"] == "diverged" and result.metrics["health"] == health
@@ -90,7 +91,8 @@ def test_a_collapsed_run_is_reported(tmp_path):
                          train={"strategy": "fine_tune", "epochs": 5, "health": {"collapse_epochs": 2}})
     health = result.metrics["health"]
     assert health["status"] == "collapsed"
-    assert health["events"][0]["epoch"] == 2 and "0.5 (a constant prediction) for 2 epochs" in health["events"][0]["message"]
+    assert health["events"][0]["epoch"] == 2
+    assert "0.5 (a constant prediction) for 2 epochs" in health["events"][0]["message"]
     assert len(result.history["loss"]) == 2  # the phase stopped at the collapse
 
 

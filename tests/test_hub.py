@@ -10,10 +10,10 @@ import pytest
 import tensorflow as tf
 import yaml
 from click.testing import CliRunner
-
-import tltf
 from conftest import separable_images
 from fixtures.hub_presets import save_presets
+
+import tltf
 from tltf._keras_internals import sublayers
 from tltf.cli.main import main
 from tltf.models.anatomy import backbone_network, feature_extractor, variable_key
@@ -98,7 +98,8 @@ def test_lora_goes_on_the_attention_projections_and_only_adapters_and_head_move(
     report = enable_backbone_lora(model, rank=2, alpha=4)
     assert {"query", "key", "value", "attention_output", "dense_1", "dense_2"} <= set(report.layers)
     # Counted, not silent: 2 blocks × 2 LayerNorms + the final one, the class token's holder, the position table.
-    assert report.skipped == {"LayerNormalization (no LoRA in Keras)": 5, "ViTPatchingAndEmbedding (no LoRA in Keras)": 1,
+    assert report.skipped == {"LayerNormalization (no LoRA in Keras)": 5,
+                              "ViTPatchingAndEmbedding (no LoRA in Keras)": 1,
                               "embedding (tltf adapts kernels)": 1}
     backbone = backbone_network(model)
     frozen_before = {v.path: v.numpy().copy() for v in backbone.weights if "lora_kernel" not in v.path}
@@ -253,7 +254,8 @@ def test_zero_shot_command_writes_a_run_that_compares_exports_and_starts_a_fine_
         {p.name for p in run.iterdir()}
     assert not (run / "learning_curves.png").exists() and not (run / "history.csv").exists()
     recipe = yaml.safe_load((run / "recipe.yaml").read_text())
-    assert recipe["train"]["strategy"] == "zero_shot" and recipe["model"]["zero_shot"]["class_names"] == ["dark", "bright"]
+    assert recipe["train"]["strategy"] == "zero_shot"
+    assert recipe["model"]["zero_shot"]["class_names"] == ["dark", "bright"]
     test_images = np.load(data)["test_images"].astype("float32")
     expected = by_hand_zero_shot(clip_preset, test_images, ["dark", "bright"], ["a photo of {}", "a {} chest x-ray"])
     rows = [line.split(",") for line in (run / "predictions.csv").read_text().splitlines()[1:]]

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import separable_images, write_recipe
 from PIL import Image
 
-from conftest import separable_images, write_recipe
 from tltf.data import load_splits
 from tltf.data.image_store import ImageStore
 from tltf.errors import DataError

@@ -4,15 +4,18 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import calibrate_batch_norm
 
 import tltf
 from tltf.models.anatomy import variable_key
 from tltf.models.blocks import HEAD, BlockMap
-from tltf.train.layerwise import (
-    discriminative_multipliers, layer_decay_multipliers, split_groups, variable_multipliers,
-)
-from conftest import calibrate_batch_norm
 from tltf.recipe import TrainConfig
+from tltf.train.layerwise import (
+    discriminative_multipliers,
+    layer_decay_multipliers,
+    split_groups,
+    variable_multipliers,
+)
 from tltf.train.optimizers import LayerwiseAdamW, LayerwiseSGD, build_optimizer, ensure_slots
 from tltf.train.schedules import PhaseSchedule
 from tltf.train.unfreezing import backbone_units, set_trainable_units

@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import separable_images, tiny_pretrained_weights, write_recipe
 
 import tltf
-from conftest import separable_images, tiny_pretrained_weights, write_recipe
 from tltf.errors import RecipeError
 from tltf.models.anatomy import leaf_layers, variable_key
 from tltf.models.lora import enable_backbone_lora, merged_lora_copy, restart_adapters

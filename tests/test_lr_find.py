@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from conftest import separable_images, tiny_pretrained_weights, write_recipe
 
 import tltf
-from conftest import separable_images, tiny_pretrained_weights, write_recipe
 from tltf.callbacks import LearningRateFinder
 from tltf.cli.main import main
 from tltf.train.callbacks.learning_rate_finder import suggest_learning_rate

@@ -5,9 +5,9 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from conftest import MOBILENET_WEIGHTS, calibrate_batch_norm, needs_shared
 
 import tltf
-from conftest import MOBILENET_WEIGHTS, calibrate_batch_norm, needs_shared
 from tltf.errors import TltfError, WeightsError
 from tltf.layers import ImagePreprocessing
 from tltf.models import backbone_of, head_of
@@ -136,7 +136,8 @@ def test_offline_imagenet_weights_error_is_one_line(tmp_path, monkeypatch):
 @pytest.fixture
 def seeded_keras_cache():
     """The shared MobileNetV2-0.35 file under the name Keras looks for at 96 px."""
-    cached = Path(os.environ["KERAS_HOME"]) / "models" / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5"
+    cached = (Path(os.environ["KERAS_HOME"]) / "models"
+              / "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_96_no_top.h5")
     cached.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(MOBILENET_WEIGHTS, cached)
     yield cached
@@ -147,7 +148,8 @@ def seeded_keras_cache():
 def test_imagenet_weights_come_from_the_keras_cache_in_keras_home(seeded_keras_cache):
     cached = tltf.build_model("mobilenet_v2", alpha=0.35, image_size=96, weights="imagenet")
     by_path = tltf.build_model("mobilenet_v2", alpha=0.35, image_size=96, weights=str(MOBILENET_WEIGHTS))
-    assert all(np.array_equal(a, b) for a, b in zip(backbone_of(cached).get_weights(), backbone_of(by_path).get_weights()))
+    pairs = zip(backbone_of(cached).get_weights(), backbone_of(by_path).get_weights())
+    assert all(np.array_equal(a, b) for a, b in pairs)
     untrained = tltf.build_model("mobilenet_v2", alpha=0.35, image_size=96, weights=None)
     assert not np.array_equal(backbone_of(cached).get_weights()[0], backbone_of(untrained).get_weights()[0])
 

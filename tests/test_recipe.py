@@ -89,7 +89,8 @@ def test_alpha_only_for_mobilenets():
 
 
 def test_head_warmup_must_leave_fine_tuning_epochs():
-    message = error_of({**BASE, "train": {"strategy": "warmup_then_finetune", "epochs": 3, "head_warmup": {"epochs": 3}}})
+    message = error_of({**BASE, "train": {"strategy": "warmup_then_finetune", "epochs": 3,
+                                          "head_warmup": {"epochs": 3}}})
     assert "train.head_warmup.epochs" in message
 
 

@@ -5,10 +5,10 @@ import json
 import keras
 import numpy as np
 import pytest
+from conftest import separable_images, tiny_pretrained_weights, write_recipe
 from keras import ops
 
 import tltf
-from conftest import separable_images, tiny_pretrained_weights, write_recipe
 from tltf.models.anatomy import backbone_of, head_of, leaf_layers, parameters
 from tltf.recipe import load_recipe
 from tltf.regularizers import L2SP, apply_l2_sp

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-
 from conftest import write_domain_pair, write_recipe
+
 from tltf.cli.main import main
 
 DRILL = Path(__file__).resolve().parent / "fixtures" / "drill.py"

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from click.testing import CliRunner
+from conftest import write_recipe
 from PIL import Image
 
 import tltf
-from conftest import write_recipe
 from tltf.cli.main import main
 from tltf.export import export_run
 from tltf.recipe import load_recipe
@@ -93,7 +93,8 @@ def test_saliency_cli_on_a_run_and_on_its_export_gives_the_same_maps(corner_run,
     in_process, probabilities = GradCam(load_run_model(root / "run"))(images)
     assert np.abs(served["saliency"].numpy() - in_process).max() < 1e-4
     assert np.abs(served["probabilities"].numpy() - probabilities).max() < 1e-5
-    from_export = runner.invoke(main, ["saliency", str(exported.version_dir.parent), str(tmp_path / "xray*.png"), "--out",
+    from_export = runner.invoke(main, ["saliency", str(exported.version_dir.parent), str(tmp_path / "xray*.png"),
+                                       "--out",
                                        str(tmp_path / "from_export")])
     assert from_export.exit_code == 0, from_export.output
     for i in range(3):

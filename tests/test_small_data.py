@@ -5,9 +5,9 @@ import json
 import keras
 import numpy as np
 import pytest
+from conftest import separable_images, write_recipe
 
 import tltf
-from conftest import separable_images, write_recipe
 from tltf.callbacks import BatchNormCalibration
 from tltf.data.subsample import subsample_count, subsample_indices
 from tltf.recipe import load_recipe

@@ -10,17 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-
 from click.testing import CliRunner
-
 from conftest import write_recipe
 
 pytest.importorskip("ray.tune", reason="studies run on Ray Tune: pip install 'tltf[study]'")
 
 import tltf  # noqa: E402
+from tltf.cli.main import main  # noqa: E402
 from tltf.data.sources import load_splits  # noqa: E402
 from tltf.evaluate.paired import delong_test  # noqa: E402
-from tltf.cli.main import main  # noqa: E402
 from tltf.run_dir import load_run_recipe  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
@@ -310,7 +308,8 @@ def test_search_space_errors_are_one_line_before_anything_runs(tmp_path, monkeyp
     recipe = tiny_data(tmp_path)
     monkeypatch.chdir(tmp_path)
     for space, message in (
-            ({"space": {"train.lr": {"loguniform": [0, 1e-2]}}}, "space.yaml: space: train.lr: loguniform needs low > 0"),
+            ({"space": {"train.lr": {"loguniform": [0, 1e-2]}}},
+             "space.yaml: space: train.lr: loguniform needs low > 0"),
             ({"space": {"train.lrate": {"uniform": [0.1, 0.2]}}}, "space.yaml: recipe.yaml: train.lrate: unknown key"),
             ({"space": {"train.lr": {"normal": [0, 1]}}}, "train.lr: give one of loguniform, uniform, int, choice")):
         (tmp_path / "space.yaml").write_text(yaml.safe_dump(space))

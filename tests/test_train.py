@@ -6,19 +6,19 @@ import keras
 import numpy as np
 import pytest
 import yaml
+from conftest import images_seen, separable_images, write_recipe
 from sklearn.metrics import roc_auc_score
 
 import tltf
-from conftest import images_seen, separable_images, write_recipe
+from tltf.assemble import assemble_training, model_from_recipe
 from tltf.data.sources import load_splits
 from tltf.errors import TltfError
 from tltf.models import backbone_of
-from tltf.task import Task
-from tltf.assemble import assemble_training, model_from_recipe
 from tltf.recipe import load_recipe, validate_recipe
-from tltf.train.trainer import Trainer
+from tltf.task import Task
 from tltf.train.phases import Phase, budget_epochs, budget_text, plan_phases
 from tltf.train.schedules import PhaseSchedule
+from tltf.train.trainer import Trainer
 
 
 def train_section(**train):
@@ -203,7 +203,8 @@ def test_fit_writes_a_complete_run_and_its_auc_matches_sklearn(tmp_path, npz_pat
     assert tltf.evaluate.read_predictions(run, "val")[0].tolist() == splits.val.labels.tolist()
     report = (run / "report.md").read_text()
     confusion = metrics["test"]["confusion"]
-    assert re.search(r"true \\ predicted +class_0 +class_1\n" + rf"class_0 +{confusion[0][0]} +{confusion[0][1]}\n", report)
+    first_row = rf"class_0 +{confusion[0][0]} +{confusion[0][1]}\n"
+    assert re.search(r"true \\ predicted +class_0 +class_1\n" + first_row, report)
     assert "| head_warmup | 1 | 0.001 | frozen |" in report and "| no (the backbone trains) |" in report
 
 

@@ -3,9 +3,9 @@ labelled source in the target's look for `tltf fit`."""
 
 import numpy as np
 from click.testing import CliRunner
+from conftest import assert_delivered_by_dev_or_its_fallback, separable_images, write_recipe
 
 import tltf
-from conftest import assert_delivered_by_dev_or_its_fallback, separable_images, write_recipe
 from tltf.cli.main import main
 from tltf.recipe import load_recipe
 

@@ -2,9 +2,9 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import separable_images, write_recipe
 
 import tltf
-from conftest import separable_images, write_recipe
 from tltf.callbacks import GradualUnfreezing, IntentCheck, IntentViolation
 from tltf.models.anatomy import variable_key
 from tltf.models.blocks import HEAD, BlockMap
@@ -226,7 +226,8 @@ def test_gradual_unfreezing_intent_check_and_multipliers_on_a_plain_keras_model(
 
 
 def test_a_model_without_a_nested_backbone_says_what_tltf_needs():
-    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D(),
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3),
+                              keras.layers.GlobalAveragePooling2D(),
                               keras.layers.Dense(1, activation="sigmoid")])
     model.compile("adam", "binary_crossentropy")
     x, y = np.zeros((4, 16, 16, 3), "float32"), np.zeros((4, 1), "float32")

@@ -25,7 +25,7 @@ from tltf.run import FitResult, fit
 from tltf.task import Task
 
 __all__ = [
-    "FitResult", "Task", "adapt", "backbone_of", "build_model", "callbacks", "check_weights", "data", "errors", "evaluate", "explain",
-    "format_explanation",
-    "export", "fit", "head_of", "layers", "load_recipe", "log", "optimizers", "schedules", "train", "__version__",
+    "FitResult", "Task", "adapt", "backbone_of", "build_model", "callbacks", "check_weights", "data", "errors",
+    "evaluate", "explain", "format_explanation", "export", "fit", "head_of", "layers", "load_recipe", "log",
+    "optimizers", "schedules", "train", "__version__",
 ]

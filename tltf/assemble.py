@@ -23,7 +23,6 @@ from tltf.train.phases import base_lr, budget_text, phase_schedule, plan_phases
 from tltf.train.plan import PhasePlan, TrainingPlan
 from tltf.train.segments import param_counts, phase_segments, replica_warnings, unit_decays
 
-
 # Training steps per call when a head fits on cached features (`HeadOnFeatures`).
 HEAD_STEPS_PER_EXECUTION = 16
 

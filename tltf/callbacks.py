@@ -1,11 +1,17 @@
 """Public home of tltf's Keras callbacks (implemented in tltf/train/callbacks/, one per file)."""
 
 from tltf.train.callbacks import (
-    BatchNormCalibration, BestModelCheckpoint, EarlyStopping, GradualUnfreezing, IntentCheck, IntentViolation,
-    LearningRateFinder, TrainingHealth,
+    BatchNormCalibration,
+    BestModelCheckpoint,
+    EarlyStopping,
+    GradualUnfreezing,
+    IntentCheck,
+    IntentViolation,
+    LearningRateFinder,
+    TrainingHealth,
 )
 
 __all__ = [
-    "BatchNormCalibration", "BestModelCheckpoint", "EarlyStopping", "GradualUnfreezing", "IntentCheck", "IntentViolation",
-    "LearningRateFinder", "TrainingHealth",
+    "BatchNormCalibration", "BestModelCheckpoint", "EarlyStopping", "GradualUnfreezing", "IntentCheck",
+    "IntentViolation", "LearningRateFinder", "TrainingHealth",
 ]

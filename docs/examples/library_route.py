@@ -11,10 +11,10 @@ import os
 import sys
 from pathlib import Path
 
-import tltf  # first: it imports TensorFlow without the native start-up notices
-
 import keras
 import numpy as np
+
+import tltf  # first: it imports TensorFlow without the native start-up notices
 from tltf.data.images import standardize
 from tltf.evaluate.metrics import roc_auc
 

@@ -12,7 +12,9 @@ from tltf.adapt.lambda_schedule import GradientReversalSchedule, ganin_lambda
 from tltf.adapt.selection import SelectionCriteria, dev_risk, soft_neighborhood_density
 from tltf.adapt.verdict import adaptation_verdict
 
-__all__ = ["AdaptationModel", "ConditionalAdversarialModel", "CycleGan", "DomainAccuracyWatch",
-           "DomainAdversarialModel", "GradientReversalSchedule", "MinimumClassConfusionModel", "MultilinearMap", "SelectionCriteria",
-           "adapt_batch_norm", "adaptation_verdict", "dev_risk", "domain_head_multipliers", "ganin_lambda",
-           "minimum_class_confusion", "soft_neighborhood_density"]
+__all__ = [
+    "AdaptationModel", "ConditionalAdversarialModel", "CycleGan", "DomainAccuracyWatch", "DomainAdversarialModel",
+    "GradientReversalSchedule", "MinimumClassConfusionModel", "MultilinearMap", "SelectionCriteria", "adapt_batch_norm",
+    "adaptation_verdict", "dev_risk", "domain_head_multipliers", "ganin_lambda", "minimum_class_confusion",
+    "soft_neighborhood_density",
+]

@@ -33,7 +33,8 @@ def build_augmenter(augment, seed: int):
     if augment.zoom:
         layers.append(keras.layers.RandomZoom(augment.zoom, fill_mode="reflect", seed=seed + 2))
     if augment.translate:
-        layers.append(keras.layers.RandomTranslation(augment.translate, augment.translate, fill_mode="reflect", seed=seed + 3))
+        layers.append(keras.layers.RandomTranslation(augment.translate, augment.translate, fill_mode="reflect",
+                                                     seed=seed + 3))
     if augment.contrast:
         layers.append(keras.layers.RandomContrast(augment.contrast, value_range=(0, 255), seed=seed + 4))
     if augment.randaugment:

@@ -7,6 +7,7 @@ from tltf.evaluate.metrics import evaluate_predictions, roc_auc
 from tltf.evaluate.report import adaptation_lines, format_table, health_lines, metrics_rows, single_split_rows
 
 __all__ = [
-    "Calibration", "Evaluation", "calibrate_model", "expected_calibration_error", "fit_calibration", "adaptation_lines", "compare_runs", "read_predictions", "health_lines", "evaluate_predictions", "evaluate_run", "evaluate_splits", "format_table",
-    "metrics_rows", "predict_probabilities", "roc_auc", "single_split_rows",
+    "Calibration", "Evaluation", "calibrate_model", "expected_calibration_error", "fit_calibration", "adaptation_lines",
+    "compare_runs", "read_predictions", "health_lines", "evaluate_predictions", "evaluate_run", "evaluate_splits",
+    "format_table", "metrics_rows", "predict_probabilities", "roc_auc", "single_split_rows",
 ]

@@ -87,7 +87,8 @@ def evaluate_splits(model, splits, bootstrap: int = 1000, seed: int = 0, batch_s
     val_probs = predict_probabilities(model, splits.val.images, batch_size, verbose)
     val = evaluate_predictions(splits.val.labels, val_probs, names, None, bootstrap, seed)
     test_split = splits.test if splits.test is not None else splits.val
-    test_probs = val_probs if splits.test is None else predict_probabilities(model, test_split.images, batch_size, verbose)
+    test_probs = val_probs if splits.test is None else predict_probabilities(model, test_split.images, batch_size,
+                                                                             verbose)
     test = evaluate_predictions(test_split.labels, test_probs, names, val.get("threshold"), bootstrap, seed)
     val["split"] = "val"
     test["split"] = "test" if splits.test is not None else "val (no test split)"
@@ -131,8 +132,7 @@ def evaluate_run(run_dir, split: str = "test") -> dict:
     """
     from tltf.data.sources import load_splits
     from tltf.errors import TltfError
-    from tltf.run_dir import load_run_model
-    from tltf.run_dir import load_run_recipe
+    from tltf.run_dir import load_run_model, load_run_recipe
 
     run_dir = Path(run_dir)
     recipe = load_run_recipe(run_dir)

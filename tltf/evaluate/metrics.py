@@ -101,7 +101,8 @@ def binary_rates(labels: np.ndarray, scores: np.ndarray, threshold: float) -> di
     }
 
 
-def evaluate_predictions(labels, probabilities, class_names, threshold=None, bootstrap: int = 1000, seed: int = 0) -> dict:
+def evaluate_predictions(labels, probabilities, class_names, threshold=None, bootstrap: int = 1000,
+                         seed: int = 0) -> dict:
     """All of a split's metrics as a JSON-ready dict.
 
     Args:

@@ -22,7 +22,8 @@ def metrics_rows(metrics: dict) -> list[tuple[str, str, str]]:
     for key in ("auc",):
         rows.append((key, _fmt(val.get(key)), _fmt(test.get(key))))
     rows.append(("auc 95% CI", *(_interval(m) for m in (val, test))))
-    rows.append(("accuracy (0.5)" if "at_0_5" in test else "accuracy", _fmt(val.get("accuracy")), _fmt(test.get("accuracy"))))
+    accuracy = "accuracy (0.5)" if "at_0_5" in test else "accuracy"
+    rows.append((accuracy, _fmt(val.get("accuracy")), _fmt(test.get("accuracy"))))
     if "ece" in test:
         rows.append((f"ECE ({ECE_BINS} bins)", _fmt(val.get("ece")), _fmt(test.get("ece"))))
     if "ece_uncalibrated" in test:
@@ -67,9 +68,11 @@ def adaptation_lines(metrics: dict) -> list[str]:
     lines = ["", "Domain adaptation (target domain, threshold 0.5):", ""]
     for key, label in (("target", method), ("target_source_only", "source only, same budget")):
         if key in metrics:
-            lines.append(f"- {label}: target AUC {_fmt(metrics[key]['auc'])}, accuracy {_fmt(metrics[key]['accuracy'])}")
+            lines.append(f"- {label}: target AUC {_fmt(metrics[key]['auc'])}, "
+                         f"accuracy {_fmt(metrics[key]['accuracy'])}")
     distance = metrics["a_distance"]
-    lines.append(f"- proxy A-distance source↔target: {_fmt(distance['before'])} before, {_fmt(distance['after'])} after")
+    lines.append(f"- proxy A-distance source↔target: {_fmt(distance['before'])} before, "
+                 f"{_fmt(distance['after'])} after")
     if "select" in judged:
         lines.append(f"- epoch chosen by: {judged['select']}")
     for name, choice in judged.get("selection", {}).items():

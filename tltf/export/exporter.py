@@ -17,11 +17,17 @@ from pathlib import Path
 from typing import Optional
 
 from tltf.errors import TltfError
-from tltf.log import logger
 from tltf.export.parity import ParityReport, check_parity, encode_images
-from tltf.export.signatures import (BYTES_SIGNATURE, FLOAT_SIGNATURE, SALIENCY_SIGNATURE, input_signatures,
-                                    saliency_function, serving_functions)
+from tltf.export.signatures import (
+    BYTES_SIGNATURE,
+    FLOAT_SIGNATURE,
+    SALIENCY_SIGNATURE,
+    input_signatures,
+    saliency_function,
+    serving_functions,
+)
 from tltf.export.warmup import write_warmup_requests
+from tltf.log import logger
 
 
 @dataclasses.dataclass

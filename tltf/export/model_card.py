@@ -9,8 +9,8 @@ def model_card_text(version_dir, run_dir, artifacts, model, parity) -> str:
     import keras
     import tensorflow as tf
 
-    from tltf.version import __version__
     from tltf.evaluate.report import format_table, metrics_rows
+    from tltf.version import __version__
 
     size = int(model.input.shape[1])
     from tltf.task import Task

@@ -62,5 +62,7 @@ def _saliency_source(target: Path):
                         "directory")
     signature = signatures[SALIENCY_SIGNATURE]
     size = int(signature.structured_outputs["saliency"].shape[1] or 0)
-    explain = (lambda pixels: signature(**{FLOAT_INPUT: tf.constant(pixels, tf.float32)})["saliency"].numpy())
+    def explain(pixels):
+        return signature(**{FLOAT_INPUT: tf.constant(pixels, tf.float32)})["saliency"].numpy()
+
     return explain, size

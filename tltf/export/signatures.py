@@ -30,7 +30,6 @@ def serving_functions(model, class_names: list[str], threshold: float):
     import tensorflow as tf
 
     from tltf.data.images import decode_pixels, resize_pixels
-
     from tltf.task import Task
 
     size = int(model.input.shape[1])

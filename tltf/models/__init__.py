@@ -6,6 +6,6 @@ from tltf.models.build import build_model
 from tltf.models.calibration import fold_calibration, output_layer_of
 
 __all__ = [
-    "BackboneSpec", "backbone_names", "backbone_of", "build_model", "family_of", "feature_extractor", "fold_calibration",
-    "get_backbone_spec", "head_of", "output_layer_of", "register_backbone",
+    "BackboneSpec", "backbone_names", "backbone_of", "build_model", "family_of", "feature_extractor",
+    "fold_calibration", "get_backbone_spec", "head_of", "output_layer_of", "register_backbone",
 ]

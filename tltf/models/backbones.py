@@ -126,7 +126,8 @@ def create_backbone(name: str, image_size: int, weights=None, alpha=None, preset
     if weights not in (None, "imagenet"):
         path = os.path.expanduser(str(weights))
         if not os.path.isfile(path):
-            raise WeightsError(f"{path}: model.weights file not found; give an existing .h5/.weights.h5 file, imagenet or none")
+            raise WeightsError(f"{path}: model.weights file not found; give an existing .h5/.weights.h5 file, "
+                               "imagenet or none")
         weights = path
     try:
         return constructor(input_shape=(image_size, image_size, 3), weights=weights, **kwargs)

@@ -142,7 +142,7 @@ def restart_adapters(model, seed: int = 0) -> None:
     """Fresh A matrices (He-uniform, as `enable_lora` starts them) for a model loaded from `.keras`, whose adapters
     Keras loads as zeros (the kernels hold the merged update): with A and B both zero no gradient reaches them.
     B stays zero, so the model's outputs do not change."""
-    for index, layer in enumerate(l for l in leaf_layers(model) if getattr(l, "lora_enabled", False)):
+    for index, layer in enumerate(leaf for leaf in leaf_layers(model) if getattr(leaf, "lora_enabled", False)):
         initializer = keras.initializers.HeUniform(seed=seed + index)
         layer.lora_kernel_a.assign(initializer(layer.lora_kernel_a.shape, dtype="float32"))
 

@@ -10,12 +10,16 @@ from tltf.recipe.adaptation import AdaptationConfig, DomainHeadConfig, LambdaCon
 from tltf.recipe.load import apply_override, load_recipe, validate_recipe
 from tltf.recipe.schema import AugmentConfig, EvaluateConfig, ModelConfig, RandAugmentConfig, Recipe
 from tltf.recipe.training import (
-    DiscriminativeConfig, EarlyStoppingConfig, GradualConfig, HeadWarmupConfig, HealthConfig, TrainConfig,
+    DiscriminativeConfig,
+    EarlyStoppingConfig,
+    GradualConfig,
+    HeadWarmupConfig,
+    HealthConfig,
+    TrainConfig,
 )
 
 __all__ = [
     "AdaptationConfig", "AugmentConfig", "DataSource", "DiscriminativeConfig", "DomainHeadConfig",
-    "EarlyStoppingConfig", "EvaluateConfig", "GradualConfig", "HeadWarmupConfig", "HealthConfig", "LambdaConfig", "ModelConfig",
-    "RandAugmentConfig", "Recipe", "TrainConfig",
-    "apply_override", "load_recipe", "validate_recipe",
+    "EarlyStoppingConfig", "EvaluateConfig", "GradualConfig", "HeadWarmupConfig", "HealthConfig", "LambdaConfig",
+    "ModelConfig", "RandAugmentConfig", "Recipe", "TrainConfig", "apply_override", "load_recipe", "validate_recipe",
 ]

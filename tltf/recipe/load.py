@@ -21,6 +21,7 @@ from tltf.data.sources import SOURCE_NAMES, SOURCES
 from tltf.errors import RecipeError
 from tltf.recipe.schema import Recipe
 
+
 def load_recipe(path: str | Path, overrides: list[str] = ()) -> Recipe:
     """Reads, overrides and validates a recipe; raises `RecipeError` on any problem.
 
@@ -243,7 +244,8 @@ def _describe(problem: dict) -> str:
     if kind == "missing":
         return f"{path}: required key is missing"
     if kind == "union_tag_invalid":
-        return f"{path}.source: unknown data source {problem['ctx']['tag']!r}{did_you_mean(problem['ctx']['tag'], list(SOURCE_NAMES))}"
+        tag = problem['ctx']['tag']
+        return f"{path}.source: unknown data source {tag!r}{did_you_mean(tag, list(SOURCE_NAMES))}"
     if kind == "union_tag_not_found":
         return f"{path}.source: required key is missing; expected one of {', '.join(SOURCE_NAMES)}"
     if kind == "literal_error":

@@ -89,7 +89,8 @@ class ZeroShotConfig(Section):
     """
 
     templates: list[str] = Field(list(DEFAULT_TEMPLATES), min_length=1,
-                                 description="Prompt templates, `{}` for the class name; their embeddings are averaged.")
+                                 description="Prompt templates, `{}` for the class name; their embeddings are "
+                                             "averaged.")
     class_names: Optional[list[str]] = Field(None, description="The words for each class in the prompts, in label "
                                                                "order. Default: the data's class names.")
 
@@ -124,7 +125,8 @@ class ModelConfig(Section):
     hidden_units: list[int] = Field([256], description="Hidden layer sizes of the mlp head.")
     dropout: float = Field(0.2, ge=0, lt=1)
     bn: Optional[Literal["frozen", "train"]] = Field(
-        None, description="frozen: BatchNorm always in inference mode. Default: frozen with pretrained weights, else train."
+        None,
+        description="frozen: BatchNorm always in inference mode. Default: frozen with pretrained weights, else train."
     )
     bn_momentum: Optional[float] = Field(
         None, gt=0, lt=1,

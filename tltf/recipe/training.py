@@ -55,7 +55,8 @@ class HealthConfig(Section):
 
     stop: bool = Field(True, description="Stop a phase that diverges or collapses (the best checkpoint is kept).")
     collapse_epochs: int = Field(2, ge=1, description="Epochs of val AUC at 0.5 that make a collapse.")
-    divergence_factor: float = Field(10.0, gt=1, description="An epoch loss above this × the first step's is divergence.")
+    divergence_factor: float = Field(10.0, gt=1,
+                                     description="An epoch loss above this × the first step's is divergence.")
     stall_epochs: int = Field(5, ge=1, description="Epochs without a better val AUC that make a stall (reported).")
 
 

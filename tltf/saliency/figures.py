@@ -28,8 +28,10 @@ def telling_examples(labels, scores, threshold: float, class_names) -> list[tupl
     if scores.ndim == 1:
         predicted = (scores >= threshold).astype(int)
         confidence = np.where(predicted == 1, scores, 1 - scores)
-        outcomes = (("true positive", (predicted == 1) & (labels == 1)), ("true negative", (predicted == 0) & (labels == 0)),
-                    ("false positive", (predicted == 1) & (labels == 0)), ("false negative", (predicted == 0) & (labels == 1)))
+        outcomes = (("true positive", (predicted == 1) & (labels == 1)),
+                    ("true negative", (predicted == 0) & (labels == 0)),
+                    ("false positive", (predicted == 1) & (labels == 0)),
+                    ("false negative", (predicted == 0) & (labels == 1)))
     else:
         predicted, confidence = scores.argmax(axis=1), scores.max(axis=1)
         outcomes = (("right", predicted == labels), ("wrong", predicted != labels))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tltf.models.anatomy import backbone_of, backbone_network
+from tltf.models.anatomy import backbone_network, backbone_of
 from tltf.models.calibration import output_layer_of
 
 # The chain's probabilities must be the model's: else the heat map explains some other computation.

@@ -75,9 +75,13 @@ def _baseline_accuracy(row: dict, baselines: dict):
 def _target_entry(point: tuple, arm: str, rows: list[dict], prefix: str) -> dict:
     accuracy = np.array([row[f"{prefix}.accuracy"] for row in rows], np.float64)
     auc = np.array([row.get(f"{prefix}.auc", math.nan) for row in rows], np.float64)
-    spread = (lambda x: float(x.std(ddof=1)) if len(x) > 1 else math.nan)
     return {"point": dict(point), "arm": arm, "seeds": [row["seed"] for row in rows],
-            "accuracy": [float(accuracy.mean()), spread(accuracy)], "auc": [float(auc.mean()), spread(auc)]}
+            "accuracy": [float(accuracy.mean()), _spread(accuracy)], "auc": [float(auc.mean()), _spread(auc)]}
+
+
+def _spread(values) -> float:
+    """The sample standard deviation; NaN for one value."""
+    return float(values.std(ddof=1)) if len(values) > 1 else math.nan
 
 
 def grid_points(runs: list) -> list[tuple]:

@@ -10,8 +10,8 @@ from pathlib import Path
 from tltf.errors import TltfError
 from tltf.log import logger
 from tltf.run_dir import PARTIAL_SUFFIX
-from tltf.study.results import collect_results, is_finished, run_dir, write_results
 from tltf.study.executor import check_address, run_setup
+from tltf.study.results import collect_results, is_finished, run_dir, write_results
 from tltf.study.spec import check_recipes, expand_runs, load_study
 
 

@@ -19,7 +19,11 @@ from __future__ import annotations
 import keras
 
 from tltf._keras_internals import (
-    add_variables_to_built_optimizer, optimizer_knows, optimizer_variable_key, optimizer_variables, uses_weight_decay,
+    add_variables_to_built_optimizer,
+    optimizer_knows,
+    optimizer_variable_key,
+    optimizer_variables,
+    uses_weight_decay,
 )
 from tltf.models.anatomy import variable_key
 

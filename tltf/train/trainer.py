@@ -17,7 +17,6 @@ from tltf.models.anatomy import backbone_of
 from tltf.train import resume
 from tltf.train.optimizers import inner_optimizer
 
-
 # Seconds: how far model.keras in an interrupted run may lag behind the best epoch so far.
 BEST_MODEL_SAVE_INTERVAL = 60.0
 

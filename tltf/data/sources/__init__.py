@@ -58,4 +58,7 @@ def peek_data(data) -> DataPeek:
     return SOURCES[data.source].peek(data)
 
 
-__all__ = ["CONFIGS", "DataPeek", "DataSource", "SOURCES", "SOURCE_NAMES", "SourceConfig", "load_raw", "load_splits", "peek_data"]
+__all__ = [
+    "CONFIGS", "DataPeek", "DataSource", "SOURCES", "SOURCE_NAMES", "SourceConfig", "load_raw", "load_splits",
+    "peek_data",
+]

@@ -9,6 +9,6 @@ from tltf.train.callbacks.learning_rate_finder import LearningRateFinder
 from tltf.train.callbacks.training_health import TrainingHealth
 
 __all__ = [
-    "BatchNormCalibration", "BestModelCheckpoint", "EarlyStopping", "GradualUnfreezing", "IntentCheck", "IntentViolation",
-    "LearningRateFinder", "TrainingHealth",
+    "BatchNormCalibration", "BestModelCheckpoint", "EarlyStopping", "GradualUnfreezing", "IntentCheck",
+    "IntentViolation", "LearningRateFinder", "TrainingHealth",
 ]
