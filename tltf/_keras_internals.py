@@ -137,3 +137,24 @@ def replaced_call(layer, call):
         yield
     finally:
         del layer.call
+
+
+def keras_cache_home() -> str:
+    """Where Keras caches downloads: `$KERAS_HOME` as it was when Keras was imported, else `~/.keras`.
+
+    Keras reads the variable once, at import, and has no public accessor; the weights error names this folder.
+    """
+    import os
+
+    try:
+        from keras.src.backend.config import keras_home
+
+        return keras_home()
+    except ImportError:
+        return os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+
+
+def unmerged_kernel(layer):
+    """A LoRA layer's own kernel variable, without the adapters' update (Keras' public `kernel` property adds
+    it), or None for a layer without one."""
+    return getattr(layer, "_kernel", None)

@@ -12,19 +12,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-from tltf.models.hub import HUB_FAMILIES
+from tltf.models import families
 
 BACKBONE_LAYER = "backbone"
 HEAD_LAYER = "head"
-
-# keras.applications model names → tltf backbone family, for models tltf did not build.
-_FAMILY_PREFIXES = (
-    ("mobilenetv2", "mobilenet_v2"), ("mobilenetv3", "mobilenet_v3"), ("efficientnetv2", "efficientnet_v2"),
-    ("efficientnet", "efficientnet"), ("convnext", "convnext"), ("densenet", "densenet"),
-    ("resnet50v2", "resnet_v2"), ("resnet101v2", "resnet_v2"), ("resnet152v2", "resnet_v2"), ("resnet", "resnet"),
-    # tltf's wrappers around KerasHub backbones are named after their family
-    *((family, family) for family in HUB_FAMILIES.values()),
-)
 
 
 def backbone_of(model):
@@ -58,7 +49,7 @@ def head_of(model):
 
 
 def family_of(model, backbone=None) -> Optional[str]:
-    """The backbone family (`BackboneSpec.family`) the block maps need, or None when unknown.
+    """The backbone family (`tltf.models.families`) the block maps need, or None when unknown.
 
     tltf records it on its backbone wrapper; for a user's model it is read from
     the nested `keras.applications` model's name (`mobilenetv2_1.00_224` …).
@@ -72,8 +63,8 @@ def family_of(model, backbone=None) -> Optional[str]:
 
 def family_from_name(network_name: str) -> Optional[str]:
     """The family a backbone network's name says (`mobilenetv2_1.00_224`, tltf's `hub_vit`), or None."""
-    name = network_name.lower()
-    return next((family for prefix, family in _FAMILY_PREFIXES if name.startswith(prefix)), None)
+    family = families.for_network_name(network_name)
+    return family.name if family is not None else None
 
 
 def feature_extractor(model):

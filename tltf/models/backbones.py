@@ -1,52 +1,21 @@
 """The backbone registry: a name → how to build it and how to feed it.
 
-Each entry says which `keras.applications` constructor builds the backbone,
-which input preprocessing its ImageNet weights expect (applied inside the
-model, so the model takes raw 0–255 pixels), its family (for block maps) and
-the smallest square input it accepts.
-
-Users can add their own with `register_backbone`.
+Each entry (`BackboneSpec`) says which `keras.applications` constructor
+builds the backbone, which input preprocessing its ImageNet weights expect
+(applied inside the model, so the model takes raw 0–255 pixels), its family
+(for block maps) and the smallest square input it accepts. The entries come
+from the backbone families (`tltf.models.families`), each of which lists its
+own; users can add theirs with `register_backbone`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
-from typing import Callable
 
 from tltf.errors import TltfError, WeightsError
-
-
-@dataclasses.dataclass(frozen=True)
-class BackboneSpec:
-    """How to build one backbone.
-
-    Args:
-        name: the recipe name, lowercase snake_case (`resnet50`).
-        constructor: the `keras.applications` attribute name (`"ResNet50"`),
-            or a callable `(input_shape, weights, **kwargs) -> keras.Model`
-            returning a pooled feature model.
-        preprocessing: the mode of `tltf.layers.ImagePreprocessing`:
-            `"caffe"`, `"tf"`, `"torch"` or `"none"` (the application
-            normalises its own input).
-        family: groups backbones that share a block layout.
-        min_size: the smallest square input in pixels.
-        has_alpha: whether `model.alpha` (MobileNet width) applies.
-        constructor_kwargs: fixed keyword arguments for the constructor.
-        needs_preset: built from `model.preset` (KerasHub), which the
-            constructor takes as `preset=`.
-    """
-
-    name: str
-    constructor: str | Callable
-    preprocessing: str
-    family: str
-    min_size: int = 32
-    has_alpha: bool = False
-    constructor_kwargs: tuple = ()
-    needs_preset: bool = False
-
+from tltf.models import families
+from tltf.models.families.base import BackboneSpec
 
 _REGISTRY: dict[str, BackboneSpec] = {}
 
@@ -65,24 +34,9 @@ def backbone_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-# MobileNetV3 and EfficientNet(V2) and ConvNeXt ship their own input
-# normalisation layers in keras.applications, so no extra preprocessing.
-for _spec in [
-    BackboneSpec("resnet50", "ResNet50", "caffe", "resnet"),
-    BackboneSpec("resnet101", "ResNet101", "caffe", "resnet"),
-    BackboneSpec("resnet50_v2", "ResNet50V2", "tf", "resnet_v2"),
-    BackboneSpec("mobilenet_v2", "MobileNetV2", "tf", "mobilenet_v2", has_alpha=True),
-    BackboneSpec("mobilenet_v3_small", "MobileNetV3Small", "none", "mobilenet_v3", has_alpha=True),
-    BackboneSpec("mobilenet_v3_large", "MobileNetV3Large", "none", "mobilenet_v3", has_alpha=True),
-    BackboneSpec("efficientnet_b0", "EfficientNetB0", "none", "efficientnet"),
-    BackboneSpec("efficientnet_b1", "EfficientNetB1", "none", "efficientnet"),
-    BackboneSpec("efficientnet_b2", "EfficientNetB2", "none", "efficientnet"),
-    BackboneSpec("efficientnet_b3", "EfficientNetB3", "none", "efficientnet"),
-    BackboneSpec("efficientnet_v2_b0", "EfficientNetV2B0", "none", "efficientnet_v2"),
-    BackboneSpec("convnext_tiny", "ConvNeXtTiny", "none", "convnext"),
-    BackboneSpec("densenet121", "DenseNet121", "torch", "densenet"),
-]:
-    register_backbone(_spec)
+for _family in families.families():
+    for _spec in _family.backbones:
+        register_backbone(_spec)
 
 
 def _hub_backbone(input_shape, weights=None, preset=None):
@@ -164,9 +118,6 @@ def _weights_error(spec: BackboneSpec, weights, error: Exception) -> Exception:
 
 def keras_home() -> str:
     """Where Keras caches downloads: `$KERAS_HOME` as it was when Keras was imported, else `~/.keras`."""
-    try:
-        from keras.src.backend.config import keras_home as _keras_home  # Keras reads the variable once, at import
+    from tltf._keras_internals import keras_cache_home
 
-        return _keras_home()
-    except ImportError:
-        return os.environ.get("KERAS_HOME") or os.path.join(os.path.expanduser("~"), ".keras")
+    return keras_cache_home()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from tltf.models.anatomy import BACKBONE_LAYER, family_from_name, leaf_layers
 from tltf.models.backbones import create_backbone, get_backbone_spec
+from tltf.models.families import DEFAULT_BACKBONE
 from tltf.models.heads import build_head
 
 
@@ -36,7 +37,7 @@ def default_bn_calibration(weights, bn: str) -> int:
     return 16 if bn == "train" and not weights else 0
 
 
-def build_model(backbone: str = "resnet50", *, num_classes: int = 2, image_size: int = 224, weights="imagenet",
+def build_model(backbone: str = DEFAULT_BACKBONE, *, num_classes: int = 2, image_size: int = 224, weights="imagenet",
                 alpha=None, head: str = "linear", hidden_units=(256,), dropout: float = 0.2, bn: str | None = None,
                 bn_momentum: float | None = None, preset: str | None = None):
     """A transfer-learning classifier as a plain functional `keras.Model`.

@@ -3,8 +3,8 @@
 `model: {backbone: hub, preset: DIR}` loads `keras_hub.models.Backbone.from_preset(DIR)` and wraps it the way
 tltf's other backbones are: the preset's own image scaling first (its `image_converter.json`), so the model takes
 raw 0–255 pixels; then the backbone; then pooling to one vector per image (the class token of a transformer, the
-spatial mean of a feature map). The wrapper is named after its block-map family (`hub_vit`, `hub_dinov2`,
-`hub_clip_vision`, `hub_resnet`), which is how block maps recognise it (`tltf.models.blocks`).
+spatial mean of a feature map). The wrapper is named after its family (`tltf.models.families`: the family
+whose `hub_classes` holds the backbone's class), which is how block maps recognise it.
 
 KerasHub is an optional dependency (`pip install "tltf[hub]"`), imported only here and only when a recipe names
 a hub backbone.
@@ -15,15 +15,8 @@ from __future__ import annotations
 import os
 
 from tltf.errors import TltfError, WeightsError
+from tltf.models import families
 
-# KerasHub backbone class → tltf block-map family, which is also the wrapper model's name. CLIP presets hold a
-# text tower too; tltf uses the image tower.
-HUB_FAMILIES = {
-    "ViTBackbone": "hub_vit",
-    "DINOV2Backbone": "hub_dinov2",
-    "CLIPVisionEncoder": "hub_clip_vision",
-    "ResNetBackbone": "hub_resnet",
-}
 INSTALL = 'pip install "tltf[hub]" (keras-hub 0.32)'
 
 
@@ -39,8 +32,8 @@ def import_keras_hub():
 def hub_backbone(input_shape, weights="imagenet", preset=None):
     """The preset's backbone as a pooled feature model, `[N,S,S,3]` raw pixels → `[N,D]`.
 
-    A CLIP preset (`CLIPBackbone`, both towers) gives CLIP's image embedding: the image tower's class token,
-    CLIP's projection, L2-normalised — the space its text embeddings live in, so a zero-shot head
+    A two-tower preset (a family's `hub_towers`, CLIP's) gives its image embedding: the image tower's class
+    token, the preset's projection, L2-normalised — the space its text embeddings live in, so a zero-shot head
     (`tltf.models.zero_shot`) is a plain linear layer on these features.
 
     Example:
@@ -64,10 +57,10 @@ def hub_backbone(input_shape, weights="imagenet", preset=None):
         raise TltfError("model.preset: backbone hub needs model.preset, a KerasHub preset name or a local folder")
     loaded = load_preset(preset, load_weights=weights is not None)
     backbone = image_tower(loaded)
-    if type(backbone).__name__ not in HUB_FAMILIES:
-        supported = ", ".join(sorted([*HUB_FAMILIES, "CLIPBackbone"]))
+    family = hub_family(backbone, "hub_classes")
+    if family is None:
+        supported = ", ".join(families.hub_class_names())
         raise TltfError(f"model.preset: {preset} is a {type(backbone).__name__}; tltf supports {supported}")
-    family = HUB_FAMILIES[type(backbone).__name__]
     size = input_shape[0]
     preset_size = fixed_size(backbone)
     if preset_size is not None and preset_size != size:
@@ -84,9 +77,16 @@ def hub_backbone(input_shape, weights="imagenet", preset=None):
     x = backbone({key: x for key in backbone.input} if isinstance(backbone.input, dict) else x)
     pooled = ClassToken(name="class_token")(x) if len(x.shape) == 3 else keras.layers.GlobalAveragePooling2D(
         name="avg_pool")(x)
-    if backbone is not loaded:  # a CLIP preset: CLIP's image embedding
+    if backbone is not loaded:  # a two-tower preset: its image embedding
         pooled = keras.layers.UnitNormalization(name="embedding_normalization")(loaded.vision_projection(pooled))
-    return keras.Model(inputs, pooled, name=family)
+    return keras.Model(inputs, pooled, name=family.name)
+
+
+def hub_family(loaded, field: str):
+    """The family one of whose `field` (`hub_classes` or `hub_towers`) KerasHub classes `loaded` is, or None."""
+    keras_hub = import_keras_hub()
+    return next((family for family in families.families() for name in getattr(family, field)
+                 if isinstance(loaded, getattr(keras_hub.models, name))), None)
 
 
 def load_preset(preset, load_weights: bool = True):
@@ -106,8 +106,8 @@ def load_preset(preset, load_weights: bool = True):
 
 
 def image_tower(loaded):
-    """The image backbone of a loaded preset: a CLIP preset's vision encoder, else the backbone itself."""
-    return loaded.vision_encoder if type(loaded).__name__ == "CLIPBackbone" else loaded
+    """The image backbone of a loaded preset: a two-tower preset's vision encoder, else the backbone itself."""
+    return loaded.vision_encoder if hub_family(loaded, "hub_towers") is not None else loaded
 
 
 def fixed_size(backbone):

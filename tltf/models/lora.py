@@ -166,7 +166,9 @@ def merged_lora_copy(model):
 
 
 def _non_kernel_weights(layer) -> list:
-    skip = {id(v) for v in [getattr(layer, "_kernel", None), getattr(layer, "bias", None), *adapters_of(layer)]}
+    from tltf._keras_internals import unmerged_kernel
+
+    skip = {id(v) for v in [unmerged_kernel(layer), getattr(layer, "bias", None), *adapters_of(layer)]}
     return [v for v in layer.weights if id(v) not in skip]
 
 

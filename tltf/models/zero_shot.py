@@ -69,26 +69,16 @@ def clip_text_embeddings(preset, class_names, templates):
         TltfError: the preset has no text tower or tokenizer (it is not a full CLIP preset).
     """
     from tltf.errors import TltfError
-    from tltf.models.hub import import_keras_hub, load_preset
+    from tltf.models import families
+    from tltf.models.hub import hub_family, load_preset
 
-    keras_hub = import_keras_hub()
-    clip = load_preset(preset)
-    if type(clip).__name__ != "CLIPBackbone":
-        raise TltfError(f"model.zero_shot: {preset} is a {type(clip).__name__}; zero-shot needs a CLIP preset "
-                        "(CLIPBackbone, with its text tower and tokenizer)")
-    try:
-        preprocessor = keras_hub.models.CLIPPreprocessor.from_preset(str(preset))
-    except Exception as error:
-        raise TltfError(f"model.zero_shot: {preset} has no CLIP tokenizer KerasHub can load "
-                        f"({str(error).strip().splitlines()[0][:160]}); save the preset's CLIPPreprocessor with "
-                        "save_to_preset too") from None
-    import keras
-
-    embeddings = []
-    for prompts in class_prompts(class_names, templates):
-        token_ids = preprocessor({"images": None, "prompts": prompts})["token_ids"]
-        embeddings.append(keras.ops.convert_to_numpy(clip.get_text_embeddings(token_ids)))
-    logit_scale = float(np.exp(keras.ops.convert_to_numpy(clip.clip_head.logit_scale)))
+    loaded = load_preset(preset)
+    family = hub_family(loaded, "hub_towers")
+    if family is None or family.text_embeddings is None:
+        towers = ", ".join(name for f in families.families() if f.text_embeddings for name in f.hub_towers)
+        raise TltfError(f"model.zero_shot: {preset} is a {type(loaded).__name__}; zero-shot needs a CLIP preset "
+                        f"({towers}, with its text tower and tokenizer)")
+    embeddings, logit_scale = family.text_embeddings(loaded, preset, class_prompts(class_names, templates))
     return ensemble_text_embeddings(embeddings), logit_scale
 
 

@@ -15,6 +15,7 @@ from pydantic import Field, field_validator
 
 from tltf.config import Section
 from tltf.data.sources import DataSource
+from tltf.models.families import DEFAULT_BACKBONE
 from tltf.models.zero_shot import DEFAULT_TEMPLATES
 from tltf.recipe.adaptation import AdaptationConfig
 from tltf.recipe.training import TrainConfig
@@ -117,7 +118,7 @@ class ModelConfig(Section):
             `class_names`); `train.strategy: zero_shot` evaluates it without training.
     """
 
-    backbone: str = "resnet50"
+    backbone: str = DEFAULT_BACKBONE
     preset: Optional[str] = Field(None, description="With backbone hub: a KerasHub preset name or local folder.")
     weights: Optional[str] = Field("imagenet", description="imagenet, none, or a path to a weights file.")
     alpha: Optional[float] = Field(None, gt=0, description="MobileNet width multiplier.")
