@@ -4,12 +4,14 @@
 rates) without data or weights; `assemble_training` gives the same plan with
 everything the trainer needs to execute it: the fitted model and datasets of
 each phase, its callbacks, and the optimizer. Strategies are ways of filling
-the phases (`tltf.train.phases`); an adaptation method rewrites the plan
-(`tltf.adapt.plan`).
+the phases (`tltf.train.phases`); an adaptation method returns its own plan
+from the source-only one (`tltf.adapt.methods`). Plans are immutable: each
+step makes a new one.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 
@@ -144,12 +146,14 @@ def describe_plan(recipe, model, steps_per_epoch: int, warnings=()) -> TrainingP
         segments = phase_segments(phase, boundaries[index], steps_per_epoch, schedule, block_map, units,
                                   backbone_units, recipe.model.bn, decays)
         trainable, frozen = param_counts(model, phase.train_backbone)
-        phase_plans.append(PhasePlan(phase, boundaries[index], boundaries[index + 1], segments, trainable, frozen))
+        phase_plans.append(PhasePlan(phase, boundaries[index], boundaries[index + 1], tuple(segments), trainable,
+                                     frozen))
     notes = [] if pretrained or train.strategy == "fine_tune" else [
         f"model.weights is none: nothing pretrained to protect, so the backbone trains from the first epoch "
         f"(train.strategy {train.strategy} runs as fine_tune)"]
     regularization, advice = _regularization(train, model)
-    return TrainingPlan(phase_plans, steps_per_epoch, [*warnings, *notes, *advice, *replica_warnings(train)],
+    return TrainingPlan(tuple(phase_plans), steps_per_epoch,
+                        (*warnings, *notes, *advice, *replica_warnings(train)),
                         lr_multipliers=variable_multipliers(block_map.path_to_unit(), units), schedule=schedule,
                         budget=budget_text(train, steps_per_epoch, pretrained), regularization=regularization)
 
@@ -185,32 +189,33 @@ def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 
 
     train = recipe.train
     task = Task(splits.class_names)
-    plan = describe_plan(recipe, model, math.ceil(len(splits.train) / train.batch_size))
-    plan.model, plan.task = model, task
+    described = describe_plan(recipe, model, math.ceil(len(splits.train) / train.batch_size))
     data = LabelledData(splits, task, train.batch_size, build_augmenter(recipe.augment, train.seed),
                         _sample_weights(recipe, splits), train.seed)
     whole, on_features = FullModel(model, task, data), None
-    plan.health = _health_monitor(train.health)
-    plan.checkpoint_every = train.checkpoint_every
-    plan.jit_compile = train.jit_compile
-    for phase_plan in plan.phases:
-        phase_plan.feature_cache_note = _why_no_feature_cache(recipe, phase_plan.phase)
-        if not phase_plan.feature_cache_note:
+    health = _health_monitor(train.health)
+    phases = []
+    for phase_plan in described.phases:
+        note = _why_no_feature_cache(recipe, phase_plan.phase)
+        if not note:
             steps = 1 if train.checkpoint_every else HEAD_STEPS_PER_EXECUTION
             on_features = on_features or HeadOnFeatures(model, task, data, verbose, steps)
-        phase_plan.fit_target = whole if phase_plan.feature_cache_note else on_features
-        phase_plan.callbacks = _phase_callbacks(recipe, phase_plan.phase, model, plan.health, splits.train)
-    make_optimizer = functools.partial(_optimizer, train, plan.schedule, plan.lr_multipliers)
-    plan.optimizer = make_optimizer()
-    fitted = model
+        phases.append(dataclasses.replace(
+            phase_plan, feature_cache_note=note, fit_target=on_features if not note else whole,
+            callbacks=tuple(_phase_callbacks(recipe, phase_plan.phase, model, health, splits.train))))
+    make_optimizer = functools.partial(_optimizer, train, described.schedule, described.lr_multipliers)
+    plan = dataclasses.replace(described, phases=tuple(phases), model=model, fitted_model=model, task=task,
+                               health=health, checkpoint_every=train.checkpoint_every, jit_compile=train.jit_compile,
+                               optimizer=make_optimizer())
     if recipe.adaptation is not None:
-        from tltf.adapt.plan import adapt_plan
+        from tltf.adapt.methods import AdaptationContext, get
 
-        fitted = adapt_plan(plan, recipe.adaptation, target_domain, data, make_optimizer)
+        context = AdaptationContext(recipe.adaptation, target_domain, data, make_optimizer)
+        plan = get(recipe.adaptation.method).adapt(plan, context)
     # Slots for every variable any phase trains, built once: the head's moments then carry over
     # when the backbone is unfrozen.
     backbone_of(model).trainable = any(p.phase.train_backbone for p in plan.phases)
-    plan.optimizer.build(fitted.trainable_variables)
+    plan.optimizer.build(plan.fitted_model.trainable_variables)
     return plan
 
 

@@ -29,9 +29,10 @@ def explain(recipe) -> dict:
     steps_per_epoch = math.ceil(peek.train_count / recipe.train.batch_size)
     explanation = describe_plan(recipe, model, steps_per_epoch, peek.warnings).to_dict()
     if recipe.adaptation is not None:
-        from tltf.adapt.plan import describe_adaptation
+        from tltf.adapt import methods
 
-        explanation["adaptation"] = describe_adaptation(recipe.adaptation, recipe.data.image_size)
+        method = methods.get(recipe.adaptation.method)
+        explanation["adaptation"] = method.describe(recipe.adaptation, recipe.data.image_size)
     if recipe.train.precision == "auto":  # what auto means here; a named precision is the recipe's own
         precision = choose_precision(recipe, measure=False)
         explanation["precision"] = {"chosen": precision.precision, "reason": precision.reason}

@@ -63,6 +63,7 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int]
     Raises:
         TltfError: bad data, weights or run dir, before anything is written.
     """
+    from tltf.adapt.adapted_run import start_adaptation
     from tltf.assemble import assemble_training, check_weights, model_from_recipe, plan_text
     from tltf.data.sources import load_splits
     from tltf.run_dir import run_dir_for, staged_run_dir
@@ -80,26 +81,20 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int]
     splits = load_splits(recipe.data, seed=recipe.train.seed)
     logger.info(f"data: {splits.summary()}")
     _check_calibration(recipe.evaluate.calibrate, splits.class_names)
-    target_domain = _load_target_domain(recipe, splits)
-    source_splits, translation = splits, None
-    if recipe.adaptation is not None and recipe.adaptation.method == "translate":
-        splits, translation = _translate(recipe, splits, target_domain, verbose)
+    adapted = start_adaptation(recipe, splits, verbose)
+    splits = adapted.splits if adapted else splits
     with dtype_policy(recipe.train.precision), strategy.scope():
         model = model_from_recipe(recipe, Task(splits.class_names))
-        plan = assemble_training(recipe, model, splits, target_domain, verbose)
+        plan = assemble_training(recipe, model, splits, adapted.target_domain if adapted else None, verbose)
         logger.info(plan_text(recipe, plan, strategy.num_replicas_in_sync))
         for warning in plan.warnings:
             logger.warning(warning)
         with staged_run_dir(final_dir) as work_dir:
             (work_dir / "recipe.yaml").write_text(recipe.to_yaml())
-            if translation is not None:
-                translation.write_record(work_dir / "translation.png", work_dir / "translation_losses.csv",
-                                         source_splits.train.images[:6], target_domain.images[:6])
-                translation.save_generators(work_dir / "translation")
-            before = _domain_features(model, splits, target_domain, recipe) if target_domain else None
+            if adapted:
+                adapted.write_record(work_dir, model)
             outcome = Trainer(verbose, callbacks).run(plan, work_dir)
-            metrics = _evaluate(recipe, plan, outcome, splits, target_domain, before, work_dir, verbose,
-                                source_splits)
+            metrics = _evaluate(recipe, plan, outcome, splits, adapted, work_dir, verbose)
             _finish(work_dir, started)
     logger.info(f"run written to {final_dir}")
     return FitResult(final_dir, metrics, outcome.history, plan.summary_rows())
@@ -127,10 +122,9 @@ def _with_precision_chosen(recipe):
     return recipe.model_copy(update={"train": recipe.train.model_copy(update={"precision": choice.precision})})
 
 
-def _evaluate(recipe, plan, outcome, splits, target_domain, before, work_dir: Path, verbose: int,
-              source_splits) -> dict:
-    """Scores the best checkpoint (and, with adaptation, the target and the baseline, trained on
-    `source_splits`: the source as loaded, before any translation); writes the evaluation."""
+def _evaluate(recipe, plan, outcome, splits, adapted, work_dir: Path, verbose: int) -> dict:
+    """Scores the best checkpoint (and, with adaptation, the target and the source-only baseline, trained on the
+    source as loaded, before any translation); writes the evaluation."""
     from tltf.assemble import run_summary
     from tltf.evaluate.evaluator import evaluate_splits, write_evaluation
 
@@ -142,9 +136,11 @@ def _evaluate(recipe, plan, outcome, splits, target_domain, before, work_dir: Pa
         evaluation.add_calibration(*calibrated)
     evaluation.metrics["best_epoch"] = outcome.best_epoch
     evaluation.metrics["health"] = {"status": plan.health.status, "events": plan.health.events}
-    if target_domain is not None:
-        evaluation.metrics.update(_adaptation_results(recipe, plan, outcome, splits, target_domain, before, work_dir,
-                                                      verbose, source_splits))
+    if adapted is not None:
+        def train_source_only(directory):
+            return _train_source_only(recipe, adapted.source_splits, directory, verbose)
+
+        evaluation.metrics.update(adapted.results(plan, outcome, work_dir, train_source_only))
     _write_saliency_grid(work_dir, plan.model, splits, evaluation)
     write_evaluation(work_dir, evaluation, outcome, recipe.name, run_summary(recipe, plan, splits.class_names),
                      plan.summary_rows())
@@ -211,63 +207,6 @@ def _finish(work_dir: Path, started: float) -> None:
     for state in work_dir.rglob(STATE_FILE):
         state.unlink()
     (work_dir / TIMING_FILE).write_text(json.dumps({"wall_seconds": round(time.monotonic() - started, 1)}))
-
-
-def _load_target_domain(recipe, splits):
-    if recipe.adaptation is None:
-        return None
-    from tltf.adapt.target import load_target
-
-    target_domain = load_target(recipe.adaptation.target, recipe.data.image_size, splits.class_names)
-    logger.info(target_domain.summary())
-    return target_domain
-
-
-def _translate(recipe, splits, target_domain, verbose: int):
-    """`adaptation: {method: translate}`: the source's train and val splits in the target's look, and the
-    CycleGAN's record. A continued run trains the CycleGAN again (the same translation with `deterministic`)."""
-    from tltf.adapt.translate import TranslationSettings, translated_splits
-
-    chosen = recipe.adaptation.translate.model_dump()
-    chosen["image_size"] = chosen["image_size"] or recipe.data.image_size
-    settings = TranslationSettings(seed=recipe.train.seed, **chosen)
-    logger.info("translating the source into the target's look (CycleGAN)")
-    return translated_splits(splits, target_domain.images, settings, verbose)
-
-
-def _domain_features(model, splits, target_domain, recipe):
-    from tltf.adapt.evaluation import domain_features
-
-    return domain_features(model, splits.train.images, target_domain.images, recipe.train.batch_size)
-
-
-def _adaptation_results(recipe, plan, outcome, splits, target_domain, before, work_dir: Path, verbose: int,
-                        source_splits) -> dict:
-    """Target metrics, the source-only baseline (trained by the same trainer from its own plan on
-    `source_splits`, or kept by a method that adapts only after training), the A-distance, the selection report
-    and the verdict."""
-    from tltf.adapt.evaluation import adaptation_report
-
-    baseline = None
-    if recipe.adaptation.compare_source_only:
-        baseline = _kept_source_only(plan, work_dir / "source_only") or _train_source_only(
-            recipe, source_splits, work_dir / "source_only", verbose)
-    return adaptation_report(plan.model, baseline, splits, target_domain, before, work_dir, recipe.train.seed,
-                             recipe.train.batch_size, recipe.adaptation, outcome.history)
-
-
-def _kept_source_only(plan, directory: Path):
-    """The source-only model a finishing step (AdaBN) kept before adapting, saved in `directory`; else None."""
-    import keras
-
-    kept = [step.source_only_weights for step in plan.finishers if getattr(step, "source_only_weights", None)]
-    if not kept:
-        return None
-    baseline = keras.models.clone_model(plan.model)
-    baseline.set_weights(kept[0])
-    directory.mkdir(exist_ok=True)
-    baseline.save(directory / "model.keras")
-    return baseline
 
 
 def _train_source_only(recipe, splits, directory: Path, verbose: int):

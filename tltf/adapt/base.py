@@ -12,7 +12,12 @@ class AdaptationModel(keras.Model):
     a zipped `tf.data.Dataset` feeds `fit` directly; validation batches are
     ordinary `(images, labels)` from the source. Calling the wrapper calls the
     classifier, and the classifier (task path only) is what gets saved and
-    exported. Subclasses define `train_step` and the metrics it logs.
+    exported.
+
+    One `train_step` serves every method: the loss is the task loss on the
+    source plus what the subclass's `adaptation_loss` adds for the whole
+    batch; the subclass also says which metrics it logs (`metrics`) and how
+    its own trackers are updated (`track`).
 
     Args:
         classifier: a model from `tltf.build_model`.
@@ -40,6 +45,29 @@ class AdaptationModel(keras.Model):
         (source, labels), target = data
         images = tf.concat([tf.cast(source, tf.float32), tf.cast(target, tf.float32)], axis=0)
         return images, labels, tf.shape(source)[0]
+
+    def adaptation_loss(self, images, count):
+        """`(predictions for all images, the added loss, what `track` needs)` for a batch of `count` source
+        images followed by target images. Runs inside the gradient tape."""
+        raise NotImplementedError
+
+    def track(self, **tracked) -> None:
+        """Updates the subclass's own metrics from what `adaptation_loss` returned."""
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        images, labels, count = self.source_and_target(data)
+        with tf.GradientTape() as tape:
+            predictions, added_loss, tracked = self.adaptation_loss(images, count)
+            loss = self.task_loss(labels, predictions[:count]) + added_loss
+            scaled = self.optimizer.scale_loss(loss)
+        variables = self.trainable_variables
+        self.optimizer.apply(tape.gradient(scaled, variables), variables)
+        self.loss_tracker.update_state(loss)
+        self.task_auc.update_state(labels, predictions[:count])
+        self.track(**tracked)
+        return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, data):
         images, labels = data[0], data[1]

@@ -60,22 +60,14 @@ class MinimumClassConfusionModel(AdaptationModel):
     def metrics(self):
         return [self.loss_tracker, self.confusion_tracker, self.task_auc]
 
-    def train_step(self, data):
-        import tensorflow as tf
+    def adaptation_loss(self, images, count):
+        """`weight` × the class confusion of the target predictions."""
+        predictions = self.classifier(images, training=True)
+        confusion = minimum_class_confusion(predictions[count:], self.temperature)
+        return predictions, self.weight * confusion, {"confusion": confusion}
 
-        images, labels, count = self.source_and_target(data)
-        with tf.GradientTape() as tape:
-            predictions = self.classifier(images, training=True)
-            task_loss = self.task_loss(labels, predictions[:count])
-            confusion = minimum_class_confusion(predictions[count:], self.temperature)
-            loss = task_loss + self.weight * confusion
-            scaled = self.optimizer.scale_loss(loss)
-        variables = self.trainable_variables
-        self.optimizer.apply(tape.gradient(scaled, variables), variables)
-        self.loss_tracker.update_state(loss)
+    def track(self, confusion) -> None:
         self.confusion_tracker.update_state(confusion)
-        self.task_auc.update_state(labels, predictions[:count])
-        return {m.name: m.result() for m in self.metrics}
 
     def get_config(self):
         return {**super().get_config(), "weight": self.weight, "temperature": self.temperature}

@@ -82,27 +82,22 @@ class DomainAdversarialModel(AdaptationModel):
         """Per-example weights of the domain loss (uniform here)."""
         return ops.ones((ops.shape(predictions)[0],))
 
-    def train_step(self, data):
+    def adaptation_loss(self, images, count):
+        """The domain classifier's loss on source (0) and target (1) images, behind the gradient reversal."""
         import tensorflow as tf
 
-        images, labels, count = self.source_and_target(data)
         domains = tf.concat([tf.zeros((count, 1)), tf.ones((tf.shape(images)[0] - count, 1))], axis=0)
-        with tf.GradientTape() as tape:
-            predictions, features = self.twin(images, training=True)
-            task_loss = self.task_loss(labels, predictions[:count])
-            domain_logits = self.domain_head(self.domain_inputs(features, predictions), training=True)
-            weights = tf.stop_gradient(self.domain_weights(predictions, count))
-            domain_loss = tf.reduce_mean(weights * self.domain_loss(domains, domain_logits))
-            loss = task_loss + domain_loss
-            scaled = self.optimizer.scale_loss(loss)
-        variables = self.trainable_variables
-        self.optimizer.apply(tape.gradient(scaled, variables), variables)
-        self.loss_tracker.update_state(loss)
+        predictions, features = self.twin(images, training=True)
+        domain_logits = self.domain_head(self.domain_inputs(features, predictions), training=True)
+        weights = tf.stop_gradient(self.domain_weights(predictions, count))
+        domain_loss = tf.reduce_mean(weights * self.domain_loss(domains, domain_logits))
+        return predictions, domain_loss, {"domain_loss": domain_loss, "domains": domains,
+                                          "domain_logits": domain_logits}
+
+    def track(self, domain_loss, domains, domain_logits) -> None:
         self.domain_loss_tracker.update_state(domain_loss)
-        self.task_auc.update_state(labels, predictions[:count])
         self.domain_accuracy.update_state(domains, domain_logits)
         self.lambda_tracker.update_state(ops.convert_to_tensor(self.reversal.lambda_))
-        return {m.name: m.result() for m in self.metrics}
 
     def get_config(self):
         return {**super().get_config(), "hidden_units": list(self.hidden_units), "dropout": self.dropout,

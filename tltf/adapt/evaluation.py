@@ -67,11 +67,12 @@ def adaptation_report(model, baseline, splits, target_domain, before, run_dir, s
 
 def _judgement(model, baseline, splits, target_domain, adaptation, history, batch_size, seed) -> dict:
     """The `adaptation` entry of metrics.json; logs the domain classifier's trouble and the verdict."""
+    from tltf.adapt import methods
     from tltf.adapt.domain_accuracy import domain_accuracy_problem
     from tltf.adapt.selection import SelectionCriteria, dev_problem
     from tltf.adapt.verdict import adaptation_verdict, verdict_message
 
-    judged = {"method": adaptation.method, "select": adaptation.chooses_epoch_by}
+    judged = {"method": adaptation.method, "select": methods.get(adaptation.method).chooses_epoch_by(adaptation)}
     if "dev_risk" in history:
         judged["selection"] = selection_report(history)
         if judged["select"] == "dev":

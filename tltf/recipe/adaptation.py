@@ -102,8 +102,3 @@ class AdaptationConfig(Section):
                            "(its statistics come after training).")
     compare_source_only: bool = Field(True, description="Also train without adaptation, at the same budget, and "
                                                         "judge the adapted model against it (adaptation.verdict).")
-
-    @property
-    def chooses_epoch_by(self) -> str:
-        """The rule that delivers the epoch: `select`, except for adabn, whose statistics come after training."""
-        return "source_val" if self.method == "adabn" else self.select

@@ -198,10 +198,10 @@ def _check_training(recipe: Recipe, source: str) -> None:
                           "use fine_tune, warmup_then_finetune or gradual_unfreeze")
     if recipe.adaptation is not None and recipe.adaptation.features is None:
         recipe.adaptation.features = "head" if recipe.train.strategy == "feature_extraction" else "backbone"
-    if (recipe.adaptation is not None and recipe.adaptation.method in ("dann", "cdan")
-            and recipe.adaptation.features == "head" and recipe.model.head != "mlp"):
-        raise RecipeError(f"{source}: adaptation.features: 'head' adapts the mlp head's hidden layer; set "
-                          "model.head: mlp (with feature_extraction the frozen backbone cannot adapt)")
+    if recipe.adaptation is not None:
+        from tltf.adapt import methods
+
+        methods.get(recipe.adaptation.method).check(recipe, source)
     if recipe.adaptation is not None and recipe.data.class_weight == "auto":
         raise RecipeError(f"{source}: data.class_weight: auto is not supported with adaptation yet; set it to none")
     if recipe.train.distribution == "multi_worker":

@@ -5,17 +5,22 @@ A `TrainingPlan` is assembled from a recipe (`tltf.assemble`), shown by
 with one `model.fit` per phase. The plan holds everything the trainer needs
 (the model, the optimizer, per phase the fitted model, its datasets and its
 callbacks); the trainer reads nothing else.
+
+Plans are immutable: `tltf.assemble` builds one complete plan, and an
+adaptation method returns a new plan (`dataclasses.replace`) instead of
+changing the one it was given.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Callable, Mapping, Optional
 
+from tltf.train.collaborators import Finisher, FitTarget
 from tltf.train.phases import Phase
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Segment:
     """A stretch of a phase with one set of trainable units; a gradual phase has one per unfreezing.
 
@@ -35,7 +40,7 @@ class Segment:
         return {"name": self.name, "epochs": self.epochs, "blocks": self.blocks}
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class PhasePlan:
     """One `model.fit` call.
 
@@ -48,8 +53,8 @@ class PhasePlan:
         frozen_params: all other weights, BatchNorm statistics included.
         fit_target: what is fitted (`tltf.train.targets`); None in a plan made
             only to be explained.
-        callbacks: Keras callbacks this phase needs (unfreezing, intent check,
-            early stopping, an adaptation method's own).
+        callbacks: Keras callbacks this phase needs, in the order they run (an adaptation method's own
+            first, then unfreezing, intent check, health, early stopping).
         feature_cache_note: why the phase does not use the feature cache ("" when it does).
         lr_multipliers: multipliers this phase alone applies, over the plan's (an adversarial method holds its
             domain classifier still while nothing plays against it).
@@ -58,13 +63,13 @@ class PhasePlan:
     phase: Phase
     first_step: int
     end_step: int
-    segments: list
+    segments: tuple
     trainable_params: int
     frozen_params: int
-    fit_target: Optional[object] = None
-    callbacks: list = dataclasses.field(default_factory=list)
+    fit_target: Optional[FitTarget] = None
+    callbacks: tuple = ()
     feature_cache_note: str = ""
-    lr_multipliers: dict = dataclasses.field(default_factory=dict)
+    lr_multipliers: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
     @property
     def feature_cache(self) -> bool:
@@ -72,7 +77,7 @@ class PhasePlan:
         return bool(getattr(self.fit_target, "caches_features", False))
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class TrainingPlan:
     """Everything a run trains, and how.
 
@@ -86,6 +91,8 @@ class TrainingPlan:
         steps_per_epoch: optimizer steps in one epoch.
         warnings: advice about the recipe and data (shown by explain and fit).
         model: the classifier that is delivered (saved at its best epoch).
+        fitted_model: the model whose variables the optimizer serves: the classifier, or an adaptation
+            method's wrapper around it.
         optimizer: the one optimizer of every phase; its slots carry over.
         lr_multipliers: `layer/variable` key → learning-rate multiplier for
             the phases that use per-unit rates.
@@ -111,20 +118,21 @@ class TrainingPlan:
         regularization: one line on the penalties added to the loss (L2-SP), "" without.
     """
 
-    phases: list
+    phases: tuple
     steps_per_epoch: int
-    warnings: list
+    warnings: tuple
     model: Optional[object] = None
+    fitted_model: Optional[object] = None
     optimizer: Optional[object] = None
-    lr_multipliers: dict = dataclasses.field(default_factory=dict)
+    lr_multipliers: Mapping[str, float] = dataclasses.field(default_factory=dict)
     task: Optional[object] = None
     monitor: str = "val_auc"
     monitor_mode: str = "max"
     monitor_eligible: Optional[str] = None
     monitor_fallback: Optional[str] = None
-    method_lr_multipliers: dict = dataclasses.field(default_factory=dict)
-    finishers: list = dataclasses.field(default_factory=list)
-    retained_optimizer: Optional[object] = None
+    method_lr_multipliers: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    finishers: tuple[Finisher, ...] = ()
+    retained_optimizer: Optional[Callable] = None
     schedule: Optional[object] = None
     health: Optional[object] = None
     checkpoint_every: Optional[int] = None

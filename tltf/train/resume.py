@@ -24,6 +24,8 @@ from typing import Optional
 import keras
 import numpy as np
 
+from tltf.train.collaborators import StatefulCallback
+
 STATE_FILE = "resume.npz"
 
 
@@ -58,7 +60,7 @@ def _stateful_callbacks(plan, progress: Progress) -> list:
     """The current phase's callbacks that carry state between epochs (`get_state`/`set_state`)."""
     if progress.phase_index >= len(plan.phases):
         return []
-    return [cb for cb in plan.phases[progress.phase_index].callbacks if hasattr(cb, "get_state")]
+    return [cb for cb in plan.phases[progress.phase_index].callbacks if isinstance(cb, StatefulCallback)]
 
 
 def save_state(directory: Path, plan, progress: Progress, best, replace=None) -> None:

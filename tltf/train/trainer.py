@@ -15,6 +15,7 @@ from typing import Optional
 from tltf.log import logger
 from tltf.models.anatomy import backbone_of
 from tltf.train import resume
+from tltf.train.collaborators import StatefulCallback
 from tltf.train.optimizers import inner_optimizer
 
 # Seconds: how far model.keras in an interrupted run may lag behind the best epoch so far.
@@ -121,7 +122,7 @@ class Trainer:
                              callbacks=[*callbacks, resume.RestoreMetrics(epoch_metrics), recorder])
             stopped = target.model.stop_training
             for callback in phase_plan.callbacks:
-                if hasattr(callback, "get_state"):
+                if isinstance(callback, StatefulCallback):
                     callback.set_state(callback.get_state())  # carry the trackers over into the next fit
         if progress.epoch < end and not stopped:
             target.model.fit(train_ds, validation_data=val_ds, initial_epoch=progress.epoch, epochs=end,
