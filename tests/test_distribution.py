@@ -215,19 +215,20 @@ def test_jit_compile_true_with_deterministic_is_refused(tmp_path, npz_path):
 
 
 def test_precision_auto_times_once_remembers_and_chooses_by_the_measurement(tmp_path, npz_path, monkeypatch):
+    from tltf.assemble import recipe_precision
     from tltf.train import precision
 
     monkeypatch.setenv("TLTF_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(precision, "cpu_has_bfloat16", lambda: True)  # the CPU branch on any CI processor
     recipe = recipe_with(tmp_path, npz_path, precision="auto")
-    assert "not yet timed" in precision.choose_precision(recipe, measure=False).reason
-    first = precision.choose_precision(recipe)
+    assert "not yet timed" in recipe_precision(recipe, measure=False).reason
+    first = recipe_precision(recipe)
     remembered = json.loads((tmp_path / "cache" / "precision.json").read_text())
     (key, rates), = remembered.items()
     assert "tiny_test" in key and "16 px" in key and rates["float32"] > 0 and rates["mixed_bfloat16"] > 0
     assert first.precision == ("mixed_bfloat16" if rates["mixed_bfloat16"] >= 1.1 * rates["float32"] else "float32")
 
-    def no_second_measurement(recipe):
+    def no_second_measurement(make_model, batch, size):
         raise AssertionError("measured again")
 
     monkeypatch.setattr(precision, "measure_training_rates", no_second_measurement)
@@ -235,20 +236,21 @@ def test_precision_auto_times_once_remembers_and_chooses_by_the_measurement(tmp_
                                  (300.0, False, "float32")]:
         rates = {"float32": 100.0, "mixed_bfloat16": bf16, "bfloat16_finite": finite}
         (tmp_path / "cache" / "precision.json").write_text(json.dumps({key: rates}))
-        choice = precision.choose_precision(recipe)
+        choice = recipe_precision(recipe)
         assert choice.precision == chosen, (rates, choice)
         assert "float32 100.0, bfloat16" in choice.reason
     named = recipe_with(tmp_path, npz_path, precision="mixed_float16")
-    assert precision.choose_precision(named).precision == "mixed_float16"
+    assert recipe_precision(named).precision == "mixed_float16"
 
 
 def test_fit_with_precision_auto_trains_in_the_chosen_precision_and_records_it(tmp_path, npz_path, monkeypatch):
+    from tltf.assemble import timed_network
     from tltf.train import precision
 
     monkeypatch.setenv("TLTF_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(precision, "cpu_has_bfloat16", lambda: True)
     recipe = recipe_with(tmp_path, npz_path, precision="auto", epochs=1)
-    key = precision._measurement_key(recipe)
+    key = precision._measurement_key(*timed_network(recipe))
     (tmp_path / "cache").mkdir()
     (tmp_path / "cache" / "precision.json").write_text(json.dumps(
         {key: {"float32": 100.0, "mixed_bfloat16": 200.0, "bfloat16_finite": True}}))

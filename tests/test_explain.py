@@ -90,9 +90,9 @@ def test_replica_warning(tmp_path, npz_path, monkeypatch):
 
     # No GPU here: pretend four are visible to check the wording of the advice.
     monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind=None: ["gpu"] * 4)
-    warnings = _replica_warnings(recipe(tmp_path, npz_path, distribution="mirrored", batch_size=32).train)
+    warnings = _replica_warnings(recipe(tmp_path, npz_path, distribution="mirrored", batch_size=32).train.spec())
     assert warnings and "global batch over 4 replicas (8 each)" in warnings[0]
-    assert "train.distribution: 4 GPUs are visible" in _replica_warnings(recipe(tmp_path, npz_path).train)[0]
+    assert "train.distribution: 4 GPUs are visible" in _replica_warnings(recipe(tmp_path, npz_path).train.spec())[0]
 
 
 @pytest.mark.parametrize("name", ["pneumonia-discriminative", "pneumonia-llrd", "pneumonia-gradual"])

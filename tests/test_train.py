@@ -22,7 +22,8 @@ from tltf.train.trainer import Trainer
 
 
 def train_section(**train):
-    return validate_recipe({"data": {"source": "npz", "path": "x"}, "train": train}).train
+    """What `tltf.train` reads of a recipe's `train` section with these settings (its `TrainingSpec`)."""
+    return validate_recipe({"data": {"source": "npz", "path": "x"}, "train": train}).train.spec()
 
 
 def test_strategies_compile_to_phases():

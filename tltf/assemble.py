@@ -20,7 +20,7 @@ import numpy as np
 from tltf.models.anatomy import backbone_of
 from tltf.models.blocks import HEAD, BlockMap
 from tltf.task import Task
-from tltf.train.layerwise import recipe_unit_multipliers_checked, variable_multipliers
+from tltf.train.layerwise import unit_multipliers_checked, variable_multipliers
 from tltf.train.phases import base_lr, budget_text, phase_schedule, plan_phases
 from tltf.train.plan import PhasePlan, TrainingPlan
 from tltf.train.segments import param_counts, phase_segments, replica_warnings, unit_decays
@@ -68,6 +68,27 @@ def _add_lora(model, lora) -> None:
     if not report.layers:
         raise RecipeError("model.lora: no layer of the chosen blocks or pattern can take LoRA adapters")
     logger.info(report.summary())
+
+
+def recipe_precision(recipe, measure: bool = True):
+    """The recipe's `train.precision`, with `auto` resolved for this machine (`tltf.train.precision`).
+
+    Args:
+        recipe: a validated recipe.
+        measure: time both precisions now if nothing is remembered (a minute or two); False: say it is not
+            timed yet and choose float32 (what `tltf explain` does).
+    """
+    from tltf.train.precision import choose_precision
+
+    make_model = functools.partial(model_from_recipe, recipe, weights=None) if measure else None
+    return choose_precision(recipe.train.precision, *timed_network(recipe), make_model)
+
+
+def timed_network(recipe) -> tuple:
+    """`(network, batch size, image size)`: what the remembered precision timings of a recipe are keyed by."""
+    m = recipe.model
+    backbone = f"{m.backbone} {m.preset}" if m.preset else m.backbone  # two KerasHub presets are two networks
+    return f"{backbone}|alpha {m.alpha}", recipe.train.batch_size, recipe.data.image_size
 
 
 def plan_text(recipe, plan, replicas: int = 1) -> str:
@@ -133,9 +154,9 @@ def describe_plan(recipe, model, steps_per_epoch: int, warnings=()) -> TrainingP
         steps_per_epoch: optimizer steps in one epoch of the training split.
         warnings: advice found elsewhere (about the data), listed first.
     """
-    train, pretrained = recipe.train, recipe.model.weights is not None
+    train, pretrained = recipe.train.spec(), recipe.model.weights is not None
     block_map = BlockMap.of(model, train.unit)
-    units = recipe_unit_multipliers_checked(train, block_map.names, base_lr(train, pretrained))
+    units = unit_multipliers_checked(train, block_map.names, base_lr(train, pretrained))
     phases = plan_phases(train, steps_per_epoch, pretrained)
     schedule = phase_schedule(phases, steps_per_epoch)
     boundaries = schedule.boundaries()
@@ -151,7 +172,7 @@ def describe_plan(recipe, model, steps_per_epoch: int, warnings=()) -> TrainingP
     notes = [] if pretrained or train.strategy == "fine_tune" else [
         f"model.weights is none: nothing pretrained to protect, so the backbone trains from the first epoch "
         f"(train.strategy {train.strategy} runs as fine_tune)"]
-    regularization, advice = _regularization(train, model)
+    regularization, advice = _regularization(recipe.train, model)
     return TrainingPlan(tuple(phase_plans), steps_per_epoch,
                         (*warnings, *notes, *advice, *replica_warnings(train)),
                         lr_multipliers=variable_multipliers(block_map.path_to_unit(), units), schedule=schedule,
@@ -203,7 +224,8 @@ def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 
         phases.append(dataclasses.replace(
             phase_plan, feature_cache_note=note, fit_target=on_features if not note else whole,
             callbacks=tuple(_phase_callbacks(recipe, phase_plan.phase, model, health, splits.train))))
-    make_optimizer = functools.partial(_optimizer, train, described.schedule, described.lr_multipliers)
+    make_optimizer = functools.partial(_optimizer, train.spec(), train.precision, described.schedule,
+                                       described.lr_multipliers)
     plan = dataclasses.replace(described, phases=tuple(phases), model=model, fitted_model=model, task=task,
                                health=health, checkpoint_every=train.checkpoint_every, jit_compile=train.jit_compile,
                                optimizer=make_optimizer())
@@ -219,11 +241,11 @@ def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 
     return plan
 
 
-def _optimizer(train, schedule, multipliers):
+def _optimizer(spec, precision: str, schedule, multipliers):
     from tltf.train.distribution import wrap_for_precision
     from tltf.train.optimizers import build_optimizer
 
-    return wrap_for_precision(build_optimizer(train, schedule, multipliers), train.precision)
+    return wrap_for_precision(build_optimizer(spec, schedule, multipliers), precision)
 
 
 def _why_no_feature_cache(recipe, phase) -> str:

@@ -18,10 +18,9 @@ def explain(recipe) -> dict:
     """`{"phases": [{"name", "epochs", "blocks": [...]}, ...], "budget": str, "warnings": [...]}` (see
     docs/fine-tuning.md), with `train.precision: auto` `"precision": {"chosen", "reason"}`, and with
     `adaptation` a line saying what it will do."""
-    from tltf.assemble import check_weights, describe_plan, model_from_recipe
+    from tltf.assemble import check_weights, describe_plan, model_from_recipe, recipe_precision
     from tltf.data.sources import peek_data
     from tltf.task import Task
-    from tltf.train.precision import choose_precision
 
     check_weights(recipe)
     peek = peek_data(recipe.data)
@@ -34,7 +33,7 @@ def explain(recipe) -> dict:
         method = methods.get(recipe.adaptation.method)
         explanation["adaptation"] = method.describe(recipe.adaptation, recipe.data.image_size)
     if recipe.train.precision == "auto":  # what auto means here; a named precision is the recipe's own
-        precision = choose_precision(recipe, measure=False)
+        precision = recipe_precision(recipe, measure=False)
         explanation["precision"] = {"chosen": precision.precision, "reason": precision.reason}
     return explanation
 

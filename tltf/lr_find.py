@@ -46,7 +46,8 @@ def find_learning_rate(recipe, phase: Optional[str] = None, steps: int = 100, mi
         chosen = plan.phases[names.index(phase) if phase is not None else -1]
         backbone_of(model).trainable = chosen.phase.train_backbone
         multipliers = {**(plan.lr_multipliers if chosen.phase.layerwise else {}), **plan.method_lr_multipliers}
-        optimizer = wrap_for_precision(build_optimizer(recipe.train, min_lr, multipliers), recipe.train.precision)
+        optimizer = wrap_for_precision(build_optimizer(recipe.train.spec(), min_lr, multipliers),
+                                       recipe.train.precision)
         target = chosen.fit_target
         target.compile(optimizer, jit_compile=plan.jit_compile)
         train_ds, _ = target.datasets()

@@ -113,11 +113,11 @@ def _seed(train) -> None:
 
 def _with_precision_chosen(recipe):
     """`precision: auto` resolved for this machine (logged), so the run and its recipe.yaml say which."""
-    from tltf.train.precision import choose_precision
+    from tltf.assemble import recipe_precision
 
     if recipe.train.precision != "auto":
         return recipe
-    choice = choose_precision(recipe)
+    choice = recipe_precision(recipe)
     logger.info(f"precision: {choice.precision} ({choice.reason})")
     return recipe.model_copy(update={"train": recipe.train.model_copy(update={"precision": choice.precision})})
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import Field, field_validator, model_validator
 
 from tltf.config import Section
+from tltf.train.spec import DiscriminativeRates, TrainingSpec
 
 
 class EarlyStoppingConfig(Section):
@@ -132,6 +133,19 @@ class TrainConfig(Section):
     deterministic: bool = Field(
         False, description="Repeatable runs on the same machine and library versions: TensorFlow op determinism and "
                             "sequential augmentation. Slower; the default is fast.")
+
+    def spec(self) -> TrainingSpec:
+        """What `tltf.train` reads of this section, as plain values."""
+        d = self.discriminative
+        rates = None if d is None else DiscriminativeRates(
+            d.head, None if d.groups is None else tuple(d.groups), None if d.range is None else tuple(d.range))
+        return TrainingSpec(
+            strategy=self.strategy, epochs=self.epochs, min_steps=self.min_steps, max_epochs=self.max_epochs,
+            lr=self.lr, warmup_epochs=self.warmup_epochs, schedule=self.schedule,
+            head_warmup_epochs=self.head_warmup.epochs, head_warmup_lr=self.head_warmup.lr,
+            unfreeze_every=self.gradual.every, unfreeze_start_epochs=self.gradual.start_epochs, unit=self.unit,
+            layer_decay=self.layer_decay, discriminative=rates, optimizer=self.optimizer,
+            weight_decay=self.weight_decay, batch_size=self.batch_size, distribution=self.distribution)
 
     @field_validator("epochs", mode="before")
     @classmethod

@@ -69,8 +69,8 @@ def variable_multipliers(key_to_unit: dict[str, str], unit_multipliers: dict[str
     return {key: unit_multipliers[unit] for key, unit in key_to_unit.items() if unit_multipliers.get(unit, 1.0) != 1.0}
 
 
-def recipe_unit_multipliers(train, units: list[str], base_lr: float) -> dict[str, float]:
-    """The recipe's `train.layer_decay` or `train.discriminative` as unit multipliers (all 1 if neither)."""
+def unit_multipliers(train, units: list[str], base_lr: float) -> dict[str, float]:
+    """A `TrainingSpec`'s layer decay or discriminative rates as unit multipliers (all 1 if neither)."""
     if train.layer_decay is not None:
         return layer_decay_multipliers(units, train.layer_decay)
     if train.discriminative is not None:
@@ -79,15 +79,13 @@ def recipe_unit_multipliers(train, units: list[str], base_lr: float) -> dict[str
     return {name: 1.0 for name in units}
 
 
-def recipe_unit_multipliers_checked(train, units: list[str], base_lr: float) -> dict[str, float]:
-    """`recipe_unit_multipliers`, with a recipe error when the groups do not fit the backbone."""
+def unit_multipliers_checked(train, units: list[str], base_lr: float) -> dict[str, float]:
+    """`unit_multipliers`, with a recipe error when the discriminative groups do not fit the backbone."""
     from tltf.errors import RecipeError
 
     backbone = [u for u in units if u != HEAD]
-    if train.discriminative is not None and train.discriminative.groups is not None:
-        if len(train.discriminative.groups) > len(backbone):
-            raise RecipeError(
-                f"train.discriminative.groups: {len(train.discriminative.groups)} rates for {len(backbone)} "
-                f"backbone {train.unit}s ({', '.join(backbone)}); give at most {len(backbone)}"
-            )
-    return recipe_unit_multipliers(train, units, base_lr)
+    groups = train.discriminative.groups if train.discriminative is not None else None
+    if groups is not None and len(groups) > len(backbone):
+        raise RecipeError(f"train.discriminative.groups: {len(groups)} rates for {len(backbone)} backbone "
+                          f"{train.unit}s ({', '.join(backbone)}); give at most {len(backbone)}")
+    return unit_multipliers(train, units, base_lr)

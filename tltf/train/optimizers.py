@@ -103,10 +103,11 @@ def build_optimizer(config, schedule, lr_multipliers=None):
     """AdamW (default), Adam or SGD (momentum 0.9), as a recipe's `train` section names it.
 
     Example:
-        optimizer = build_optimizer(recipe.train, PhaseSchedule([...]), {"logit/kernel": 10.0})
+        optimizer = build_optimizer(recipe.train.spec(), PhaseSchedule([...]), {"logit/kernel": 10.0})
 
     Args:
-        config: anything with `optimizer` and `weight_decay` (a recipe's `train` section).
+        config: anything with `optimizer` and `weight_decay` (a `tltf.train.spec.TrainingSpec`, or a recipe's
+            `train` section).
         schedule: a learning rate or `keras.optimizers.schedules.LearningRateSchedule`.
         lr_multipliers: `layer/variable` key → learning-rate multiplier.
     """

@@ -48,13 +48,13 @@ SCRATCH_LR = 1e-3
 
 
 def plan_phases(train, steps_per_epoch: int, pretrained: bool = True) -> list[Phase]:
-    """Compiles the recipe's `train` section into phases.
+    """Compiles a `TrainingSpec` (`tltf.train.spec`) into phases.
 
     Without pretrained weights a frozen backbone computes nothing worth keeping, so every strategy becomes
     `fine_tune`: the whole budget trains the whole network (`feature_extraction` is refused at load).
 
     Example:
-        plan_phases(recipe.train, steps_per_epoch=74)
+        plan_phases(recipe.train.spec(), steps_per_epoch=74)
         # warmup_then_finetune, epochs=10, head_warmup.epochs=3 →
         # [Phase("head_warmup", 3, False, 1e-3), Phase("fine_tune", 7, True, 1e-4)]
     """
@@ -69,14 +69,13 @@ def plan_phases(train, steps_per_epoch: int, pretrained: bool = True) -> list[Ph
     if strategy == "fine_tune":
         return [Phase("fine_tune", epochs, True, lr, layerwise=True, **common)]
     if strategy == "warmup_then_finetune":
-        head = train.head_warmup
         return [
-            Phase("head_warmup", head.epochs, False, head.lr, **common),
-            Phase("fine_tune", epochs - head.epochs, True, lr, layerwise=True, **common),
+            Phase("head_warmup", train.head_warmup_epochs, False, train.head_warmup_lr, **common),
+            Phase("fine_tune", epochs - train.head_warmup_epochs, True, lr, layerwise=True, **common),
         ]
     if strategy == "gradual_unfreeze":
         return [Phase("gradual_unfreeze", epochs, True, lr, layerwise=True,
-                      unfreeze_every=train.gradual.every, unfreeze_start=train.gradual.start_epochs, **common)]
+                      unfreeze_every=train.unfreeze_every, unfreeze_start=train.unfreeze_start_epochs, **common)]
     raise ValueError(f"unknown strategy {train.strategy!r}")
 
 
@@ -96,7 +95,7 @@ def budget_epochs(train, steps_per_epoch: int, pretrained: bool = True) -> int:
     """
     if train.epochs != "auto":
         return train.epochs
-    fewest = train.head_warmup.epochs + 1 if pretrained and train.strategy == "warmup_then_finetune" else 1
+    fewest = train.head_warmup_epochs + 1 if pretrained and train.strategy == "warmup_then_finetune" else 1
     return max(fewest, min(train.max_epochs, math.ceil(train.min_steps / max(steps_per_epoch, 1))))
 
 

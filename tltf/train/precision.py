@@ -18,6 +18,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Callable, Optional
 
 from tltf.config import cache_root
 from tltf.log import logger
@@ -40,15 +41,21 @@ class PrecisionChoice:
     reason: str
 
 
-def choose_precision(recipe, measure: bool = True) -> PrecisionChoice:
-    """The recipe's `train.precision`, with `auto` resolved for this machine.
+def choose_precision(setting: str, network: str, batch_size: int, image_size: int,
+                     make_model: Optional[Callable] = None) -> PrecisionChoice:
+    """A `train.precision` setting, with `auto` resolved for this machine.
+
+    Example:
+        choose_precision("auto", "mobilenet_v2|alpha 0.35", 64, 96, make_model=lambda task: build(task))
 
     Args:
-        recipe: a validated recipe.
-        measure: on a CPU with bfloat16 and nothing remembered, time both precisions now (a minute or two);
-            False: say it is not measured yet and choose float32 (what `tltf explain` does).
+        setting: `float32`, `mixed_float16`, `mixed_bfloat16` or `auto`.
+        network: names the network for the remembered timings (backbone, preset, width).
+        batch_size, image_size: what a timed training step takes.
+        make_model: `fn(task) -> model`, a randomly initialised copy of the network with the task's head: on a
+            CPU with bfloat16 and nothing remembered, both precisions are timed now on it (a minute or two).
+            None: say it is not measured yet and choose float32 (what `tltf explain` does).
     """
-    setting = recipe.train.precision
     if setting != "auto":
         return PrecisionChoice(setting, "train.precision in the recipe")
     import tensorflow as tf
@@ -62,13 +69,13 @@ def choose_precision(recipe, measure: bool = True) -> PrecisionChoice:
         return PrecisionChoice("mixed_float16", "auto: a GPU without bfloat16 units, float16 with loss scaling")
     if not cpu_has_bfloat16():
         return PrecisionChoice("float32", "auto: this CPU has no bfloat16 instructions (avx512_bf16, amx_bf16)")
-    key = _measurement_key(recipe)
+    key = _measurement_key(network, batch_size, image_size)
     rates = _remembered().get(key)
-    if rates is None and not measure:
+    if rates is None and make_model is None:
         return PrecisionChoice("float32", "auto: bfloat16 not yet timed for this network on this machine; "
                                           "tltf fit times it once (a minute or two) and remembers")
     if rates is None:
-        rates = measure_training_rates(recipe)
+        rates = measure_training_rates(make_model, batch_size, image_size)
         _remember(key, rates)
     faster = rates["mixed_bfloat16"] >= MIN_SPEEDUP * rates["float32"] and rates["bfloat16_finite"]
     measured = (f"timed on this CPU: float32 {rates['float32']:.1f}, bfloat16 {rates['mixed_bfloat16']:.1f} "
@@ -85,17 +92,15 @@ def cpu_has_bfloat16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def measure_training_rates(recipe) -> dict:
-    """Training images/s of the recipe's network (randomly initialised, everything trainable) on random
-    images in float32 and mixed_bfloat16, after a traced warm-up step; and whether bfloat16's loss was finite."""
+def measure_training_rates(make_model: Callable, batch: int, size: int) -> dict:
+    """Training images/s of `make_model(task)` (everything trainable) on random images in float32 and
+    mixed_bfloat16, after a traced warm-up step; and whether bfloat16's loss was finite."""
     import keras
     import numpy as np
 
-    from tltf.assemble import model_from_recipe
     from tltf.task import Task
     from tltf.train.distribution import dtype_policy
 
-    batch, size = recipe.train.batch_size, recipe.data.image_size
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (batch, size, size, 3)).astype("float32")
     labels = np.arange(batch) % 2
@@ -105,7 +110,7 @@ def measure_training_rates(recipe) -> dict:
     for precision in ("float32", "mixed_bfloat16"):
         with dtype_policy(precision):
             task = Task(["a", "b"])
-            model = model_from_recipe(recipe, task, weights=None)
+            model = make_model(task)
             model.compile(keras.optimizers.AdamW(1e-4), loss=task.loss())
             model.train_on_batch(images, labels)  # traces
             start = time.perf_counter()
@@ -116,13 +121,11 @@ def measure_training_rates(recipe) -> dict:
     return {**rates, "bfloat16_finite": finite}
 
 
-def _measurement_key(recipe) -> str:
+def _measurement_key(network: str, batch_size: int, image_size: int) -> str:
     import tensorflow as tf
 
-    m = recipe.model
-    backbone = f"{m.backbone} {m.preset}" if m.preset else m.backbone  # two KerasHub presets are two networks
-    return (f"{_cpu_name()}|{os.cpu_count()} cpus|tensorflow {tf.__version__}|{backbone}|alpha {m.alpha}|"
-            f"{recipe.data.image_size} px|batch {recipe.train.batch_size}")
+    return (f"{_cpu_name()}|{os.cpu_count()} cpus|tensorflow {tf.__version__}|{network}|"
+            f"{image_size} px|batch {batch_size}")
 
 
 def _cpu_name() -> str:

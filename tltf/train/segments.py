@@ -61,7 +61,11 @@ def _segment_units(phase, backbone_units: list):
 
 def unit_decays(block_map, model, config) -> dict:
     """Each unit's weight decay when it trains: the configured one if it has any decayed parameter
-    (anything but biases and BatchNorm) and the optimizer decays (not plain Adam), else 0."""
+    (anything but biases and BatchNorm) and the optimizer decays (not plain Adam), else 0.
+
+    Args:
+        config: a `tltf.train.spec.TrainingSpec` (its `optimizer` and `weight_decay`).
+    """
     from tltf.train.optimizers import NO_WEIGHT_DECAY
 
     def decays(unit: str) -> bool:
@@ -84,7 +88,11 @@ def param_counts(model, train_backbone: bool) -> tuple[int, int]:
 
 
 def replica_warnings(config) -> list[str]:
-    """Advice when GPUs and the distribution setting disagree, or the batch is split over replicas."""
+    """Advice when GPUs and the distribution setting disagree, or the batch is split over replicas.
+
+    Args:
+        config: a `tltf.train.spec.TrainingSpec` (its `distribution` and `batch_size`).
+    """
     import tensorflow as tf
 
     gpus = len(tf.config.list_logical_devices("GPU"))

@@ -1,0 +1,72 @@
+"""What `tltf.train` needs of a recipe's training settings, as plain values.
+
+The recipe is translated at the edge (`tltf.recipe.training.TrainConfig.spec`); nothing under `tltf.train`
+reads a recipe section.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Union
+
+
+@dataclasses.dataclass(frozen=True)
+class DiscriminativeRates:
+    """Discriminative learning rates: the head's rate, and the backbone groups' rates or their range.
+
+    Args:
+        head: the head's learning rate.
+        groups: one rate per group of backbone units, stem first; or None.
+        range: `(low, high)`: rates spaced geometrically from the stem to the last unit; or None.
+    """
+
+    head: float
+    groups: Optional[tuple] = None
+    range: Optional[tuple] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingSpec:
+    """How a run trains, as `tltf.train` reads it.
+
+    Example:
+        spec = tltf.load_recipe("recipes/pneumonia-mobilenet.yaml").train.spec()
+        plan_phases(spec, steps_per_epoch=74)
+
+    Args:
+        strategy: `feature_extraction`, `fine_tune`, `warmup_then_finetune`, `gradual_unfreeze` or `zero_shot`.
+        epochs: the epochs of all phases, or `"auto"` (enough for `min_steps`, at most `max_epochs`).
+        min_steps: with `epochs: auto`, the fewest optimizer steps.
+        max_epochs: with `epochs: auto`, the most epochs.
+        lr: the base (fine-tuning) rate, or None for the strategy's default.
+        warmup_epochs: the learning-rate warm-up of each phase.
+        schedule: `constant` or `cosine`.
+        head_warmup_epochs, head_warmup_lr: `warmup_then_finetune`'s head phase.
+        unfreeze_every, unfreeze_start_epochs: `gradual_unfreeze`'s pace.
+        unit: `block` or `stage`: what per-unit rates address.
+        layer_decay: the layer-wise rate decay, or None.
+        discriminative: discriminative rates, or None.
+        optimizer: `adamw`, `adam` or `sgd`.
+        weight_decay: the decoupled weight decay.
+        batch_size: the global batch size.
+        distribution: `default`, `mirrored` or `multi_worker`.
+    """
+
+    strategy: str
+    epochs: Union[int, str]
+    min_steps: int
+    max_epochs: int
+    lr: Optional[float]
+    warmup_epochs: float
+    schedule: str
+    head_warmup_epochs: int
+    head_warmup_lr: float
+    unfreeze_every: int
+    unfreeze_start_epochs: int
+    unit: str
+    layer_decay: Optional[float]
+    discriminative: Optional[DiscriminativeRates]
+    optimizer: str
+    weight_decay: float
+    batch_size: int
+    distribution: str
