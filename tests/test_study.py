@@ -244,7 +244,9 @@ def test_tune_reruns_the_best_trials_and_the_recipes_values_at_the_confirmation_
 
 
 def test_the_confirmation_chooses_the_best_mean_not_the_luckiest_single_run(tmp_path):
-    from tltf.study.search import SearchSpec, _choose_confirmed
+    from tltf.study.confirmation import choose_confirmed
+    from tltf.study.search import SearchSpec
+    from tltf.study.trials import ConfirmationRun, TrialRow
 
     recipe = tiny_data(tmp_path)
     base = tltf.load_recipe(recipe)
@@ -254,37 +256,38 @@ def test_the_confirmation_chooses_the_best_mean_not_the_luckiest_single_run(tmp_
     for trial, lr, search_auc, seed_aucs in (("lucky", 3e-3, 0.95, (0.80, 0.82)),
                                              ("steady", 1e-3, 0.90, (0.88, 0.86)),
                                              ("own", 1e-2, None, (0.85, 0.85))):
-        rows.append({"trial": trial, "train.lr": lr, "from_recipe": trial == "own",
-                     "status": "finished" if search_auc else "stopped early", "val_auc": search_auc})
+        rows.append(TrialRow(trial, {"train.lr": lr}, "finished" if search_auc else "stopped early",
+                             val_auc=search_auc, from_recipe=trial == "own"))
         for seed, auc in zip((5, 6), seed_aucs):
             folder = tmp_path / f"{trial}-{seed}"
             folder.mkdir()
             (folder / "recipe.yaml").write_text(tltf.load_recipe(recipe, [f"train.lr={lr}", f"train.seed={seed}"])
                                                 .to_yaml())
-            confirmation.append({"trial": trial, "seed": seed, "val_auc": auc, "run_dir": str(folder)})
-    result = _choose_confirmed(spec, tmp_path, base, rows, confirmation)
+            confirmation.append(ConfirmationRun(trial, seed, auc, str(folder)))
+    result = choose_confirmed(spec, tmp_path, base, rows, confirmation)
     assert result.best_val_auc == pytest.approx(0.87) and result.recipe_val_auc == pytest.approx(0.85)
     assert not result.best_is_recipe
     best = tltf.load_recipe(tmp_path / "best.yaml")
     assert best.train.lr == pytest.approx(1e-3) and best.train.seed == base.train.seed
     assert "0.8700; the recipe's own values: 0.8500" in (tmp_path / "best.yaml").read_text().splitlines()[0]
-    confirmation[-1]["val_auc"] = 0.95  # the recipe's own values now have the best mean: nothing better found
+    # the recipe's own values now have the best mean: nothing better found
+    confirmation[-1] = ConfirmationRun("own", 6, 0.95, confirmation[-1].run_dir)
     (tmp_path / "best.yaml").unlink()
-    assert _choose_confirmed(spec, tmp_path, base, rows, confirmation).best_is_recipe
+    assert choose_confirmed(spec, tmp_path, base, rows, confirmation).best_is_recipe
     assert tltf.load_recipe(tmp_path / "best.yaml").train.lr == pytest.approx(1e-2)
 
 
 def test_the_candidates_are_the_best_finished_trials_and_the_recipes_values_even_when_stopped():
-    from tltf.study.search import confirmation_candidates
+    from tltf.study.trials import TrialRow, confirmation_candidates
 
-    rows = [{"trial": "own", "from_recipe": True, "status": "stopped early", "val_auc": None},
-            {"trial": "a", "from_recipe": False, "status": "finished", "val_auc": 0.90},
-            {"trial": "b", "from_recipe": False, "status": "finished", "val_auc": 0.95},
-            {"trial": "c", "from_recipe": False, "status": "stopped early", "val_auc": None},
-            {"trial": "d", "from_recipe": False, "status": "finished", "val_auc": 0.93}]
-    assert [row["trial"] for row in confirmation_candidates(rows, top=2)] == ["b", "d", "own"]
-    rows[0].update(status="finished", val_auc=0.99)  # the recipe's values among the best: not twice
-    assert [row["trial"] for row in confirmation_candidates(rows, top=2)] == ["own", "b"]
+    rows = [TrialRow("own", {}, "stopped early", from_recipe=True),
+            TrialRow("a", {}, "finished", val_auc=0.90, from_recipe=False),
+            TrialRow("b", {}, "finished", val_auc=0.95, from_recipe=False),
+            TrialRow("c", {}, "stopped early", from_recipe=False),
+            TrialRow("d", {}, "finished", val_auc=0.93, from_recipe=False)]
+    assert [row.trial for row in confirmation_candidates(rows, top=2)] == ["b", "d", "own"]
+    rows[0] = TrialRow("own", {}, "finished", val_auc=0.99, from_recipe=True)  # among the best: not twice
+    assert [row.trial for row in confirmation_candidates(rows, top=2)] == ["own", "b"]
 
 
 def test_a_search_starting_from_the_recipe_needs_its_values_inside_the_space(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""What every tltf command shares: the --set help and turning a user's error into one line and exit code 2."""
+"""What every tltf command shares: the --set option and turning a user's error into one line and exit code 2."""
 
 from __future__ import annotations
 
@@ -9,6 +9,9 @@ from pathlib import Path
 import click
 
 SET_HELP = "Override a recipe field, e.g. --set train.epochs=3 (repeatable; VALUE is YAML)."
+
+# `--set KEY=VALUE` of every command that loads a recipe, declared once; the command receives `overrides`.
+recipe_overrides = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
 
 
 def user_errors(command):

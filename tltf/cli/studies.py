@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from tltf.cli.common import SET_HELP, user_errors
+from tltf.cli.common import recipe_overrides, user_errors
 
 ADDRESS_HELP = ("An existing Ray cluster to run on (e.g. ray://head:10001, or auto on a cluster node); default: a "
                 "local Ray started for this command. Paths in the recipe must exist on every node.")
@@ -66,7 +66,7 @@ def study(study_file, out, address, setup):
                    "resources, grace_epochs, reduction_factor, max_concurrent, seed, start_from_recipe, "
                    "confirm ({top: N, seeds: [...]}).")
 @click.option("--trials", type=click.IntRange(min=1), required=True, help="How many configurations to try.")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help=SET_HELP)
+@recipe_overrides
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="The search folder (default tunes/<recipe name>/); must not hold a finished search.")
 @click.option("--address", default=None, metavar="ADDR", help=ADDRESS_HELP)

@@ -26,9 +26,6 @@ at other seeds, all at the same ones, and the best mean over those chooses.
 from __future__ import annotations
 
 import contextlib
-import csv
-import dataclasses
-import math
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +34,10 @@ from pydantic import Field, field_validator
 from tltf.config import Section
 from tltf.errors import TltfError
 from tltf.log import logger
+from tltf.study.confirmation import choose_confirmed, confirm, write_best
 from tltf.study.executor import check_address, run_setup
 from tltf.study.spec import Resources, override_text, read_typed_yaml
+from tltf.study.trials import SearchResult, trial_row, write_csv
 
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
 
@@ -104,30 +103,6 @@ class SearchSpec(Section):
         return space
 
 
-@dataclasses.dataclass
-class SearchResult:
-    """What `run_search` returns.
-
-    Args:
-        out: the search's folder.
-        best_recipe: `best.yaml`, or None when no trial finished.
-        best_val_auc: the best trial's validation AUC; with `confirm`, its mean over the confirmation seeds.
-        trials: trials.csv's rows.
-        recipe_val_auc: with `start_from_recipe` and `confirm`, the recipe's own values' mean over the
-            confirmation seeds, measured like `best_val_auc`.
-        best_is_recipe: the recipe's own values won: the search found nothing better.
-        confirmation_seeds: with `confirm`, the seeds the means are over.
-    """
-
-    out: Path
-    best_recipe: Path | None
-    best_val_auc: float | None
-    trials: list
-    recipe_val_auc: float | None = None
-    best_is_recipe: bool = False
-    confirmation_seeds: list | None = None
-
-
 def load_search(path) -> SearchSpec:
     """Reads and validates a space file; one line naming the file and key on any problem."""
     return read_typed_yaml(Path(path), SearchSpec, "space")
@@ -168,21 +143,21 @@ def run_search(recipe_path, space_path, trials: int, out=None, overrides=(), add
                 + (" (the first: the recipe's own values)" if start else ""))
     with _ray(spec, address, setup) as slots:
         results = _execute(spec, Path(recipe_path).resolve(), list(overrides), trials, out, start, slots)
-        rows = [_trial_row(result, spec, start) for result in results]
-        finished = [row for row in rows if row["status"] == "finished"]
-        confirmation = (_confirm(spec, Path(recipe_path).resolve(), list(overrides), out, rows, slots)
+        rows = [trial_row(result, spec.space, start) for result in results]
+        finished = [row for row in rows if row.finished]
+        confirmation = (confirm(spec, Path(recipe_path).resolve(), list(overrides), out, rows, slots)
                         if spec.confirm and finished else None)
     if confirmation is not None:
-        return _choose_confirmed(spec, out, base, rows, confirmation)
-    _write_trials(out / "trials.csv", rows)
+        return choose_confirmed(spec, out, base, rows, confirmation)
+    write_csv(out / "trials.csv", [row.csv_row() for row in rows])
     if not finished:
         logger.error(f"no trial finished; see {out / 'logs'}")
         return SearchResult(out, None, None, rows)
-    best = max(finished, key=lambda row: row["val_auc"])
-    _write_best(out, best["run_dir"], base,
-                f"trial {best['trial']} of {len(rows)}, the best validation AUC ({best['val_auc']:.4f})")
-    logger.info(f"best: trial {best['trial']}, val AUC {best['val_auc']:.4f}: {out / 'best.yaml'}")
-    return SearchResult(out, out / "best.yaml", best["val_auc"], rows)
+    best = max(finished, key=lambda row: row.val_auc)
+    write_best(out, best.run_dir, base,
+               f"trial {best.trial} of {len(rows)}, the best validation AUC ({best.val_auc:.4f})")
+    logger.info(f"best: trial {best.trial}, val AUC {best.val_auc:.4f}: {out / 'best.yaml'}")
+    return SearchResult(out, out / "best.yaml", best.val_auc, rows)
 
 
 def recipe_values(recipe, spec: SearchSpec, space_path) -> dict:
@@ -233,81 +208,6 @@ def _execute(spec: SearchSpec, recipe_path: Path, overrides: list, trials: int, 
                            tune_config=tune_config))
 
 
-def _confirm(spec: SearchSpec, recipe_path: Path, overrides: list, out: Path, rows: list, slots: int) -> list:
-    """Runs the best `confirm.top` finished trials, and the recipe's own values, again at each confirmation seed;
-    returns one entry per run (`trial`, `seed`, `val_auc` or None, `run_dir`)."""
-    from tltf.study.executor import import_tune, run_trials, trial_settings
-    from tltf.study.progress import TrialProgress
-
-    tune = import_tune()
-    candidates = confirmation_candidates(rows, spec.confirm.top)
-    runs = [{"name": f"confirm-{row['trial']}-seed={seed}", "trial": row["trial"], "seed": seed,
-             "overrides": overrides + [override_text(key, row[key]) for key in spec.space] + [f"train.seed={seed}"]}
-            for row in candidates for seed in spec.confirm.seeds]
-    logger.info(f"confirming {len(candidates)} candidates ({', '.join(row['trial'] for row in candidates)}) at "
-                f"seeds {', '.join(map(str, spec.confirm.seeds))}: {len(runs)} runs")
-    space = {"run": tune.grid_search([{"name": run["name"], "overrides": run["overrides"]} for run in runs])}
-    # the runs carry their overrides whole (the command's --sets first), so the shared settings hold none
-    results = run_trials(trial_settings(recipe_path, out, spec.resources, search=True), space, "confirm",
-                         out / ".tune", spec.resources, max_failures=1,
-                         callbacks=[TrialProgress(total=len(runs), done=0, slots=slots, max_failures=1,
-                                                  show_test=False)],
-                         tune_config=tune.TuneConfig(max_concurrent_trials=slots))
-    final = {result.config["run"]["name"]: result.metrics or {} for result in results}
-    entries = []
-    for run in runs:
-        metrics = final.get(run["name"], {})
-        entries.append({"trial": run["trial"], "seed": run["seed"],
-                        "val_auc": metrics.get("val_auc") if metrics.get("final") else None,
-                        "run_dir": metrics.get("run_dir", "")})
-    return entries
-
-
-def confirmation_candidates(rows: list[dict], top: int) -> list[dict]:
-    """The `top` finished trials with the best validation AUC, then the recipe's own values' trial (`from_recipe`)
-    if it is not among them, whatever its status: ASHA may have stopped it on one seed's early epochs."""
-    finished = sorted((row for row in rows if row["status"] == "finished"), key=lambda row: -row["val_auc"])
-    candidates = finished[:top]
-    return candidates + [row for row in rows if row.get("from_recipe") and row not in candidates]
-
-
-def _choose_confirmed(spec: SearchSpec, out: Path, base, rows: list, confirmation: list) -> SearchResult:
-    """The candidate with the best mean validation AUC over the confirmation seeds; writes trials.csv (each
-    candidate's mean in `confirmed_val_auc`), confirmation.csv and best.yaml."""
-    _write_trials(out / "confirmation.csv", confirmation)
-    for row in rows:
-        scores = [entry["val_auc"] for entry in confirmation if entry["trial"] == row["trial"]]
-        row["confirmed_val_auc"] = sum(scores) / len(scores) if scores and None not in scores else None
-    _write_trials(out / "trials.csv", rows)
-    complete = [row for row in rows if row["confirmed_val_auc"] is not None]
-    if not complete:
-        logger.error(f"no candidate finished its confirmation runs; see {out / 'logs'}")
-        return SearchResult(out, None, None, rows)
-    best = max(complete, key=lambda row: row["confirmed_val_auc"])
-    own = next((row for row in complete if row.get("from_recipe")), None)
-    seeds = ", ".join(map(str, spec.confirm.seeds))
-    compared = f"; the recipe's own values: {own['confirmed_val_auc']:.4f}" if own else ""
-    _write_best(out, next(entry["run_dir"] for entry in confirmation if entry["trial"] == best["trial"]), base,
-                f"trial {best['trial']} of {len(rows)}, the best mean validation AUC over seeds {seeds} "
-                f"({best['confirmed_val_auc']:.4f}{compared})")
-    if best is own:
-        logger.info(f"the recipe's own values have the best mean validation AUC over seeds {seeds} "
-                    f"({best['confirmed_val_auc']:.4f}): the search found nothing better; {out / 'best.yaml'}")
-    else:
-        logger.info(f"best: trial {best['trial']}, mean val AUC over seeds {seeds} {best['confirmed_val_auc']:.4f}"
-                    f"{compared}: {out / 'best.yaml'}")
-    return SearchResult(out, out / "best.yaml", best["confirmed_val_auc"], rows,
-                        own["confirmed_val_auc"] if own else None, best is own, list(spec.confirm.seeds))
-
-
-def _write_best(out: Path, run_dir, base, why: str) -> None:
-    """best.yaml: the run's recipe, with the starting recipe's training seed (a confirmation run has its own)."""
-    from tltf.recipe import load_recipe
-
-    recipe = load_recipe(Path(run_dir) / "recipe.yaml", [f"train.seed={base.train.seed}"])
-    (out / "best.yaml").write_text(f"# tltf tune: {why}; `tltf fit` runs it as it is.\n" + recipe.to_yaml())
-
-
 def _tune_space(tune, spec: SearchSpec) -> dict:
     space = {}
     for key, distribution in spec.space.items():
@@ -328,30 +228,3 @@ def _corners(spec: SearchSpec) -> list[list[str]]:
             lows.append(override_text(key, values[0]))
             highs.append(override_text(key, values[-1]))
     return [lows, highs, *choices]
-
-
-def _trial_row(result, spec: SearchSpec, start: dict | None) -> dict:
-    metrics = result.metrics or {}
-    epochs = [m.get("val_auc") for m in (result.metrics_dataframe.to_dict("records")
-                                         if result.metrics_dataframe is not None else []) if not m.get("final")]
-    status = "finished" if metrics.get("final") else ("failed" if result.error is not None else "stopped early")
-    values = {key: result.config.get(key) for key in spec.space}
-    return {"trial": metrics.get("trial_id", "?"),
-            **values, **({"from_recipe": _same_values(values, start)} if start else {}), "status": status,
-            "epochs": len(epochs),
-            "best_epoch_val_auc": max((e for e in epochs if e is not None and not math.isnan(e)), default=None),
-            "val_auc": metrics.get("val_auc") if status == "finished" else None,
-            "run_dir": metrics.get("run_dir", "")}
-
-
-def _same_values(values: dict, start: dict) -> bool:
-    """The recipe's own values, as the search algorithm handed them back (floats may have been converted)."""
-    return all(a == b or (isinstance(a, float) and isinstance(b, (int, float)) and math.isclose(a, b, rel_tol=1e-9))
-               for a, b in ((values[key], start[key]) for key in start))
-
-
-def _write_trials(path: Path, rows: list[dict]) -> None:
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, list(rows[0]) if rows else ["trial"])
-        writer.writeheader()
-        writer.writerows(rows)
