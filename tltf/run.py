@@ -63,9 +63,8 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int]
     Raises:
         TltfError: bad data, weights or run dir, before anything is written.
     """
-    from tltf.adapt.adapted_run import start_adaptation
-    from tltf.assemble import assemble_training, check_weights, model_from_recipe, plan_text
-    from tltf.data.sources import load_splits
+    from tltf.assemble import assemble_training, check_weights, model_from_recipe
+    from tltf.plan_text import plan_text
     from tltf.run_dir import run_dir_for, staged_run_dir
     from tltf.task import Task
     from tltf.train.distribution import dtype_policy, make_strategy
@@ -78,11 +77,7 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int]
     check_weights(recipe)
     recipe = _with_precision_chosen(recipe)  # first: a continued run's recipe.yaml holds the precision chosen
     final_dir = run_dir_for(recipe, run_dir, runs_root, resume, restart)
-    splits = load_splits(recipe.data, seed=recipe.train.seed)
-    logger.info(f"data: {splits.summary()}")
-    _check_calibration(recipe.evaluate.calibrate, splits.class_names)
-    adapted = start_adaptation(recipe, splits, verbose)
-    splits = adapted.splits if adapted else splits
+    splits, adapted = _load_data(recipe, verbose)
     with dtype_policy(recipe.train.precision), strategy.scope():
         model = model_from_recipe(recipe, Task(splits.class_names))
         plan = assemble_training(recipe, model, splits, adapted.target_domain if adapted else None, verbose)
@@ -98,6 +93,19 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int]
             _finish(work_dir, started)
     logger.info(f"run written to {final_dir}")
     return FitResult(final_dir, metrics, outcome.history, plan.summary_rows())
+
+
+def _load_data(recipe, verbose: int):
+    """The splits the classifier trains on, and the run's adaptation (None without): its target loaded, its
+    data prepared."""
+    from tltf.adapt.adapted_run import start_adaptation
+    from tltf.data.sources import load_splits
+
+    splits = load_splits(recipe.data, seed=recipe.train.seed)
+    logger.info(f"data: {splits.summary()}")
+    _check_calibration(recipe.evaluate.calibrate, splits.class_names)
+    adapted = start_adaptation(recipe, splits, verbose)
+    return (adapted.splits if adapted else splits), adapted
 
 
 def _seed(train) -> None:
@@ -125,8 +133,8 @@ def _with_precision_chosen(recipe):
 def _evaluate(recipe, plan, outcome, splits, adapted, work_dir: Path, verbose: int) -> dict:
     """Scores the best checkpoint (and, with adaptation, the target and the source-only baseline, trained on the
     source as loaded, before any translation); writes the evaluation."""
-    from tltf.assemble import run_summary
     from tltf.evaluate.evaluator import evaluate_splits, write_evaluation
+    from tltf.plan_text import run_summary
 
     calibrated = _calibrate(recipe.evaluate.calibrate, plan.model, splits, recipe.train.batch_size, work_dir)
     logger.info("evaluating the best checkpoint")

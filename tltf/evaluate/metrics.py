@@ -136,19 +136,13 @@ def evaluate_predictions(labels, probabilities, class_names, threshold=None, boo
         if threshold is None:
             threshold = youden_threshold(labels, probabilities)
         at_half = binary_rates(labels, probabilities, 0.5)
-        at_chosen = binary_rates(labels, probabilities, threshold)
-        result.update(
-            accuracy=at_half["accuracy"],
-            at_0_5=at_half,
-            at_threshold=at_chosen,
-            threshold=float(threshold),
-            confusion=confusion_matrix(labels, task.decide(probabilities, 0.5), 2).tolist(),
-        )
+        result.update(accuracy=at_half["accuracy"], at_0_5=at_half,
+                      at_threshold=binary_rates(labels, probabilities, threshold), threshold=float(threshold),
+                      confusion=confusion_matrix(labels, task.decide(probabilities, 0.5), 2).tolist())
     else:
         predicted = task.decide(probabilities)
         result.update(
             accuracy=float((predicted == labels).mean()),
             per_class_auc={name: roc_auc(labels == c, probabilities[:, c]) for c, name in enumerate(class_names)},
-            confusion=confusion_matrix(labels, predicted, len(class_names)).tolist(),
-        )
+            confusion=confusion_matrix(labels, predicted, len(class_names)).tolist())
     return result

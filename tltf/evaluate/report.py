@@ -122,26 +122,12 @@ def write_report(path, title: str, summary: list[str], metrics: dict, plan_rows)
     Args:
         path: the file to write.
         title: the run's name.
-        summary: markdown bullet lines saying what ran (`tltf.assemble.run_summary`).
+        summary: markdown bullet lines saying what ran (`tltf.plan_text.run_summary`).
         metrics: what metrics.json holds.
         plan_rows: `TrainingPlan.summary_rows()`.
     """
     test_split = metrics["test"].get("split", "test")
-    lines = [
-        f"# tltf run: {title}",
-        "",
-        *summary,
-    ]
-    if plan_rows:
-        lines += [
-            f"- best checkpoint (by validation AUC): epoch {metrics.get('best_epoch', '–')}",
-            "",
-            "## Plan",
-            "",
-            "| phase | epochs | lr | backbone | trainable params | frozen params | feature cache |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in plan_rows]
+    lines = [f"# tltf run: {title}", "", *summary, *_plan_lines(metrics, plan_rows)]
     lines += ["", f"## Metrics (test column: {test_split})", "", "| metric | val | test |", "|---|---|---|"]
     for row in metrics_rows(metrics):
         lines.append("| " + " | ".join(row) + " |")
@@ -170,3 +156,13 @@ def write_report(path, title: str, summary: list[str], metrics: dict, plan_rows)
                   "evidence for the decision is.", "", "![saliency](saliency.png)", ""]
     with open(path, "w") as handle:
         handle.write("\n".join(lines))
+
+
+def _plan_lines(metrics: dict, plan_rows) -> list[str]:
+    """The best epoch and the plan's table (nothing for a run that trained nothing)."""
+    if not plan_rows:
+        return []
+    return [f"- best checkpoint (by validation AUC): epoch {metrics.get('best_epoch', '–')}", "", "## Plan", "",
+            "| phase | epochs | lr | backbone | trainable params | frozen params | feature cache |",
+            "|---|---|---|---|---|---|---|",
+            *("| " + " | ".join(str(c) for c in row) + " |" for row in plan_rows)]

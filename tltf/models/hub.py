@@ -57,15 +57,7 @@ def hub_backbone(input_shape, weights="imagenet", preset=None):
         raise TltfError("model.preset: backbone hub needs model.preset, a KerasHub preset name or a local folder")
     loaded = load_preset(preset, load_weights=weights is not None)
     backbone = image_tower(loaded)
-    family = hub_family(backbone, "hub_classes")
-    if family is None:
-        supported = ", ".join(families.hub_class_names())
-        raise TltfError(f"model.preset: {preset} is a {type(backbone).__name__}; tltf supports {supported}")
-    size = input_shape[0]
-    preset_size = fixed_size(backbone)
-    if preset_size is not None and preset_size != size:
-        raise TltfError(f"data.image_size: the {type(backbone).__name__} of {preset} takes {preset_size} px images "
-                        f"(its position embeddings are sized for them); set data.image_size: {preset_size}")
+    family = _supported_family(backbone, preset, input_shape[0])
     scale, offset = preset_scaling(preset)
     inputs = keras.Input(input_shape, name="image")
     x = inputs
@@ -73,13 +65,30 @@ def hub_backbone(input_shape, weights="imagenet", preset=None):
         # float32 even under mixed precision, like ImagePreprocessing: bfloat16 cannot hold scaled pixels.
         x = keras.layers.Rescaling(scale, offset if offset is not None else 0.0, name="preset_scaling",
                                    dtype="float32")(x)
-    # DINOv2 and CLIP declare their input as {"images": ...}; Keras warns when handed a bare tensor.
+    # Some KerasHub backbones declare their input as {"images": ...}; Keras warns when handed a bare tensor.
     x = backbone({key: x for key in backbone.input} if isinstance(backbone.input, dict) else x)
     pooled = ClassToken(name="class_token")(x) if len(x.shape) == 3 else keras.layers.GlobalAveragePooling2D(
         name="avg_pool")(x)
     if backbone is not loaded:  # a two-tower preset: its image embedding
         pooled = keras.layers.UnitNormalization(name="embedding_normalization")(loaded.vision_projection(pooled))
     return keras.Model(inputs, pooled, name=family.name)
+
+
+def _supported_family(backbone, preset, size: int):
+    """The family of a preset's image backbone, which must take `size` px images.
+
+    Raises:
+        TltfError: a backbone no family wraps, or one whose position embeddings are sized for another size.
+    """
+    family = hub_family(backbone, "hub_classes")
+    if family is None:
+        supported = ", ".join(families.hub_class_names())
+        raise TltfError(f"model.preset: {preset} is a {type(backbone).__name__}; tltf supports {supported}")
+    preset_size = fixed_size(backbone)
+    if preset_size is not None and preset_size != size:
+        raise TltfError(f"data.image_size: the {type(backbone).__name__} of {preset} takes {preset_size} px images "
+                        f"(its position embeddings are sized for them); set data.image_size: {preset_size}")
+    return family
 
 
 def hub_family(loaded, field: str):

@@ -53,9 +53,6 @@ def run_study(study_path, out=None, address=None, setup=None) -> StudyResult:
         TltfError: a bad study file, a run whose recipe does not validate, or a folder holding runs made with
             another recipe; all before anything runs.
     """
-    from tltf.study.report import write_study_report
-    from tltf.study.statistics import paired_differences, target_differences
-
     if setup is not None:
         run_setup(setup)  # what the workers will have, the recipes validated here need too
     spec, recipe_path = load_study(study_path)
@@ -73,6 +70,18 @@ def run_study(study_path, out=None, address=None, setup=None) -> StudyResult:
     study_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(study_path, study_dir / "study.yaml")
     failed = _execute(spec, recipe_path, study_dir, runs, pending, address, setup) if pending else []
+    rows, paired = _write_study(study_dir, spec, runs)
+    finished = {row["run"] for row in rows}
+    unfinished = [run.name for run in pending if run.name not in finished]
+    return StudyResult(study_dir, rows, paired, failed, unfinished)
+
+
+def _write_study(study_dir: Path, spec, runs) -> tuple[list, dict]:
+    """results.csv, paired.json, target.json (with a labelled target) and the report; returns the results' rows
+    and the paired differences."""
+    from tltf.study.report import write_study_report
+    from tltf.study.statistics import paired_differences, target_differences
+
     rows = collect_results(study_dir, runs)
     write_results(study_dir / "results.csv", rows)
     paired = paired_differences(study_dir, runs, reference=next(iter(spec.arms)))
@@ -83,9 +92,7 @@ def run_study(study_path, out=None, address=None, setup=None) -> StudyResult:
     written = write_study_report(study_dir, spec, runs, rows, paired, target)
     logger.info(f"study written to {study_dir}: results.csv, paired.json, {'target.json, ' if target else ''}"
                 f"{', '.join(written)}")
-    finished = {row["run"] for row in rows}
-    unfinished = [run.name for run in pending if run.name not in finished]
-    return StudyResult(study_dir, rows, paired, failed, unfinished)
+    return rows, paired
 
 
 def _execute(spec, recipe_path: Path, study_dir: Path, runs: list, pending: list, address, setup) -> list[str]:
