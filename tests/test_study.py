@@ -25,10 +25,10 @@ TESTS = Path(__file__).resolve().parent
 SETUP = "fixtures.study_worker.setup"
 
 
-def tltf_cli(*args, cwd, env=None):
+def tltf_cli(*args, cwd, env=None, timeout=600):
     environment = {**os.environ, "PYTHONPATH": str(TESTS), **(env or {})}
     return subprocess.run([sys.executable, "-m", "tltf.cli.main", *map(str, args)], cwd=cwd, env=environment,
-                          capture_output=True, text=True, timeout=600)
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def tiny_data(root: Path) -> Path:
@@ -340,3 +340,34 @@ def test_a_continued_studys_eta_starts_from_the_runs_finished_before():
     progress = TrialProgress(total=10, done=4, slots=2, max_failures=1, durations=[60, 300, 90])
     assert progress._eta() == "; ETA 4m30s"  # median 90 s (not the mean, 150: one slow run) × 6 left ÷ 2 at once
     assert TrialProgress(total=10, done=4, slots=2, max_failures=1)._eta() == ""  # nothing to go on yet
+
+
+def test_without_address_a_study_starts_its_own_ray_whatever_cluster_the_machine_remembers(tmp_path):
+    """A machine that once ran `ray start --head` keeps the cluster's address in Ray's temp folder
+    (`ray_current_cluster`) after the cluster died; `ray.init()` would attach to it and fail. Without --address,
+    the study starts a fresh local Ray instead and runs."""
+    import shutil
+    import socket
+    import tempfile
+
+    tiny_data(tmp_path)
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump({
+        "name": "stale-cluster", "recipe": "recipe.yaml", "arms": {"base": {}},
+        "grid": {"data.train_fraction": [0.5]}, "seeds": [1], "resources": {"cpus": 1}}))
+    # Ray's own folders go here for this test; a short path, as Ray's socket paths must stay under 108 bytes.
+    ray_temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+    with socket.socket() as probe:  # a port nothing listens at once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (ray_temp / "ray").mkdir()
+    (ray_temp / "ray" / "ray_current_cluster").write_text(f"127.0.0.1:{port}")
+    try:
+        # Attached to the dead cluster, Ray retries for minutes; the run itself takes well under one here.
+        result = tltf_cli("study", "study.yaml", "--out", "out", "--setup", SETUP, cwd=tmp_path,
+                          env={"RAY_TMPDIR": str(ray_temp)}, timeout=240)
+    finally:
+        shutil.rmtree(ray_temp, ignore_errors=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with open(tmp_path / "out" / "results.csv") as handle:
+        assert [row["seed"] for row in csv.DictReader(handle)] == ["1"]
+    assert "--address None" not in result.stdout + result.stderr

@@ -9,8 +9,9 @@ import click
 
 from tltf.cli.common import recipe_overrides, user_errors
 
-ADDRESS_HELP = ("An existing Ray cluster to run on (e.g. ray://head:10001, or auto on a cluster node); default: a "
-                "local Ray started for this command. Paths in the recipe must exist on every node.")
+ADDRESS_HELP = ("An existing Ray cluster to run on (e.g. ray://head:10001; auto: the cluster this machine last "
+                "started or joined with `ray start`); default: a fresh local Ray started for this command, whatever "
+                "clusters the machine remembers. Paths in the recipe must exist on every node.")
 SETUP_HELP = ("MODULE.FUNCTION that every Ray worker runs before its runs, e.g. one that registers your own "
               "backbones (tltf.models.register_backbone); the module must be importable on every node.")
 

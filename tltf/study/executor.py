@@ -36,11 +36,14 @@ def import_tune():
 
 @contextlib.contextmanager
 def ray_session(address=None, setup=None):
-    """A Ray to run trials on: `address` (an existing cluster, e.g. `ray://head:10001` or `auto`), or a local one
-    started here and shut down afterwards.
+    """A Ray to run trials on: `address` (an existing cluster, e.g. `ray://head:10001` or `auto`), or a fresh local
+    one started here and shut down afterwards.
 
     Args:
-        address: the cluster; None starts a local Ray.
+        address: the cluster; `auto` is the one this machine last started or joined (`ray start`, Ray's own
+            rule). None starts a fresh local Ray (Ray's `address="local"`), whatever clusters the machine
+            remembers or `RAY_ADDRESS` names: `ray.init()` without an address would attach to the newest one
+            recorded, and fail when it has since died.
         setup: a function, or its import path `module.function`, that every worker process runs first (e.g.
             to `register_backbone` your own backbones); its module must be importable on every node. The
             driver runs it itself first (`run_setup`), since it validates the recipes.
@@ -53,10 +56,11 @@ def ray_session(address=None, setup=None):
         return
     runtime_env = {"worker_process_setup_hook": setup} if setup else None
     try:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-                 runtime_env=runtime_env)
+        ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING, runtime_env=runtime_env)
     except (ConnectionError, ValueError) as error:
-        raise TltfError(f"--address {address}: cannot connect to a Ray cluster: {error}") from None
+        where = f"--address {address}: cannot connect to a Ray cluster" if address else "cannot start a local Ray"
+        raise TltfError(f"{where}: {error}") from None
     # Tune's own notices would mislead (a Ctrl-C's "resume with Tuner.restore", a page per unfinished trial) or
     # repeat what tltf says: its progress lines report deaths and retries, and each run's log its traceback.
     tune_logger = logging.getLogger("ray.tune")
