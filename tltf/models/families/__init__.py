@@ -12,6 +12,7 @@ from tltf.models.families import (  # noqa: F401  each module registers its fami
     efficientnet,
     hub_clip_vision,
     hub_dinov2,
+    hub_efficientnet,
     hub_resnet,
     hub_vit,
     mobilenet_v2,
