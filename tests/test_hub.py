@@ -194,7 +194,8 @@ def test_hub_problems_are_one_line_errors_naming_the_key(presets, tmp_path, monk
     missing = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert missing.returncode == 2, missing.stderr[-2000:]
     assert missing.stderr.strip().splitlines()[-1] == ('tltf: error: model.backbone: hub needs KerasHub, which is '
-                                                       'not installed; pip install "tltf[hub]" (keras-hub 0.32)')
+                                                       'not installed; pip install "tltf[hub]" (keras-hub 0.32, '
+                                                       'safetensors)')
 
 
 @pytest.fixture(scope="module")

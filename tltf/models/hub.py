@@ -17,7 +17,7 @@ import os
 from tltf.errors import TltfError, WeightsError
 from tltf.models import families
 
-INSTALL = 'pip install "tltf[hub]" (keras-hub 0.32)'
+INSTALL = 'pip install "tltf[hub]" (keras-hub 0.32, safetensors)'
 
 
 def import_keras_hub():
@@ -58,7 +58,7 @@ def hub_backbone(input_shape, weights="imagenet", preset=None):
     loaded = load_preset(preset, load_weights=weights is not None)
     backbone = image_tower(loaded)
     family = _supported_family(backbone, preset, input_shape[0])
-    scale, offset = preset_scaling(preset)
+    scale, offset = preset_scaling(preset, family)
     inputs = keras.Input(input_shape, name="image")
     x = inputs
     if scale is not None:
@@ -129,17 +129,40 @@ def preset_image_size(preset):
     return fixed_size(image_tower(load_preset(preset, load_weights=False)))
 
 
-def preset_scaling(preset):
-    """`(scale, offset)` of the preset's image converter (`image_converter.json`), or `(1/255, 0)` without one."""
+def preset_scaling(preset, family=None):
+    """`(scale, offset)` of raw 0–255 pixels for a preset: its image converter's (only the scaling: tltf resizes
+    itself, and the converter's own resize and crop are not used).
+
+    A KerasHub folder without `image_converter.json` is scaled to [0, 1]. A timm or Hugging Face folder (whose
+    `config.json` KerasHub converts) gets the converter KerasHub makes from its config (timm's mean and standard
+    deviation); when it makes none, the family's `default_scaling`, else [0, 1].
+    """
     keras_hub = import_keras_hub()
     local = os.path.expanduser(str(preset))
-    if os.path.isdir(local) and not os.path.isfile(os.path.join(local, "image_converter.json")):
+    folder = os.path.isdir(local)
+    if folder and not os.path.isfile(os.path.join(local, "image_converter.json")) and _keras_format(local):
         return 1.0 / 255.0, 0.0
     try:
-        converter = keras_hub.layers.ImageConverter.from_preset(local if os.path.isdir(local) else str(preset))
+        converter = keras_hub.layers.ImageConverter.from_preset(local if folder else str(preset))
     except Exception as error:
         raise _preset_error(str(preset), error) from None
+    if converter is None:
+        default = family.default_scaling if family is not None else None
+        return default if default is not None else (1.0 / 255.0, 0.0)
     return _plain(converter.scale), _plain(converter.offset)
+
+
+def _keras_format(folder: str) -> bool:
+    """Whether a preset folder was saved by KerasHub itself (its config names a Keras class), not by timm or
+    Hugging Face."""
+    import json
+
+    try:
+        with open(os.path.join(folder, "config.json")) as handle:
+            config = json.load(handle)
+    except (OSError, ValueError):
+        return True
+    return isinstance(config, dict) and ("class_name" in config or "registered_name" in config)
 
 
 def _plain(value):
@@ -162,4 +185,7 @@ def _preset_error(preset: str, error: Exception) -> Exception:
             f"on a machine with internet run keras_hub.models.Backbone.from_preset({preset!r}).save_to_preset(DIR) "
             "(and keras_hub.layers.ImageConverter.from_preset(...).save_to_preset(DIR)), copy DIR here and set "
             "model.preset: DIR")
+    if "safetensors" in message:  # a timm or Hugging Face folder: KerasHub converts it with safetensors
+        return WeightsError(f"model.preset: {preset} holds safetensors weights and the safetensors package is not "
+                            f"installed; {INSTALL}")
     return WeightsError(f"model.preset: {preset} cannot be loaded by KerasHub: {message[:200]}")

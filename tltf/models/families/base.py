@@ -76,6 +76,8 @@ class Family:
         hub_classes: the KerasHub backbone classes (names in `keras_hub.models`) this family wraps.
         hub_towers: KerasHub classes of two-tower presets whose image tower (`vision_encoder`) is of this
             family; tltf takes that tower and the preset's `vision_projection`, L2-normalised.
+        default_scaling: `(scale, offset)` (numbers or one per channel) of raw 0–255 pixels for a preset folder
+            that has no image converter KerasHub can load; None: scaled to [0, 1].
         text_embeddings: for a two-tower family, `(loaded preset, preset, prompts per class) -> (one [P, D]
             array of text embeddings per class, logit scale)`: what a zero-shot head is made of
             (`tltf.models.zero_shot`). None: no zero-shot.
@@ -90,6 +92,7 @@ class Family:
     hub_classes: tuple = ()
     hub_towers: tuple = ()
     nested: bool = False
+    default_scaling: Optional[tuple] = None
     text_embeddings: Optional[Callable] = None
 
 
