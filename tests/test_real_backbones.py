@@ -15,6 +15,7 @@ from tltf.models.anatomy import feature_extractor  # noqa: E402
 from tltf.models.blocks import BlockMap  # noqa: E402
 
 EFFICIENTNET = SHARED / "weights" / "efficientnet_lite0_imagenet"
+VIT_S14 = SHARED / "weights" / "dinov2_small_imgfocus"
 PACS_PHOTOS = SHARED / "data" / "pacs" / "photo"
 SIZE = 64
 
@@ -87,3 +88,20 @@ def test_without_safetensors_a_timm_preset_folder_says_what_to_install(tmp_path)
     assert missing.stderr.strip().splitlines()[-1] == (
         f'tltf: error: model.preset: {EFFICIENTNET} holds safetensors weights and the safetensors package is not '
         'installed; pip install "tltf[hub]" (keras-hub 0.32, safetensors)')
+
+
+@needs_shared(VIT_S14)
+def test_the_vit_s14_takes_the_recipes_image_size_with_imagenet_normalisation():
+    """The preset is sized for 518 px; KerasHub interpolates its position table to 56 px (4 × 4 patches of 14).
+    It has no image converter, so the family's ImageNet mean and standard deviation scale the pixels."""
+    model = tltf.build_model("hub", preset=str(VIT_S14), image_size=56, weights="imagenet", dropout=0.0)
+    assert BlockMap.of(model).names == ["stem", *(f"block_{i}" for i in range(12)), "top", "head"]
+    images = np.random.default_rng(0).integers(0, 256, (2, 56, 56, 3)).astype("float32")
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    backbone = keras_hub.models.Backbone.from_preset(str(VIT_S14), image_shape=(56, 56, 3))
+    tokens = keras.ops.convert_to_numpy(backbone({"images": ((images / 255.0 - mean) / std).astype("float32")}))
+    ours = keras.ops.convert_to_numpy(feature_extractor(model)(images))
+    assert tokens.shape == (2, 17, 384) and ours.std() > 0.01
+    assert np.abs(ours - tokens[:, 0]).max() < 1e-4  # the class token
+    with pytest.raises(tltf.errors.TltfError, match="multiple of its 14 px patches; set data.image_size: 56 or 70"):
+        tltf.build_model("hub", preset=str(VIT_S14), image_size=60, weights="imagenet")

@@ -58,6 +58,9 @@ def hub_backbone(input_shape, weights="imagenet", preset=None):
     loaded = load_preset(preset, load_weights=weights is not None)
     backbone = image_tower(loaded)
     family = _supported_family(backbone, preset, input_shape[0])
+    if family.resizable and fixed_size(backbone) not in (None, input_shape[0]):
+        loaded = load_preset(preset, load_weights=weights is not None, image_shape=tuple(input_shape))
+        backbone = image_tower(loaded)
     scale, offset = preset_scaling(preset, family)
     inputs = keras.Input(input_shape, name="image")
     x = inputs
@@ -85,7 +88,12 @@ def _supported_family(backbone, preset, size: int):
         supported = ", ".join(families.hub_class_names())
         raise TltfError(f"model.preset: {preset} is a {type(backbone).__name__}; tltf supports {supported}")
     preset_size = fixed_size(backbone)
-    if preset_size is not None and preset_size != size:
+    patch = getattr(backbone, "patch_size", None)
+    if family.resizable and patch and size % patch:
+        lower, higher = size // patch * patch, (size // patch + 1) * patch
+        raise TltfError(f"data.image_size: the {type(backbone).__name__} of {preset} takes images of a multiple of "
+                        f"its {patch} px patches; set data.image_size: {lower or higher} or {higher}")
+    if preset_size is not None and preset_size != size and not family.resizable:
         raise TltfError(f"data.image_size: the {type(backbone).__name__} of {preset} takes {preset_size} px images "
                         f"(its position embeddings are sized for them); set data.image_size: {preset_size}")
     return family
@@ -98,8 +106,9 @@ def hub_family(loaded, field: str):
                  if isinstance(loaded, getattr(keras_hub.models, name))), None)
 
 
-def load_preset(preset, load_weights: bool = True):
-    """`keras_hub.models.Backbone.from_preset(preset)` (a CLIP preset: both towers), with one-line errors."""
+def load_preset(preset, load_weights: bool = True, **options):
+    """`keras_hub.models.Backbone.from_preset(preset, **options)` (a CLIP preset: both towers), with one-line
+    errors; `options` such as `image_shape` go to KerasHub."""
     keras_hub = import_keras_hub()
     preset = str(preset)
     local = os.path.expanduser(preset)
@@ -109,7 +118,7 @@ def load_preset(preset, load_weights: bool = True):
                                "save one with keras_hub.models.Backbone.from_preset(NAME).save_to_preset(DIR)")
         preset = local
     try:
-        return keras_hub.models.Backbone.from_preset(preset, load_weights=load_weights)
+        return keras_hub.models.Backbone.from_preset(preset, load_weights=load_weights, **options)
     except Exception as error:  # KerasHub raises ValueError, ConnectionError, kagglehub's own errors...
         raise _preset_error(preset, error) from None
 

@@ -76,6 +76,8 @@ class Family:
         hub_classes: the KerasHub backbone classes (names in `keras_hub.models`) this family wraps.
         hub_towers: KerasHub classes of two-tower presets whose image tower (`vision_encoder`) is of this
             family; tltf takes that tower and the preset's `vision_projection`, L2-normalised.
+        resizable: its KerasHub backbones take another image size than their preset's, interpolating their
+            position table (`from_preset(image_shape=...)`), at any multiple of their `patch_size`.
         default_scaling: `(scale, offset)` (numbers or one per channel) of raw 0–255 pixels for a preset folder
             that has no image converter KerasHub can load; None: scaled to [0, 1].
         text_embeddings: for a two-tower family, `(loaded preset, preset, prompts per class) -> (one [P, D]
@@ -92,6 +94,7 @@ class Family:
     hub_classes: tuple = ()
     hub_towers: tuple = ()
     nested: bool = False
+    resizable: bool = False
     default_scaling: Optional[tuple] = None
     text_embeddings: Optional[Callable] = None
 

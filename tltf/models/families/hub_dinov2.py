@@ -15,6 +15,7 @@ register_family(Family(
     network_prefixes=("hub_dinov2",),
     hub_classes=("DINOV2Backbone",),
     nested=True,
+    resizable=True,  # KerasHub interpolates DINOv2's position table to the image size asked for
     default_scaling=IMAGENET_SCALING,  # a Hugging Face folder converted by KerasHub has no converter
 
 ))
