@@ -72,7 +72,8 @@ def _judgement(model, baseline, splits, target_domain, adaptation, history, batc
     from tltf.adapt.selection import SelectionCriteria, dev_problem
     from tltf.adapt.verdict import adaptation_verdict, verdict_message
 
-    judged = {"method": adaptation.method, "select": methods.get(adaptation.method).chooses_epoch_by(adaptation)}
+    method = methods.get(adaptation.method)
+    judged = {"method": adaptation.method, "title": method.title, "select": method.chooses_epoch_by(adaptation)}
     if "dev_risk" in history:
         judged["selection"] = selection_report(history)
         if judged["select"] == "dev":

@@ -9,7 +9,7 @@ import numpy as np
 
 from tltf.data.decoded_cache import concatenated_store
 from tltf.data.image_store import ImageStore
-from tltf.data.sources import load_raw
+from tltf.data.sources import load_raw, load_unlabelled
 from tltf.data.splits import Split
 from tltf.errors import DataError
 
@@ -27,13 +27,20 @@ class TargetData:
 def load_target(target, image_size: int, class_names: list[str]) -> TargetData:
     """Loads `adaptation.target` at the source's image size.
 
-    An `npz` or `medmnist` target adapts on `train_images` and evaluates on
+    A target without labels (an npz with `train_images` only, a folder of
+    images without class folders) adapts on its images; an npz's
+    `test_images`/`test_labels`, when present, evaluate. An `npz` or
+    `medmnist` target with labels adapts on `train_images` and evaluates on
     `test_images`/`test_labels` when present. Any other source (class
     folders, CSV, TFDS) follows the transductive protocol of the Office-31
     benchmarks: all its images adapt, unlabelled, and its labels serve only
     for evaluation.
     """
-    raw, names = load_raw(target.model_copy(update={"image_size": image_size}))
+    target = target.model_copy(update={"image_size": image_size})
+    unlabelled = load_unlabelled(target)
+    if unlabelled is not None:  # images without labels; labelled ones, if any, evaluate
+        return TargetData(*unlabelled)
+    raw, names = load_raw(target)
     if names and list(names) != list(class_names) and target.source not in ("npz", "medmnist"):
         raise DataError(f"adaptation.target: classes {names} differ from the source's {class_names}; "
                         "use the same class folders in both domains")

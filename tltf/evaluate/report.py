@@ -64,12 +64,14 @@ def adaptation_lines(metrics: dict) -> list[str]:
     if "a_distance" not in metrics:
         return []
     judged = metrics.get("adaptation", {})
-    method = {"dann": "DANN", "cdan": "CDAN+E", "mcc": "MCC", "adabn": "AdaBN"}.get(judged.get("method"), "adapted")
     lines = ["", "Domain adaptation (target domain, threshold 0.5):", ""]
-    for key, label in (("target", method), ("target_source_only", "source only, same budget")):
+    for key, label in (("target", judged.get("title", "adapted")), ("target_source_only", "source only, same budget")):
         if key in metrics:
             lines.append(f"- {label}: target AUC {_fmt(metrics[key]['auc'])}, "
                          f"accuracy {_fmt(metrics[key]['accuracy'])}")
+    if "target" not in metrics:
+        lines.append("- the target has no labels: no target AUC or accuracy; judged without labels (the "
+                     "A-distance below and, with a source-only baseline, the verdict)")
     distance = metrics["a_distance"]
     lines.append(f"- proxy A-distance source↔target: {_fmt(distance['before'])} before, "
                  f"{_fmt(distance['after'])} after")

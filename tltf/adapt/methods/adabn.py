@@ -17,6 +17,7 @@ class AdaBN(AdaptationMethod):
     """
 
     name = "adabn"
+    title = "AdaBN"
     baseline_text = "the model before AdaBN (the source-only model) judges it"
 
     def chooses_epoch_by(self, adaptation) -> str:

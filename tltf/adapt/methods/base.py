@@ -79,10 +79,12 @@ class AdaptationMethod:
 
     Args:
         name: the recipe's `adaptation.method`.
+        title: how the report names the adapted model.
         baseline_text: how explain says the adapted model is judged when `compare_source_only` is on.
     """
 
     name = ""
+    title = "adapted"
     baseline_text = "a source-only run at the same budget judges it"
 
     def check(self, recipe, source: str) -> None:

@@ -15,6 +15,7 @@ class Cdan(AdversarialMethod):
     """
 
     name = "cdan"
+    title = "CDAN+E"
 
     def conditioning(self, adaptation) -> str:
         return " on features ⊗ predictions" + (", entropy-weighted" if adaptation.entropy_conditioning else "")

@@ -15,6 +15,7 @@ class Dann(AdversarialMethod):
     """
 
     name = "dann"
+    title = "DANN"
 
     def wrapper(self, model, adaptation, seed: int):
         from tltf.adapt.dann import DomainAdversarialModel

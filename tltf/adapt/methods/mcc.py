@@ -16,6 +16,7 @@ class Mcc(WrappedMethod):
     """
 
     name = "mcc"
+    title = "MCC"
 
     def explain(self, adaptation, image_size: int) -> str:
         return (f"minimum class confusion on the target predictions (weight {adaptation.mcc.weight:g}, "

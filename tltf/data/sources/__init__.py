@@ -2,7 +2,10 @@
 
 Each module has `Config` (its recipe `data` section, a pydantic model),
 `load(config) -> ({split: Split}, class names or None)` and
-`peek(config) -> DataPeek` (classes and counts for a dry run, no pixels).
+`peek(config) -> DataPeek` (classes and counts for a dry run, no pixels); a
+source that can also hold images without labels (an adaptation target) has
+`unlabelled(config) -> (images, labelled Split or None)`, None when its
+images are labelled.
 The recipe's `data` union and the adaptation target loader are built from
 `SOURCES`. Every source ends in the same form: uint8 RGB arrays at
 `data.image_size`, integer labels, class names, and train/val/test splits. A
@@ -49,6 +52,14 @@ def load_splits(data, seed: int = 0) -> ImageSplits:
     return finish_splits(raw, class_names, data, seed)
 
 
+def load_unlabelled(data):
+    """`(images, labelled evaluation Split or None)` when the source holds its images without labels (an npz of
+    images only, a folder of images without class folders); None when it has labels, or cannot hold them
+    without."""
+    reader = getattr(SOURCES[data.source], "unlabelled", None)
+    return reader(data) if reader is not None else None
+
+
 def peek_data(data) -> DataPeek:
     """Classes, training-set size and warnings, reading labels and folder names only.
 
@@ -60,5 +71,5 @@ def peek_data(data) -> DataPeek:
 
 __all__ = [
     "CONFIGS", "DataPeek", "DataSource", "SOURCES", "SOURCE_NAMES", "SourceConfig", "load_raw", "load_splits",
-    "peek_data",
+    "load_unlabelled", "peek_data",
 ]

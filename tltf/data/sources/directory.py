@@ -48,6 +48,21 @@ def peek(data):
     return make_peek(names, labels.astype(np.int64), (root / "val").is_dir(), data, [])
 
 
+def unlabelled(data):
+    """`(images, None)` when the folder holds image files itself (images to adapt to, no classes): every image
+    file in it and in the folders below it, in path order. None for a folder of class subfolders."""
+    root = existing(data.path, "data.path")
+    if not root.is_dir() or not any(_is_image(p) for p in root.iterdir()):
+        return None
+    paths = sorted(p for p in root.rglob("*") if _is_image(p) and not any(
+        part.startswith(".") for part in p.relative_to(root).parts))
+    return load_image_files(paths, data, title=f"decoding unlabelled images from {root}"), None
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
 def _split_roots(data) -> dict:
     root = existing(data.path, "data.path")
     if not root.is_dir():

@@ -32,6 +32,29 @@ def peek(data):
     return peek_npz(existing(data.path, "data.path"), data, data.class_names)
 
 
+def unlabelled(data):
+    """`(images, evaluation)` when the archive has `train_images` without `train_labels` (images to adapt to):
+    its train images unlabelled, and its `test_images`/`test_labels`, if any, for evaluation only. None for an
+    archive with labels."""
+    path = existing(data.path, "data.path")
+    try:
+        archive = np.load(path)
+    except Exception:  # the labelled reader says what is wrong with the file
+        return None
+    with archive:
+        keys = set(archive.files)
+        if "train_images" not in keys or "train_labels" in keys:
+            return None
+        images = archive["train_images"]
+        check_pixels(images, path, "train_images")
+        evaluation = None
+        if "test_images" in keys and "test_labels" in keys:
+            check_pixels(archive["test_images"], path, "test_images")
+            evaluation = Split(standardize(archive["test_images"], data.image_size),
+                               np.asarray(archive["test_labels"]).reshape(-1).astype(np.int64))
+        return standardize(images, data.image_size), evaluation
+
+
 def read_npz(path: Path, data) -> dict:
     """`{split: Split}` from a MedMNIST-layout archive, images brought to `data.image_size` RGB."""
     try:
