@@ -371,3 +371,19 @@ def test_without_address_a_study_starts_its_own_ray_whatever_cluster_the_machine
     with open(tmp_path / "out" / "results.csv") as handle:
         assert [row["seed"] for row in csv.DictReader(handle)] == ["1"]
     assert "--address None" not in result.stdout + result.stderr
+
+
+def test_a_studys_set_applies_to_every_run_before_its_arm(tmp_path):
+    """`--set` points a study at local data and changes every run; an arm's own value still wins over it."""
+    tiny_data(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "tiny.npz").rename(tmp_path / "data" / "tiny.npz")  # the recipe's data.path no longer exists
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump({
+        "name": "with-set", "recipe": "recipe.yaml", "arms": {"base": {}, "slow": {"train.lr": 1e-3}},
+        "grid": {"data.train_fraction": [0.5]}, "seeds": [1], "resources": {"cpus": 1}}))
+    result = tltf_cli("study", "study.yaml", "--out", "out", "--setup", SETUP, "--set", "data.path=data/tiny.npz",
+                      "--set", "train.epochs=2", "--set", "train.lr=0.05", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    recipes = {run.name.split("-")[0]: load_run_recipe(run) for run in (tmp_path / "out" / "runs").iterdir()}
+    assert {arm: (r.train.epochs, r.train.lr) for arm, r in recipes.items()} == {"base": (2, 0.05), "slow": (2, 1e-3)}
+    assert all(str(r.data.path).endswith("data/tiny.npz") for r in recipes.values())

@@ -21,10 +21,11 @@ SETUP_HELP = ("MODULE.FUNCTION that every Ray worker runs before its runs, e.g. 
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="The study folder (default studies/<name>/). Rerunning into it skips finished runs and "
                    "continues interrupted ones.")
+@recipe_overrides
 @click.option("--address", default=None, metavar="ADDR", help=ADDRESS_HELP)
 @click.option("--setup", default=None, metavar="MODULE.FUNCTION", help=SETUP_HELP)
 @user_errors
-def study(study_file, out, address, setup):
+def study(study_file, out, overrides, address, setup):
     """Run every arm x grid point x seed of STUDY_FILE, then compare the arms, paired.
 
     Each run is an ordinary tltf run (OUT/runs/<arm>-<grid values>-seed=<seed>/,
@@ -41,10 +42,12 @@ def study(study_file, out, address, setup):
     over seeds, the mean difference with a 95% t-interval. Ctrl-C stops the
     study after writing what has finished. Exit code 1 when a run failed after
     its retries or the study was stopped: the same command continues it.
+    --set applies to every run, before its arm's, grid point's and seed's
+    values (e.g. --set data.root=../shared/data for local data).
     """
     from tltf.study import run_study
 
-    result = run_study(study_file, out, address, setup)
+    result = run_study(study_file, out, address, setup, list(overrides))
     for entry in result.paired:
         low, high = entry["ci"]
         interval = "" if math.isnan(low) else f" [{low:+.4f}, {high:+.4f}]"

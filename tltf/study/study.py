@@ -34,7 +34,7 @@ class StudyResult:
     unfinished: list
 
 
-def run_study(study_path, out=None, address=None, setup=None) -> StudyResult:
+def run_study(study_path, out=None, address=None, setup=None, overrides=()) -> StudyResult:
     """Runs every arm × grid point × seed of a study file that has not finished yet, then writes its results.
 
     Example:
@@ -48,6 +48,8 @@ def run_study(study_path, out=None, address=None, setup=None) -> StudyResult:
         address: an existing Ray cluster's address; default a local Ray started for the study.
         setup: a function, or its import path `module.function`, every Ray worker runs first (e.g. one that
             registers your own backbones).
+        overrides: `KEY=VALUE` settings (`--set`) applied to every run, before its arm's, grid point's and seed's
+            (e.g. local data and weights for a shipped study).
 
     Raises:
         TltfError: a bad study file, a run whose recipe does not validate, or a folder holding runs made with
@@ -57,7 +59,7 @@ def run_study(study_path, out=None, address=None, setup=None) -> StudyResult:
         run_setup(setup)  # what the workers will have, the recipes validated here need too
     spec, recipe_path = load_study(study_path)
     study_dir = Path(out or Path("studies") / spec.name).expanduser().resolve()
-    runs = expand_runs(spec)
+    runs = [dataclasses.replace(run, overrides=(*overrides, *run.overrides)) for run in expand_runs(spec)]
     _check_finished_runs_match(study_dir, runs, check_recipes(spec, recipe_path, runs))
     pending = [run for run in runs if not is_finished(run_dir(study_dir, run))]
     continuing = sum(run_dir(study_dir, run).with_name(run.name + PARTIAL_SUFFIX).exists() for run in pending)
