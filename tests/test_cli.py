@@ -69,6 +69,8 @@ def test_fit_then_evaluate(run_cli, tmp_path, npz_path):
     assert "auc 95% CI" in result.stdout
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert run_dir.name.startswith("tiny-") and run_dir.name.endswith("Z")
+    assert result.stdout.count(run_dir.name) == 1 and "\nMetrics:\n" in result.stdout  # said once, not twice
+    assert "## Metrics\n" in (run_dir / "report.md").read_text()
     saved = json.loads((run_dir / "metrics.json").read_text())
 
     again = run_cli("evaluate", run_dir, "--json", tmp_path / "eval.json")

@@ -91,7 +91,11 @@ def test_alpha_only_for_mobilenets():
 def test_head_warmup_must_leave_fine_tuning_epochs():
     message = error_of({**BASE, "train": {"strategy": "warmup_then_finetune", "epochs": 3,
                                           "head_warmup": {"epochs": 3}}})
-    assert "train.head_warmup.epochs" in message
+    assert "train.head_warmup.epochs: 3 leaves no fine-tuning epoch out of train.epochs=3" in message
+    assert "e.g. train.head_warmup.epochs=2" in message
+    # a default the recipe never wrote is named as one
+    message = error_of({**BASE, "train": {"strategy": "warmup_then_finetune", "epochs": 2}})
+    assert "train.head_warmup.epochs: 3 (the default, which the recipe does not set) leaves no" in message
 
 
 def test_overrides_set_nested_values_as_yaml(tmp_path):

@@ -81,6 +81,5 @@ def zero_shot(data, preset, templates, classes, image_size, overrides, run_dir):
     recipe = zero_shot_recipe(data_source_from_text(data, "DATA"), preset, list(templates) or None,
                               classes.split(",") if classes else None, image_size, overrides)
     result = tltf.fit(recipe, run_dir)
-    click.echo(f"\ntest metrics ({result.metrics['test']['split']}):")
+    click.echo("\n" + tltf.evaluate.metrics_title(result.metrics) + ":")
     click.echo(tltf.evaluate.format_table(tltf.evaluate.metrics_rows(result.metrics)))
-    click.echo(f"\nrun: {result.run_dir}")

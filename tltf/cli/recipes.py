@@ -32,11 +32,10 @@ def fit(recipe, overrides, run_dir, resume, restart):
 
     loaded = tltf.load_recipe(recipe, list(overrides))
     result = tltf.fit(loaded, run_dir, resume=resume, restart=restart)
-    click.echo(f"\ntest metrics ({result.metrics['test']['split']}):")
+    click.echo("\n" + tltf.evaluate.metrics_title(result.metrics) + ":")
     click.echo(tltf.evaluate.format_table(tltf.evaluate.metrics_rows(result.metrics)))
     for line in tltf.evaluate.adaptation_lines(result.metrics) + tltf.evaluate.health_lines(result.metrics):
         click.echo(line)
-    click.echo(f"\nrun: {result.run_dir}")
 
 
 @click.command()

@@ -74,6 +74,16 @@ def decode_pixels(data):
     return tf.io.decode_image(data, channels=3, expand_animations=False)
 
 
+def _decoder_reason(message) -> str:
+    """TensorFlow's decoder message without its op wrapping (`{{function_node ...}}`, `[Op:DecodeImage]`)."""
+    import re
+
+    text = str(message or "").strip().splitlines()[0] if str(message or "").strip() else ""
+    text = re.sub(r"\{\{function_node [^}]*\}\}", "", text)
+    text = re.sub(r"\[Op:\w+\]", "", text).strip().rstrip(".")
+    return text or "unknown format"
+
+
 def decode_file(path: Path, size: int) -> np.ndarray:
     """Decodes one image file to uint8 `[size,size,3]`; raises `DataError` naming the file."""
     import tensorflow as tf
@@ -88,7 +98,7 @@ def decode_file(path: Path, size: int) -> np.ndarray:
     try:
         image = decode_pixels(data).numpy()
     except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
-        reason = str(error.message).strip().splitlines()[0] if getattr(error, "message", None) else "unknown format"
+        reason = _decoder_reason(getattr(error, "message", None))
         raise DataError(
             f"{path}: not a decodable image ({reason}); remove it or replace it with a JPEG, PNG, BMP or GIF"
         ) from None

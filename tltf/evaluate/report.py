@@ -118,6 +118,14 @@ def single_split_rows(metrics: dict) -> list[tuple[str, str]]:
     return [(name, value) for name, _, value in metrics_rows({"test": metrics})]
 
 
+def metrics_title(metrics: dict) -> str:
+    """"Metrics", saying which split the test column holds when the data has no test split of its own."""
+    split = metrics["test"].get("split", "test")
+    if split == "test":
+        return "Metrics"
+    return f"Metrics (the test column is the {split} split: the data has no test split)"
+
+
 def write_report(path, title: str, summary: list[str], metrics: dict, plan_rows) -> None:
     """Writes report.md: what ran, the plan, the metrics and the figures.
 
@@ -128,9 +136,8 @@ def write_report(path, title: str, summary: list[str], metrics: dict, plan_rows)
         metrics: what metrics.json holds.
         plan_rows: `TrainingPlan.summary_rows()`.
     """
-    test_split = metrics["test"].get("split", "test")
     lines = [f"# tltf run: {title}", "", *summary, *_plan_lines(metrics, plan_rows)]
-    lines += ["", f"## Metrics (test column: {test_split})", "", "| metric | val | test |", "|---|---|---|"]
+    lines += ["", f"## {metrics_title(metrics)}", "", "| metric | val | test |", "|---|---|---|"]
     for row in metrics_rows(metrics):
         lines.append("| " + " | ".join(row) + " |")
     lines += calibration_lines(metrics)

@@ -82,10 +82,12 @@ def _check_training(recipe: Recipe, source: str) -> None:
                           "backbone, whose features carry no information; use fine_tune, or pretrained weights")
     epochs, warmup = recipe.train.epochs, recipe.train.head_warmup.epochs
     if recipe.train.strategy == "warmup_then_finetune" and epochs != "auto" and warmup >= epochs:
-        raise RecipeError(
-            f"{source}: train.head_warmup.epochs: {recipe.train.head_warmup.epochs} leaves no fine-tuning epoch "
-            f"out of train.epochs={recipe.train.epochs}; make it smaller than train.epochs"
-        )
+        given = "epochs" in recipe.train.head_warmup.model_fields_set
+        value = f"{warmup}" if given else f"{warmup} (the default, which the recipe does not set)"
+        fix = (f"set train.head_warmup.epochs below {epochs}, e.g. train.head_warmup.epochs={epochs - 1}"
+               if epochs > 1 else "warmup_then_finetune needs train.epochs of 2 or more")
+        raise RecipeError(f"{source}: train.head_warmup.epochs: {value} leaves no fine-tuning epoch out of "
+                          f"train.epochs={epochs}; {fix}")
     if recipe.train.layer_decay is not None and recipe.train.discriminative is not None:
         raise RecipeError(f"{source}: train.layer_decay: give layer_decay or discriminative, not both")
     if recipe.train.strategy == "feature_extraction" and (recipe.train.layer_decay or recipe.train.discriminative):
