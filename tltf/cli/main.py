@@ -15,6 +15,7 @@ from tltf.cli.domains import translate, zero_shot
 from tltf.cli.recipes import explain, fit, lr_find, validate
 from tltf.cli.runs import compare, evaluate, export, predict, saliency
 from tltf.cli.studies import study, tune
+from tltf.cli.weights import weights
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -42,7 +43,7 @@ class _ClickHandler(logging.Handler):
 
 
 for _command in (fit, validate, lr_find, explain, evaluate, compare, export, predict, saliency, translate, zero_shot,
-                 study, tune):
+                 study, tune, weights):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -57,6 +57,23 @@ class BackboneSpec:
 
 
 @dataclasses.dataclass(frozen=True)
+class CachedWeights:
+    """What a keras.applications weights file is for, and the names Keras looks for it under.
+
+    Args:
+        backbone: the registered backbone name (`mobilenet_v2`).
+        names: every file name in `$KERAS_HOME/models/` that Keras reads these weights from.
+        image_size: an input size to check that the cached weights load at.
+        options: `create_backbone` keyword arguments the weights need (`{"alpha": 0.35}`).
+    """
+
+    backbone: str
+    names: tuple
+    image_size: int = 224
+    options: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
 class Family:
     """One backbone family: what recognises it, what builds it, how its layers group into blocks and stages.
 
@@ -80,6 +97,9 @@ class Family:
             position table (`from_preset(image_shape=...)`), at any multiple of their `patch_size`.
         default_scaling: `(scale, offset)` (numbers or one per channel) of raw 0–255 pixels for a preset folder
             that has no image converter KerasHub can load; None: scaled to [0, 1].
+        cached_weights: `file name -> CachedWeights or None`: for a keras.applications weights file of this
+            family, the backbone it is for and every name Keras looks for it under in its cache (`tltf weights
+            add`); None: files are cached under their own name only.
         text_embeddings: for a two-tower family, `(loaded preset, preset, prompts per class) -> (one [P, D]
             array of text embeddings per class, logit scale)`: what a zero-shot head is made of
             (`tltf.models.zero_shot`). None: no zero-shot.
@@ -96,6 +116,7 @@ class Family:
     nested: bool = False
     resizable: bool = False
     default_scaling: Optional[tuple] = None
+    cached_weights: Optional[Callable] = None
     text_embeddings: Optional[Callable] = None
 
 
