@@ -204,6 +204,12 @@ def test_fit_writes_a_complete_run_and_its_auc_matches_sklearn(tmp_path, npz_pat
     assert tltf.evaluate.read_predictions(run, "val")[0].tolist() == splits.val.labels.tolist()
     report = (run / "report.md").read_text()
     confusion = metrics["test"]["confusion"]
+    # one decision everywhere: the confusion matrix counts the decisions at the threshold chosen on val
+    threshold = metrics["val"]["threshold"]
+    assert metrics["test"]["threshold"] == threshold and threshold != 0.5
+    decided = (probabilities >= threshold).astype(int)
+    assert confusion == [[int(((splits.test.labels == t) & (decided == p)).sum()) for p in (0, 1)] for t in (0, 1)]
+    assert f"threshold {threshold:.3f}, chosen on val" in report
     first_row = rf"class_0 +{confusion[0][0]} +{confusion[0][1]}\n"
     assert re.search(r"true \\ predicted +class_0 +class_1\n" + first_row, report)
     assert "| head_warmup | 1 | 0.001 | frozen |" in report and "| no (the backbone trains) |" in report

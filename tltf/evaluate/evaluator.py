@@ -13,7 +13,7 @@ from tltf.evaluate.calibration import expected_calibration_error, fit_calibratio
 from tltf.evaluate.compare import PREDICTIONS_FILE, update_predictions, write_predictions
 from tltf.evaluate.metrics import evaluate_predictions
 from tltf.evaluate.plots import plot_confusion, plot_learning_curves, plot_reliability, plot_roc
-from tltf.evaluate.report import write_report
+from tltf.evaluate.report import decision_rule, write_report
 
 
 def predict_probabilities(model, images: np.ndarray, batch_size: int = 64, verbose: int = 0) -> np.ndarray:
@@ -118,7 +118,7 @@ def write_evaluation(run_dir: Path, evaluation: Evaluation, outcome, title: str,
     if outcome.history:  # a zero-shot run trains no epoch
         plot_learning_curves(run_dir / "learning_curves.png", outcome.history, outcome.phase_starts)
     plot_confusion(run_dir / "confusion_matrix.png", metrics["test"]["confusion"], names,
-                   title=f"confusion on {metrics['test']['split']} (threshold 0.5)")
+                   title=f"confusion on {metrics['test']['split']} ({decision_rule(metrics)})")
     plot_reliability(run_dir / "reliability.png", evaluation.per_split, evaluation.uncalibrated)
     write_report(run_dir / "report.md", title, summary, metrics, plan_rows)
 

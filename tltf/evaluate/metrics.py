@@ -138,7 +138,8 @@ def evaluate_predictions(labels, probabilities, class_names, threshold=None, boo
         at_half = binary_rates(labels, probabilities, 0.5)
         result.update(accuracy=at_half["accuracy"], at_0_5=at_half,
                       at_threshold=binary_rates(labels, probabilities, threshold), threshold=float(threshold),
-                      confusion=confusion_matrix(labels, task.decide(probabilities, 0.5), 2).tolist())
+                      # at the threshold `tltf predict` and the export decide at, so the report shows their decisions
+                      confusion=confusion_matrix(labels, task.decide(probabilities, threshold), 2).tolist())
     else:
         predicted = task.decide(probabilities)
         result.update(

@@ -118,6 +118,12 @@ def single_split_rows(metrics: dict) -> list[tuple[str, str]]:
     return [(name, value) for name, _, value in metrics_rows({"test": metrics})]
 
 
+def decision_rule(metrics: dict) -> str:
+    """How a run decides a class: at the threshold chosen on val (binary), or the most probable class."""
+    threshold = metrics["test"].get("threshold")
+    return f"threshold {threshold:.3f}, chosen on val" if threshold is not None else "the most probable class"
+
+
 def metrics_title(metrics: dict) -> str:
     """"Metrics", saying which split the test column holds when the data has no test split of its own."""
     split = metrics["test"].get("split", "test")
@@ -146,7 +152,8 @@ def write_report(path, title: str, summary: list[str], metrics: dict, plan_rows)
     lines += ["", f"## Training health: {health}", ""] + [f"- {line}" for line in health_lines(metrics)]
     lines += [
         "",
-        "Confusion matrix (rows true, columns predicted, threshold 0.5 for binary):",
+        f"Confusion matrix (rows true, columns predicted; {decision_rule(metrics)}, as `tltf predict` and the "
+        "export decide):",
         "",
         "```",
         *confusion_lines(metrics["test"]["confusion"], metrics["class_names"]),
