@@ -43,6 +43,16 @@ def test_ece_is_the_count_weighted_gap_between_accuracy_and_confidence_per_bin()
     assert np.isnan(expected_calibration_error([0, 1], np.array([0.5, np.nan])))
 
 
+def test_each_filled_reliability_bin_is_annotated_with_its_count_and_the_few_are_marked():
+    from tltf.evaluate.plots import bin_annotations
+
+    labels = np.array([1] * 6 + [0, 1])
+    scores = np.array([0.95] * 6 + [0.3, 0.55])  # six in (0.8, 1], one in (0.6, 0.8], one in (0.4, 0.6]
+    annotations = bin_annotations(reliability_bins(labels, scores, bins=5))
+    assert [(text, few) for _, _, text, few in annotations] == [("n=1", True), ("n=1", True), ("n=6", False)]
+    assert annotations[0][:2] == (pytest.approx(0.55), 1.0)  # decided 1 at 0.55, right
+
+
 def test_ece_is_near_zero_when_the_labels_follow_the_scores_and_large_when_the_scores_overstate():
     rng = np.random.default_rng(0)
     scores = rng.uniform(0, 1, 50_000)

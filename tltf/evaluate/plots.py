@@ -81,9 +81,21 @@ def plot_confusion(path, matrix, class_names, title="confusion matrix"):
     plt.close(fig)
 
 
+# A bin with fewer images than this says little: one image is accuracy 0 or 1.
+FEW_IN_BIN = 5
+
+
+def bin_annotations(table: dict) -> list[tuple]:
+    """`(confidence, accuracy, "n=<count>", few)` for each non-empty bin of `reliability_bins`; `few`: fewer
+    than `FEW_IN_BIN` images."""
+    return [(float(x), float(y), f"n={int(n)}", int(n) < FEW_IN_BIN)
+            for x, y, n in zip(table["confidence"], table["accuracy"], table["count"]) if n > 0]
+
+
 def plot_reliability(path, per_split: dict, uncalibrated: dict | None = None, bins: int | None = None):
     """Writes the reliability diagram: accuracy against mean confidence per equal-width bin, one panel per split
-    (the calibrated model's solid, before calibration dashed), with the ECE in each legend.
+    (the calibrated model's solid, before calibration dashed), with the ECE in each legend; each of the model's
+    bins says how many images it holds, and those with fewer than `FEW_IN_BIN` are hollow.
 
     Args:
         path: the png to write.
@@ -100,16 +112,22 @@ def plot_reliability(path, per_split: dict, uncalibrated: dict | None = None, bi
         curves = [("calibrated" if uncalibrated else "model", "-o", labels, scores)]
         if uncalibrated:
             curves.append(("before calibration", "--s", *uncalibrated[split]))
-        for name, style, curve_labels, curve_scores in curves:
+        for index, (name, style, curve_labels, curve_scores) in enumerate(curves):
             table = reliability_bins(curve_labels, curve_scores, bins)
             filled = table["count"] > 0
             ece = expected_calibration_error(curve_labels, curve_scores, bins)
-            ax.plot(table["confidence"][filled], table["accuracy"][filled], style, markersize=4,
-                    label=f"{name} (ECE {ece:.3f})")
+            (line,) = ax.plot(table["confidence"][filled], table["accuracy"][filled], style, markersize=4,
+                              label=f"{name} (ECE {ece:.3f})")
+            if index == 0:  # the delivered model's bins: how many images each holds; the few are hollow
+                for x, y, text, few in bin_annotations(table):
+                    ax.annotate(text, (x, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7)
+                    if few:
+                        ax.plot([x], [y], "o", markersize=7, markerfacecolor="white", color=line.get_color())
         ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
-        ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence (probability of the decided class)",
-               ylabel="accuracy", title=f"reliability on {split} ({bins} bins)")
-        ax.legend(loc="upper left")
+        ax.set(xlim=(0, 1), ylim=(0, 1.08), xlabel="confidence (probability of the decided class)",
+               ylabel="accuracy", title=f"reliability on {split} ({bins} bins; n = images in a bin)")
+        ax.plot([], [], "o", markerfacecolor="white", color="grey", label=f"fewer than {FEW_IN_BIN} images")
+        ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
