@@ -129,7 +129,7 @@ def metrics_title(metrics: dict) -> str:
     split = metrics["test"].get("split", "test")
     if split == "test":
         return "Metrics"
-    return f"Metrics (the test column is the {split} split: the data has no test split)"
+    return f"Metrics (the data has no test split: the test column is {split.split()[0]} again)"
 
 
 def write_report(path, title: str, summary: list[str], metrics: dict, plan_rows) -> None:
