@@ -105,3 +105,37 @@ def test_the_vit_s14_takes_the_recipes_image_size_with_imagenet_normalisation():
     assert np.abs(ours - tokens[:, 0]).max() < 1e-4  # the class token
     with pytest.raises(tltf.errors.TltfError, match="multiple of its 14 px patches; set data.image_size: 56 or 70"):
         tltf.build_model("hub", preset=str(VIT_S14), image_size=60, weights="imagenet")
+
+
+@needs_shared(EFFICIENTNET)
+@needs_shared(PACS_PHOTOS)
+def test_efficientnet_fits_fine_tunes_and_exports_with_parity(tmp_path):
+    """The recipe route on the real preset: warm-up then fine-tuning on 48 PACS photos at 64 px, the export's
+    parity check, and the SavedModel's probabilities equal to the run's model.keras on other photos."""
+    import shutil
+
+    import tensorflow as tf
+    from conftest import write_recipe
+
+    from tltf.data.images import decode_files
+    from tltf.export import export_run
+
+    for name in ("dog", "horse"):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for path in sorted((PACS_PHOTOS / name).iterdir())[:24]:
+            shutil.copy(path, tmp_path / "photos" / name / path.name)
+    recipe = write_recipe(tmp_path / "r.yaml", {"source": "directory", "path": str(tmp_path / "photos"),
+                                                "image_size": SIZE},
+                          model={"backbone": "hub", "preset": str(EFFICIENTNET), "weights": "imagenet",
+                                 "bn": "frozen", "bn_momentum": None, "dropout": 0.0},
+                          train={"strategy": "warmup_then_finetune", "epochs": 2, "head_warmup": {"epochs": 1},
+                                 "lr": 1e-4})
+    tltf.fit(tltf.load_recipe(recipe), tmp_path / "run", verbose=0)
+    exported = export_run(tmp_path / "run", tmp_path / "serving")
+    assert exported.parity is not None  # the export checked both signatures against the Keras model
+    others = [path for name in ("dog", "horse") for path in sorted((PACS_PHOTOS / name).iterdir())[24:27]]
+    images = decode_files(others, SIZE).astype("float32")
+    expected = keras.models.load_model(tmp_path / "run" / "model.keras").predict(images, verbose=0)
+    served = tf.saved_model.load(str(exported.version_dir)).signatures["serving_default"]
+    probabilities = served(images=tf.constant(images))["probabilities"].numpy()
+    assert expected.std() > 1e-3 and np.abs(probabilities.reshape(expected.shape) - expected).max() < 1e-5
