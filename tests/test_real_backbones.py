@@ -139,3 +139,16 @@ def test_efficientnet_fits_fine_tunes_and_exports_with_parity(tmp_path):
     served = tf.saved_model.load(str(exported.version_dir)).signatures["serving_default"]
     probabilities = served(images=tf.constant(images))["probabilities"].numpy()
     assert expected.std() > 1e-3 and np.abs(probabilities.reshape(expected.shape) - expected).max() < 1e-5
+
+
+@needs_shared(EFFICIENTNET)
+def test_grad_cam_explains_efficientnets_last_feature_map(efficientnet):
+    """Grad-CAM on the 2 × 2 map the backbone ends in at 64 px (its `feature_map`), maps that differ by image."""
+    from tltf.saliency import GradCam
+
+    cam = GradCam(efficientnet)
+    assert cam.layer.name == "feature_map" and cam.layer.output.shape[1:] == (2, 2, 1280)
+    images = np.random.default_rng(1).integers(0, 256, (3, SIZE, SIZE, 3)).astype("uint8")
+    maps, probabilities = cam(images)  # checks on the way that its chain gives the model's own probabilities
+    assert maps.shape == (3, SIZE, SIZE) and probabilities.shape == (3,)
+    assert np.abs(maps[0] - maps[1]).max() > 0.05

@@ -70,6 +70,9 @@ def hub_backbone(input_shape, weights="imagenet", preset=None):
                                    dtype="float32")(x)
     # Some KerasHub backbones declare their input as {"images": ...}; Keras warns when handed a bare tensor.
     x = backbone({key: x for key in backbone.input} if isinstance(backbone.input, dict) else x)
+    if len(x.shape) == 4:
+        # The last feature map as a layer of this graph (a nested model's own output is not), for Grad-CAM.
+        x = keras.layers.Identity(name="feature_map")(x)
     pooled = ClassToken(name="class_token")(x) if len(x.shape) == 3 else keras.layers.GlobalAveragePooling2D(
         name="avg_pool")(x)
     if backbone is not loaded:  # a two-tower preset: its image embedding
