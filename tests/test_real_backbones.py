@@ -152,3 +152,25 @@ def test_grad_cam_explains_efficientnets_last_feature_map(efficientnet):
     maps, probabilities = cam(images)  # checks on the way that its chain gives the model's own probabilities
     assert maps.shape == (3, SIZE, SIZE) and probabilities.shape == (3,)
     assert np.abs(maps[0] - maps[1]).max() > 0.05
+
+
+@needs_shared(EFFICIENTNET)
+@needs_shared(VIT_S14)
+def test_explain_says_how_a_presets_pixels_are_scaled(tmp_path):
+    from conftest import write_recipe
+
+    np.savez(tmp_path / "d.npz", **{f"{split}_{kind}": array for split in ("train", "val") for kind, array in
+                                    (("images", np.zeros((4, 8, 8), np.uint8)), ("labels", np.arange(4)[:, None] % 2))})
+    lines = {}
+    for preset, size in ((EFFICIENTNET, 96), (VIT_S14, 56)):
+        recipe = write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(tmp_path / "d.npz"),
+                                                    "image_size": size},
+                              model={"backbone": "hub", "preset": str(preset), "weights": "imagenet",
+                                     "bn": "frozen", "bn_momentum": None})
+        lines[preset.name] = tltf.explain(tltf.load_recipe(recipe))["preprocessing"]
+    assert lines[EFFICIENTNET.name] == (
+        "preprocessing: pixels × [0.007812, 0.007812, 0.007812] + [-0.9922, -0.9922, -0.9922], inside the model; "
+        "its image converter's scale and offset only (tltf resizes to 96 px itself; the converter's own resize "
+        "and crop are not used)")
+    assert lines[VIT_S14.name].startswith("preprocessing: pixels × [0.01712, 0.01751, 0.01743] + [-2.118, -2.036,")
+    assert lines[VIT_S14.name].endswith("no image converter: the hub_dinov2 family's documented normalisation")

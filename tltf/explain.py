@@ -32,6 +32,10 @@ def explain(recipe) -> dict:
 
         method = methods.get(recipe.adaptation.method)
         explanation["adaptation"] = method.describe(recipe.adaptation, recipe.data.image_size)
+    if recipe.model.preset:
+        from tltf.models.hub import scaling_text
+
+        explanation["preprocessing"] = scaling_text(recipe.model.preset, recipe.data.image_size)
     if recipe.train.precision == "auto":  # what auto means here; a named precision is the recipe's own
         precision = recipe_precision(recipe, measure=False)
         explanation["precision"] = {"chosen": precision.precision, "reason": precision.reason}
@@ -44,7 +48,7 @@ def format_explanation(explanation: dict) -> str:
 
     header = ("block", "trainable", "BN", "params", "lr start", "lr peak", "lr end", "weight decay")
     parts = [f"budget: {explanation['budget']}"] if explanation.get("budget") else []
-    for key in ("regularization", "adaptation"):
+    for key in ("preprocessing", "regularization", "adaptation"):
         if explanation.get(key):
             parts.append(explanation[key])
     if explanation.get("precision"):

@@ -141,6 +141,30 @@ def preset_image_size(preset):
     return fixed_size(image_tower(load_preset(preset, load_weights=False)))
 
 
+def scaling_text(preset, image_size: int) -> str:
+    """One line on how a preset's pixels are scaled inside the model, and where that scaling comes from."""
+    keras_hub = import_keras_hub()
+    family = hub_family(image_tower(load_preset(preset, load_weights=False)), "hub_classes")
+    scale, offset = preset_scaling(preset, family)
+    local = os.path.expanduser(str(preset))
+    folder = os.path.isdir(local)
+    if folder and not os.path.isfile(os.path.join(local, "image_converter.json")) and _keras_format(local):
+        source = "the preset has no image converter: pixels scaled to [0, 1]"
+    elif keras_hub.layers.ImageConverter.from_preset(local if folder else str(preset)) is None:
+        documented = family is not None and family.default_scaling is not None
+        source = (f"the preset has no image converter: the {family.name} family's documented normalisation"
+                  if documented else "the preset has no image converter: pixels scaled to [0, 1]")
+    else:
+        source = (f"its image converter's scale and offset only (tltf resizes to {image_size} px itself; the "
+                  "converter's own resize and crop are not used)")
+    return f"preprocessing: pixels × {_rounded(scale)} + {_rounded(offset)}, inside the model; {source}"
+
+
+def _rounded(value):
+    """A scale or offset (a number or one per channel) in 4 significant digits."""
+    return f"{value:.4g}" if isinstance(value, float) else "[" + ", ".join(f"{v:.4g}" for v in value) + "]"
+
+
 def preset_scaling(preset, family=None):
     """`(scale, offset)` of raw 0–255 pixels for a preset: its image converter's (only the scaling: tltf resizes
     itself, and the converter's own resize and crop are not used).
