@@ -143,21 +143,16 @@ def preset_image_size(preset):
 
 def scaling_text(preset, image_size: int) -> str:
     """One line on how a preset's pixels are scaled inside the model, and where that scaling comes from."""
-    keras_hub = import_keras_hub()
     family = hub_family(image_tower(load_preset(preset, load_weights=False)), "hub_classes")
-    scale, offset = preset_scaling(preset, family)
-    local = os.path.expanduser(str(preset))
-    folder = os.path.isdir(local)
-    if folder and not os.path.isfile(os.path.join(local, "image_converter.json")) and _keras_format(local):
-        source = "the preset has no image converter: pixels scaled to [0, 1]"
-    elif keras_hub.layers.ImageConverter.from_preset(local if folder else str(preset)) is None:
-        documented = family is not None and family.default_scaling is not None
-        source = (f"the preset has no image converter: the {family.name} family's documented normalisation"
-                  if documented else "the preset has no image converter: pixels scaled to [0, 1]")
-    else:
-        source = (f"its image converter's scale and offset only (tltf resizes to {image_size} px itself; the "
-                  "converter's own resize and crop are not used)")
-    return f"preprocessing: pixels × {_rounded(scale)} + {_rounded(offset)}, inside the model; {source}"
+    scale, offset, source = _scaling(preset, family)
+    where = {
+        "converter": (f"its image converter's scale and offset only (tltf resizes to {image_size} px itself; the "
+                      "converter's own resize and crop are not used)"),
+        "family": f"the preset has no image converter: the {family.name if family else ''} family's documented "
+                  "normalisation",
+        "unit": "the preset has no image converter: pixels scaled to [0, 1]",
+    }[source]
+    return f"preprocessing: pixels × {_rounded(scale)} + {_rounded(offset)}, inside the model; {where}"
 
 
 def _rounded(value):
@@ -173,19 +168,26 @@ def preset_scaling(preset, family=None):
     `config.json` KerasHub converts) gets the converter KerasHub makes from its config (timm's mean and standard
     deviation); when it makes none, the family's `default_scaling`, else [0, 1].
     """
+    scale, offset, _ = _scaling(preset, family)
+    return scale, offset
+
+
+def _scaling(preset, family):
+    """`(scale, offset, source)`, source `converter`, `family` (its `default_scaling`) or `unit` ([0, 1])."""
     keras_hub = import_keras_hub()
     local = os.path.expanduser(str(preset))
     folder = os.path.isdir(local)
     if folder and not os.path.isfile(os.path.join(local, "image_converter.json")) and _keras_format(local):
-        return 1.0 / 255.0, 0.0
+        return 1.0 / 255.0, 0.0, "unit"
     try:
         converter = keras_hub.layers.ImageConverter.from_preset(local if folder else str(preset))
     except Exception as error:
         raise _preset_error(str(preset), error) from None
-    if converter is None:
-        default = family.default_scaling if family is not None else None
-        return default if default is not None else (1.0 / 255.0, 0.0)
-    return _plain(converter.scale), _plain(converter.offset)
+    if converter is not None:
+        return _plain(converter.scale), _plain(converter.offset), "converter"
+    if family is not None and family.default_scaling is not None:
+        return *family.default_scaling, "family"
+    return 1.0 / 255.0, 0.0, "unit"
 
 
 def _keras_format(folder: str) -> bool:
