@@ -126,10 +126,11 @@ def saliency(target, images, out):
     TARGET is a run directory (model.keras) or an exported SavedModel (a
     version folder, or a TF Serving model folder whose highest version is
     used; tltf exports carry a `saliency` signature). Each image gets
-    OUT/<image name>_saliency.png: the image as the model takes it, under a
-    heat map of where the evidence for the class the model decides is (red:
-    most; binary models decide at the threshold chosen on val). The map is
-    Grad-CAM on the backbone's last feature map.
+    OUT/<image name>_saliency.png: the image as the model takes it, beside
+    the same image under a heat map of where the evidence for the class the
+    model decides is (red: most; with its colour scale), and above them that
+    class and its probability (binary models decide at the threshold chosen
+    on val). The map is Grad-CAM on the backbone's last feature map.
     """
     from tltf.export import expand_inputs, write_saliency_files
 

@@ -1,4 +1,5 @@
-"""Saliency figures: a heat map over its image, and the report's grid of telling examples."""
+"""Saliency figures: a heat map over its image, one image's readable figure, and the report's grid of telling
+examples."""
 
 from __future__ import annotations
 
@@ -17,6 +18,37 @@ def overlay(image, heat_map, alpha: float = 0.45) -> np.ndarray:
     grey = np.repeat(grey[..., None], 3, axis=-1) / 255.0
     colours = matplotlib.colormaps["jet"](np.clip(heat_map, 0, 1))[..., :3]
     return (255 * np.clip((1 - alpha) * grey + alpha * colours, 0, 1)).astype(np.uint8)
+
+
+def write_saliency_figure(path, image, heat_map, caption: str) -> None:
+    """A saliency file a person can read: the image as the model takes it beside the same image under the heat
+    map (jet, with its colour scale), the decided class and its probability above, at a readable size.
+
+    Args:
+        path: the png to write.
+        image: uint8 `[S, S, 3]` (or `[S, S]`) pixels.
+        heat_map: `[S, S]` in [0, 1]: where the evidence for the decided class is.
+        caption: what the model decided, e.g. "decided: pneumonia, p 0.93".
+    """
+    from tltf.evaluate.plots import _pyplot
+
+    image = np.asarray(image)
+    rgb = np.repeat(image[..., None], 3, axis=-1) if image.ndim == 2 else image
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8.0, 4.0), gridspec_kw={"width_ratios": [1, 1.1]})
+    left.imshow(rgb.astype(np.uint8))
+    left.set_title("the image as the model takes it", fontsize=9)
+    right.imshow(rgb.astype(np.uint8))
+    shown = right.imshow(np.clip(heat_map, 0, 1), cmap="jet", alpha=0.4, vmin=0, vmax=1)
+    right.set_title("Grad-CAM: where the evidence is", fontsize=9)
+    for ax in (left, right):
+        ax.axis("off")
+    bar = fig.colorbar(shown, ax=right, fraction=0.046, pad=0.04)
+    bar.set_label("evidence for the decided class (relative)", fontsize=8)
+    fig.suptitle(caption, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 def telling_examples(labels, scores, threshold: float, class_names) -> list[tuple[str, int]]:
