@@ -387,3 +387,55 @@ def test_a_studys_set_applies_to_every_run_before_its_arm(tmp_path):
     recipes = {run.name.split("-")[0]: load_run_recipe(run) for run in (tmp_path / "out" / "runs").iterdir()}
     assert {arm: (r.train.epochs, r.train.lr) for arm, r in recipes.items()} == {"base": (2, 0.05), "slow": (2, 1e-3)}
     assert all(str(r.data.path).endswith("data/tiny.npz") for r in recipes.values())
+
+
+def test_a_study_runs_on_a_cluster_started_with_ray_start_and_its_runs_see_the_commands_keras_cache(tmp_path):
+    """A real single-node cluster (`ray start --head --block` in its own process group, started without the
+    command's KERAS_HOME or TLTF_* variables, as a cluster started elsewhere would be): a two-run study with
+    --address authenticates with the cluster's token and its runs see the command's Keras cache."""
+    import shutil
+    import signal
+    import socket
+    import tempfile
+    import time
+
+    tiny_data(tmp_path)
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump({
+        "name": "on-a-cluster", "recipe": "recipe.yaml", "arms": {"base": {}, "slow": {"train.lr": 1e-3}},
+        "grid": {"data.train_fraction": [0.5]}, "seeds": [1], "resources": {"cpus": 1}}))
+    ray_temp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))  # short: Ray's socket paths
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cluster_env = {name: value for name, value in os.environ.items()
+                   if name != "KERAS_HOME" and not name.startswith("TLTF_")}
+    # the --setup module on every node; where its workers say what KERAS_HOME they see (not a TLTF_ variable: tltf
+    # would pass it on itself, and the probe would prove nothing)
+    cluster_env.update(PYTHONPATH=str(TESTS), RAY_TMPDIR=str(ray_temp), STUDY_ENV_PROBE=str(tmp_path / "probe"))
+    with open(tmp_path / "cluster.log", "w") as log:
+        head = subprocess.Popen(["ray", "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+                                 "--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats"],
+                                env=cluster_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        for _ in range(120):
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.5)
+        keras_home = tmp_path / "drivers-keras-home"
+        result = tltf_cli("study", "study.yaml", "--out", "out", "--setup", SETUP, "--address", f"127.0.0.1:{port}",
+                          cwd=tmp_path, timeout=400,
+                          env={"KERAS_HOME": str(keras_home)})
+    finally:
+        os.killpg(head.pid, signal.SIGTERM)
+        try:
+            head.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(head.pid, signal.SIGKILL)
+        shutil.rmtree(ray_temp, ignore_errors=True)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:] + (
+        tmp_path / "cluster.log").read_text()[-2000:]
+    with open(tmp_path / "out" / "results.csv") as handle:
+        assert sorted(row["arm"] for row in csv.DictReader(handle)) == ["base", "slow"]
+    seen = (tmp_path / "probe").read_text().split()
+    assert seen and set(seen) == {str(keras_home)}  # every worker that ran a trial

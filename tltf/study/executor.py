@@ -11,13 +11,16 @@ study or a search runs.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
 import os
 import traceback
 from pathlib import Path
+from typing import Optional
 
 from tltf.errors import TltfError
+from tltf.log import logger
 from tltf.study.results import RUNS_FOLDER
 from tltf.study.spec import override_text
 
@@ -34,8 +37,30 @@ def import_tune():
     return tune
 
 
+@dataclasses.dataclass(frozen=True)
+class RaySettings:
+    """Where a study's or search's trials run, made once when the command starts (`ray_settings`).
+
+    Args:
+        address: an existing cluster, or None for a fresh local Ray.
+        setup: what every worker runs first (`--setup`), or None.
+        environment: the variables the runs depend on, as the command was given them (`run_environment`).
+    """
+
+    address: Optional[str] = None
+    setup: Optional[object] = None
+    environment: dict = dataclasses.field(default_factory=dict)
+
+
+def ray_settings(address=None, setup=None) -> RaySettings:
+    """The command's Ray settings, taken before Ray is imported and before a `--setup` runs in the driver (it may
+    change the environment): the cluster's token (`use_cluster_token`) and the run environment."""
+    use_cluster_token(address)
+    return RaySettings(address, setup, run_environment())
+
+
 @contextlib.contextmanager
-def ray_session(address=None, setup=None):
+def ray_session(settings: RaySettings):
     """A Ray to run trials on: `address` (an existing cluster, e.g. `ray://head:10001` or `auto`), or a fresh local
     one started here and shut down afterwards.
 
@@ -54,7 +79,10 @@ def ray_session(address=None, setup=None):
     if ray.is_initialized():
         yield
         return
-    runtime_env = {"worker_process_setup_hook": setup} if setup else None
+    address, setup = settings.address, settings.setup
+    runtime_env = {"env_vars": dict(settings.environment)}
+    if setup:
+        runtime_env["worker_process_setup_hook"] = setup
     try:
         ray.init(address=address or "local", include_dashboard=False, log_to_driver=False,
                  logging_level=logging.WARNING, runtime_env=runtime_env)
@@ -71,6 +99,27 @@ def ray_session(address=None, setup=None):
     finally:
         tune_logger.setLevel(level)
         ray.shutdown()
+
+
+def run_environment() -> dict:
+    """The variables a tltf run depends on (`KERAS_HOME`, every `TLTF_*`) as the command sees them: a cluster's
+    workers were started with the cluster's environment, not the command's, and a run that cannot find its
+    weights in their Keras cache fails."""
+    return {name: value for name, value in os.environ.items() if name == "KERAS_HOME" or name.startswith("TLTF_")}
+
+
+def use_cluster_token(address) -> None:
+    """Ray ≥ 2.59 starts a cluster with token authentication (`ray start --head` writes the token to
+    `~/.ray/auth_token`) and refuses a driver that does not send it; unless `RAY_AUTH_MODE` says otherwise, send
+    the token when there is one. Ray reads the setting when it is imported: call this first (`run_study` and
+    `run_search` do)."""
+    if not address or "RAY_AUTH_MODE" in os.environ:
+        return
+    token = Path(os.environ.get("RAY_AUTH_TOKEN_PATH") or Path.home() / ".ray" / "auth_token")
+    if os.environ.get("RAY_AUTH_TOKEN") or token.is_file():
+        os.environ["RAY_AUTH_MODE"] = "token"
+        logger.info(f"--address {address}: sending the cluster's authentication token "
+                    f"({'RAY_AUTH_TOKEN' if os.environ.get('RAY_AUTH_TOKEN') else token})")
 
 
 def check_address(address) -> None:

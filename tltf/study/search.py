@@ -35,7 +35,7 @@ from tltf.config import Section
 from tltf.errors import TltfError
 from tltf.log import logger
 from tltf.study.confirmation import choose_confirmed, confirm, write_best
-from tltf.study.executor import check_address, run_setup
+from tltf.study.executor import check_address, ray_settings, run_setup
 from tltf.study.spec import Resources, override_text, read_typed_yaml
 from tltf.study.trials import SearchResult, trial_row, write_csv
 
@@ -124,6 +124,7 @@ def run_search(recipe_path, space_path, trials: int, out=None, overrides=(), add
     """
     from tltf.recipe import load_recipe
 
+    ray = ray_settings(address, setup)  # before Ray is imported and before the setup runs here
     if setup is not None:
         run_setup(setup)  # what the workers will have, the recipes validated here need too
     spec = load_search(space_path)
@@ -141,7 +142,7 @@ def run_search(recipe_path, space_path, trials: int, out=None, overrides=(), add
     out.mkdir(parents=True, exist_ok=True)
     logger.info(f"search over {', '.join(spec.space)}: {trials} trials of {base.name}, by validation AUC, in {out}"
                 + (" (the first: the recipe's own values)" if start else ""))
-    with _ray(spec, address, setup) as slots:
+    with _ray(spec, ray) as slots:
         results = _execute(spec, Path(recipe_path).resolve(), list(overrides), trials, out, start, slots)
         rows = [trial_row(result, spec.space, start) for result in results]
         finished = [row for row in rows if row.finished]
@@ -180,11 +181,12 @@ def recipe_values(recipe, spec: SearchSpec, space_path) -> dict:
 
 
 @contextlib.contextmanager
-def _ray(spec: SearchSpec, address, setup):
-    """A Ray session for the search and its confirmation; yields how many trials run at once."""
+def _ray(spec: SearchSpec, ray):
+    """A Ray session for the search and its confirmation (`ray`: the command's `RaySettings`); yields how many
+    trials run at once."""
     from tltf.study.executor import cluster_slots, ray_session
 
-    with ray_session(address, setup):
+    with ray_session(ray):
         yield spec.max_concurrent or cluster_slots(spec.resources)
 
 

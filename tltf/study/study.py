@@ -10,7 +10,7 @@ from pathlib import Path
 from tltf.errors import TltfError
 from tltf.log import logger
 from tltf.run_dir import PARTIAL_SUFFIX
-from tltf.study.executor import check_address, run_setup
+from tltf.study.executor import check_address, ray_settings, run_setup
 from tltf.study.results import collect_results, is_finished, run_dir, write_results
 from tltf.study.spec import check_recipes, expand_runs, load_study
 
@@ -55,6 +55,7 @@ def run_study(study_path, out=None, address=None, setup=None, overrides=()) -> S
         TltfError: a bad study file, a run whose recipe does not validate, or a folder holding runs made with
             another recipe; all before anything runs.
     """
+    ray = ray_settings(address, setup)  # before Ray is imported and before the setup runs here
     if setup is not None:
         run_setup(setup)  # what the workers will have, the recipes validated here need too
     spec, recipe_path = load_study(study_path)
@@ -71,7 +72,7 @@ def run_study(study_path, out=None, address=None, setup=None, overrides=()) -> S
         check_address(address)
     study_dir.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(study_path, study_dir / "study.yaml")
-    failed = _execute(spec, recipe_path, study_dir, runs, pending, address, setup) if pending else []
+    failed = _execute(spec, recipe_path, study_dir, runs, pending, ray) if pending else []
     rows, paired = _write_study(study_dir, spec, runs)
     finished = {row["run"] for row in rows}
     unfinished = [run.name for run in pending if run.name not in finished]
@@ -97,12 +98,12 @@ def _write_study(study_dir: Path, spec, runs) -> tuple[list, dict]:
     return rows, paired
 
 
-def _execute(spec, recipe_path: Path, study_dir: Path, runs: list, pending: list, address, setup) -> list[str]:
+def _execute(spec, recipe_path: Path, study_dir: Path, runs: list, pending: list, ray) -> list[str]:
     """The pending runs as Ray Tune trials; returns the names of those that failed after their retries."""
     from tltf.study.executor import cluster_slots, import_tune, ray_session, run_trials, trial_settings
 
     tune = import_tune()
-    with ray_session(address, setup):
+    with ray_session(ray):
         from tltf.study.progress import TrialProgress
 
         before = collect_results(study_dir, runs)  # a continued study's ETA and best start from these
