@@ -129,11 +129,7 @@ def run_search(recipe_path, space_path, trials: int, out=None, overrides=(), add
         run_setup(setup)  # what the workers will have, the recipes validated here need too
     spec = load_search(space_path)
     base = load_recipe(recipe_path, list(overrides))
-    for corner in _corners(spec):  # a key the recipe lacks, or a value it refuses, fails here in one line
-        try:
-            load_recipe(recipe_path, [*overrides, *corner])
-        except TltfError as error:
-            raise TltfError(f"{space_path}: {error}") from None
+    _check_corners(spec, recipe_path, overrides, space_path)
     start = recipe_values(base, spec, space_path) if spec.start_from_recipe else None
     out = Path(out or Path("tunes") / base.name).expanduser().resolve()
     if (out / "trials.csv").exists():
@@ -217,6 +213,18 @@ def _tune_space(tune, spec: SearchSpec) -> dict:
         space[key] = {"loguniform": lambda v: tune.loguniform(*v), "uniform": lambda v: tune.uniform(*v),
                       "int": lambda v: tune.randint(v[0], v[1] + 1), "choice": tune.choice}[kind](values)
     return space
+
+
+def _check_corners(spec: SearchSpec, recipe_path, overrides, space_path) -> None:
+    """The recipe loads at every corner of the space: a key it lacks, or a value it refuses, fails here in one
+    line naming the space file, before anything runs."""
+    from tltf.recipe import load_recipe
+
+    for corner in _corners(spec):
+        try:
+            load_recipe(recipe_path, [*overrides, *corner])
+        except TltfError as error:
+            raise TltfError(f"{space_path}: {error}") from None
 
 
 def _corners(spec: SearchSpec) -> list[list[str]]:
