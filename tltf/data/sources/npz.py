@@ -45,14 +45,9 @@ def unlabelled(data):
         keys = set(archive.files)
         if "train_images" not in keys or "train_labels" in keys:
             return None
-        images = archive["train_images"]
-        check_pixels(images, path, "train_images")
-        evaluation = None
-        if "test_images" in keys and "test_labels" in keys:
-            check_pixels(archive["test_images"], path, "test_images")
-            evaluation = Split(standardize(archive["test_images"], data.image_size),
-                               np.asarray(archive["test_labels"]).reshape(-1).astype(np.int64))
-        return standardize(images, data.image_size), evaluation
+        images = _images(archive, "train_images", path, data)
+        labelled = "test_images" in keys and "test_labels" in keys
+        return images, _labelled_split(archive, "test", path, data) if labelled else None
 
 
 def read_npz(path: Path, data) -> dict:
@@ -72,13 +67,21 @@ def read_npz(path: Path, data) -> dict:
             if f"{split}_images" in keys:
                 if f"{split}_labels" not in keys:
                     raise DataError(f"{path}: {split}_images has no {split}_labels array")
-                images = archive[f"{split}_images"]
-                check_pixels(images, path, f"{split}_images")
-                raw[split] = Split(
-                    standardize(images, data.image_size),
-                    np.asarray(archive[f"{split}_labels"]).reshape(-1).astype(np.int64),
-                )
+                raw[split] = _labelled_split(archive, split, path, data)
     return raw
+
+
+def _images(archive, key: str, path: Path, data) -> np.ndarray:
+    """The archive's `key` array, checked as pixels and brought to `data.image_size` RGB."""
+    images = archive[key]
+    check_pixels(images, path, key)
+    return standardize(images, data.image_size)
+
+
+def _labelled_split(archive, split: str, path: Path, data) -> Split:
+    """`<split>_images` (checked, resized) with `<split>_labels` as int64 class ids."""
+    return Split(_images(archive, f"{split}_images", path, data),
+                 np.asarray(archive[f"{split}_labels"]).reshape(-1).astype(np.int64))
 
 
 def check_pixels(images: np.ndarray, path: Path, key: str) -> None:
