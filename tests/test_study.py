@@ -389,6 +389,25 @@ def test_a_studys_set_applies_to_every_run_before_its_arm(tmp_path):
     assert all(str(r.data.path).endswith("data/tiny.npz") for r in recipes.values())
 
 
+def test_a_run_that_cannot_run_fails_once_with_its_reason_not_three_times(tmp_path):
+    """A `TltfError` on the worker (here: a train split of one class, which only loading the data shows) cannot
+    be fixed by another attempt: the run ends once, its reason on the console, and the study exits 1."""
+    tiny_data(tmp_path)
+    arrays = dict(np.load(tmp_path / "tiny.npz"))
+    arrays["train_labels"] = np.zeros_like(arrays["train_labels"])
+    np.savez(tmp_path / "tiny.npz", **arrays)
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump({
+        "name": "one-class", "recipe": "recipe.yaml", "arms": {"base": {}}, "grid": {"data.train_fraction": [0.5]},
+        "seeds": [1], "resources": {"cpus": 1}, "max_failures": 2}))
+    result = tltf_cli("study", "study.yaml", "--out", "out", "--setup", SETUP, cwd=tmp_path)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-3000:]
+    assert "base-train_fraction=0.5-seed=1 cannot run, not retried" in output
+    assert "the train split has a single class" in output and "died" not in output
+    log = (tmp_path / "out" / "logs" / "base-train_fraction=0.5-seed=1.log").read_text()
+    assert log.count("the train split has a single class") == 1  # one attempt
+
+
 def test_a_study_runs_on_a_cluster_started_with_ray_start_and_its_runs_see_the_commands_keras_cache(tmp_path):
     """A real single-node cluster (`ray start --head --block` in its own process group, started without the
     command's KERAS_HOME or TLTF_* variables, as a cluster started elsewhere would be): a two-run study with

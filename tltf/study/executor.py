@@ -3,7 +3,9 @@
 Each trial is one ordinary `tltf.fit` into its own run directory. A trial
 whose worker dies is retried by Ray Tune (`FailureConfig`); the retry
 continues the run from its last saved epoch, because `tltf.fit` into a folder
-whose `.partial` twin holds an interrupted run continues it. Ray is imported
+whose `.partial` twin holds an interrupted run continues it. A run that fails
+for a reason another attempt cannot fix (a `TltfError`: its weights, data or
+recipe as the worker sees them) ends at once with that reason. Ray is imported
 here, by the Tune callback in `progress.py` and by `search.py`, and only when a
 study or a search runs.
 """
@@ -194,6 +196,9 @@ def run_trials(trainable_config: dict, param_space: dict, name: str, storage: Pa
         tune_config: a `tune.TuneConfig` (search algorithm, scheduler, samples).
     """
     tune = import_tune()
+    # A run that cannot run reports only its reason (`fit_trial`), without the metric a search's algorithm and
+    # scheduler expect; both skip such a result, Tune's strict check would refuse it.
+    os.environ["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
     trainable = tune.with_parameters(fit_trial, shared=trainable_config)
     trainable = tune.with_resources(trainable, {"cpu": resources.cpus, "gpu": resources.gpus})
     run_config = tune.RunConfig(name=name, storage_path=str(Path(storage).resolve()), verbose=0,
@@ -205,6 +210,14 @@ def run_trials(trainable_config: dict, param_space: dict, name: str, storage: Pa
     tuner = tune.Tuner(trainable, param_space=param_space, run_config=run_config,
                        tune_config=tune_config or tune.TuneConfig())
     return tuner.fit()
+
+
+CANNOT_RUN = "cannot_run"  # the one key of a trial's result when its run failed for a reason retrying cannot fix
+
+
+def cannot_run(result) -> Optional[str]:
+    """Why a trial's run could not run (a `TltfError` on the worker: weights, data, recipe), or None."""
+    return (result or {}).get(CANNOT_RUN)
 
 
 def fit_trial(config: dict, shared: dict) -> None:
@@ -227,8 +240,15 @@ def fit_trial(config: dict, shared: dict) -> None:
     log_path.parent.mkdir(parents=True, exist_ok=True)
     callbacks = [_epoch_reporter()] if shared["search"] else []
     with open(log_path, "a") as log, _logging_into(log):
-        recipe = tltf.load_recipe(shared["recipe"], list(run["overrides"]))
-        result = tltf.fit(recipe, Path(shared["runs_dir"]) / run["name"], verbose=2, callbacks=callbacks)
+        try:
+            recipe = tltf.load_recipe(shared["recipe"], list(run["overrides"]))
+            result = tltf.fit(recipe, Path(shared["runs_dir"]) / run["name"], verbose=2, callbacks=callbacks)
+        except TltfError as error:
+            # The user's weights, data or recipe as this worker sees them: another attempt would fail the same
+            # way, so the trial ends here (a result, not an exception Tune would retry) with the reason.
+            logger.error(str(error))
+            tune.report({CANNOT_RUN: str(error)})
+            return
     final = {"val_auc": result.metrics["val"]["auc"], "run_dir": str(result.run_dir), "final": True}
     if not shared["search"]:  # a search chooses by validation; its results never carry test metrics
         final["test_auc"] = result.metrics["test"]["auc"]

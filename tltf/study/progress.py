@@ -8,6 +8,7 @@ import time
 from ray import tune
 
 from tltf.log import logger
+from tltf.study.executor import cannot_run
 
 
 class TrialProgress(tune.Callback):
@@ -37,6 +38,12 @@ class TrialProgress(tune.Callback):
         logger.info(f"{self._counts(trials, trial)} started {run_name(trial)}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        reason = cannot_run(trial.last_result)
+        if reason:
+            self.started.pop(trial.trial_id, None)
+            logger.error(f"{run_name(trial)} cannot run, not retried (another attempt would fail the same way): "
+                         f"{reason}")
+            return
         self.done += 1
         seconds = time.monotonic() - self.started.pop(trial.trial_id, time.monotonic())
         self.durations.append(seconds)

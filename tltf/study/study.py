@@ -100,7 +100,7 @@ def _write_study(study_dir: Path, spec, runs) -> tuple[list, dict]:
 
 def _execute(spec, recipe_path: Path, study_dir: Path, runs: list, pending: list, ray) -> list[str]:
     """The pending runs as Ray Tune trials; returns the names of those that failed after their retries."""
-    from tltf.study.executor import cluster_slots, import_tune, ray_session, run_trials, trial_settings
+    from tltf.study.executor import cannot_run, cluster_slots, import_tune, ray_session, run_trials, trial_settings
 
     tune = import_tune()
     with ray_session(ray):
@@ -115,7 +115,8 @@ def _execute(spec, recipe_path: Path, study_dir: Path, runs: list, pending: list
         space = {"run": tune.grid_search([{"name": run.name, "overrides": list(run.overrides)} for run in pending])}
         results = run_trials(shared, space, "ray", study_dir / ".tune", spec.resources,
                              max_failures=spec.max_failures, callbacks=[progress])
-    failed = [result.config["run"]["name"] for result in results if result.error is not None]
+    failed = [result.config["run"]["name"] for result in results
+              if result.error is not None or cannot_run(result.metrics)]
     for name in failed:
         logger.error(f"{name} failed: see {study_dir / 'logs' / (name + '.log')}; rerun the study to retry it")
     return failed

@@ -8,6 +8,8 @@ import math
 from pathlib import Path
 from typing import Optional
 
+from tltf.study.executor import cannot_run
+
 FINISHED = "finished"
 
 
@@ -104,7 +106,8 @@ def trial_row(result, space_keys, start: Optional[dict]) -> TrialRow:
     metrics = result.metrics or {}
     epochs = [m.get("val_auc") for m in (result.metrics_dataframe.to_dict("records")
                                          if result.metrics_dataframe is not None else []) if not m.get("final")]
-    status = FINISHED if metrics.get("final") else ("failed" if result.error is not None else "stopped early")
+    failed = result.error is not None or cannot_run(metrics)
+    status = FINISHED if metrics.get("final") else ("failed" if failed else "stopped early")
     values = {key: result.config.get(key) for key in space_keys}
     return TrialRow(metrics.get("trial_id", "?"), values, status, len(epochs),
                     max((e for e in epochs if e is not None and not math.isnan(e)), default=None),
