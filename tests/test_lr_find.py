@@ -11,7 +11,7 @@ from conftest import separable_images, tiny_pretrained_weights, write_recipe
 import tltf
 from tltf.callbacks import LearningRateFinder
 from tltf.cli.main import main
-from tltf.train.callbacks.learning_rate_finder import suggest_learning_rate
+from tltf.train import learning_rate_rules
 
 
 def batches(n=64):
@@ -48,15 +48,32 @@ def test_a_diverging_loss_stops_the_sweep_early():
     assert not np.isfinite(last) or last > 4 * min(finder.losses)
 
 
-def test_the_suggestion_sits_inside_the_longest_descent():
+def a_sweep_curve():
+    """Flat, then falling (with a bump) from step 20 to 45, fastest at steps 24-27, then exploding."""
     lrs = np.geomspace(1e-6, 1.0, 60)
-    # Flat, then falling (with a bump) from step 20 to 45, then exploding.
     losses = np.r_[np.full(20, 1.0), np.linspace(1.0, 0.2, 26)[1:], np.linspace(0.3, 5.0, 15)]
+    losses[24:28] -= [0.1, 0.2, 0.3, 0.4]
+    losses[28:45] -= 0.4 * np.linspace(1, 0, 17)
     losses[30] += 0.05
-    suggested = suggest_learning_rate(lrs, losses)
-    assert lrs[20] <= suggested <= lrs[44]
+    return lrs, losses
+
+
+def test_the_valley_rule_sits_half_way_along_the_longest_descent():
+    lrs, losses = a_sweep_curve()
+    suggested = learning_rate_rules.valley(lrs, losses)
     assert suggested == pytest.approx(lrs[(19 + 44) // 2])  # half way from the descent's first step to its last
-    assert suggest_learning_rate(lrs[:10], np.linspace(1.0, 2.0, 10)) is None  # it never fell
+    assert learning_rate_rules.valley(lrs[:10], np.linspace(1.0, 2.0, 10)) is None  # it never fell
+
+
+def test_the_minimum_and_steepest_rules_read_the_curve_where_they_say():
+    lrs, losses = a_sweep_curve()
+    assert learning_rate_rules.minimum(lrs, losses) == pytest.approx(lrs[44] / 10)  # a tenth of the lowest point's
+    steepest = learning_rate_rules.steepest(lrs, losses)
+    assert lrs[22] <= steepest <= lrs[29]  # the window of 6 steps with the largest fall per decade
+    assert set(learning_rate_rules.suggest_all(lrs, losses)) == set(learning_rate_rules.names())
+    assert learning_rate_rules.steepest(lrs[:10], np.linspace(1.0, 2.0, 10)) is None
+    with pytest.raises(ValueError, match="unknown learning-rate rule 'nope'; rules: minimum, steepest, valley"):
+        learning_rate_rules.get("nope")
 
 
 def test_a_schedule_is_refused():
@@ -78,8 +95,12 @@ def test_lr_find_command_writes_its_two_files_and_nothing_else(tmp_path, npz_pat
     assert {p for p in tmp_path.rglob("*")} - before == {tmp_path / "sweep", tmp_path / "sweep" / "lr_find.png",
                                                          tmp_path / "sweep" / "lr_find.json"}
     written = json.loads((tmp_path / "sweep" / "lr_find.json").read_text())
-    assert set(written) == {"suggested_lr", "rule", "lrs", "losses"} and len(written["lrs"]) == len(written["losses"])
-    assert f"suggested learning rate {written['suggested_lr']:.3g}" in result.output
+    assert set(written) == {"suggested_lr", "rule", "rule_description", "suggestions", "lrs", "losses"}
+    assert len(written["lrs"]) == len(written["losses"]) and set(written["suggestions"]) == {"valley", "minimum",
+                                                                                             "steepest"}
+    assert written["suggested_lr"] == written["suggestions"][written["rule"]]
+    assert f"suggested learning rate {written['suggested_lr']:.3g} (rule {written['rule']}: " in result.output
+    assert "the rules span " in result.output
     assert "phase fine_tune" in result.output
     wrong = CliRunner().invoke(main, ["lr-find", str(recipe), "--phase", "nope"])
     assert wrong.exit_code == 2 and "--phase nope: this recipe's phases are head_warmup, fine_tune" in wrong.stderr
@@ -93,3 +114,20 @@ def test_each_recorded_loss_is_its_own_batch_loss_not_the_running_mean():
     finder = LearningRateFinder(min_lr=1e-12, max_lr=2e-12, steps=8, smoothing=0.0)
     model.fit(batches(), epochs=1, callbacks=[finder], verbose=0, shuffle=False)
     np.testing.assert_allclose(finder.losses, expected, rtol=1e-4)
+
+
+def test_a_fine_tuning_sweep_starts_from_the_warmed_up_head_as_in_fit(tmp_path, npz_path):
+    """The sweep of the last phase first trains the warm-up, as `tltf fit` would: its first loss is the warmed-up
+    model's, well below the random head's that the warm-up phase's own sweep starts from."""
+    from tltf.lr_find import find_learning_rate
+
+    recipe = write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(npz_path)},
+                          model={"weights": tiny_pretrained_weights(), "bn": "frozen"},  # as the shipped recipes
+                          train={"strategy": "warmup_then_finetune", "epochs": 32,
+                                 "head_warmup": {"epochs": 30, "lr": 0.1}})
+    loaded = tltf.load_recipe(recipe)
+    # Rates too small to move anything: the first loss (bias-corrected, so unsmoothed) is the starting model's.
+    fine_tune = find_learning_rate(loaded, "fine_tune", steps=3, min_lr=1e-12, max_lr=2e-12)
+    warm_up = find_learning_rate(loaded, "head_warmup", steps=3, min_lr=1e-12, max_lr=2e-12)
+    print("first losses: fine_tune", fine_tune["losses"][:2], "head_warmup", warm_up["losses"][:2])
+    assert fine_tune["losses"][0] < 0.25 * warm_up["losses"][0]

@@ -9,15 +9,18 @@ from typing import Optional
 from tltf.errors import RecipeError
 from tltf.log import logger
 
+RESULT_KEYS = ("suggested_lr", "rule", "rule_description", "suggestions", "lrs", "losses")
+
 
 def find_learning_rate(recipe, phase: Optional[str] = None, steps: int = 100, min_lr: float = 1e-7,
                        max_lr: float = 1.0) -> dict:
     """Sweeps the learning rate of one phase of `recipe` (`tltf.callbacks.LearningRateFinder`) and returns
-    `{"suggested_lr", "rule", "lrs", "losses", "phase"}`.
+    `{"suggested_lr", "rule", "rule_description", "suggestions", "lrs", "losses", "phase"}`.
 
-    The phase trains exactly what it would in `tltf fit` (its model, datasets, frozen parts and per-unit
-    multipliers), with a fresh optimizer of the recipe's kind whose base rate the sweep sets; the suggestion is
-    for that phase's base rate (`train.lr`, or `train.head_warmup.lr` for a warm-up). Nothing is written.
+    The phases before it are trained first, as in `tltf fit`; then the phase trains exactly what it would (its
+    model, datasets, frozen parts and per-unit multipliers), with a fresh optimizer of the recipe's kind whose
+    base rate the sweep sets; the suggestion is for that phase's base rate (`train.lr`, or `train.head_warmup.lr`
+    for a warm-up). Nothing is written.
 
     Args:
         recipe: a validated recipe.
@@ -43,7 +46,9 @@ def find_learning_rate(recipe, phase: Optional[str] = None, steps: int = 100, mi
         names = [p.phase.name for p in plan.phases]
         if phase is not None and phase not in names:
             raise RecipeError(f"--phase {phase}: this recipe's phases are {', '.join(names)}")
-        chosen = plan.phases[names.index(phase) if phase is not None else -1]
+        index = names.index(phase) if phase is not None else len(names) - 1
+        chosen = plan.phases[index]
+        _train_earlier_phases(plan, index)
         backbone_of(model).trainable = chosen.phase.train_backbone
         multipliers = {**(plan.lr_multipliers if chosen.phase.layerwise else {}), **plan.method_lr_multipliers}
         optimizer = wrap_for_precision(build_optimizer(recipe.train.spec(), min_lr, multipliers),
@@ -59,29 +64,61 @@ def find_learning_rate(recipe, phase: Optional[str] = None, steps: int = 100, mi
     return {**finder.result(), "phase": chosen.phase.name}
 
 
+def _train_earlier_phases(plan, index: int) -> None:
+    """The phases before the swept one, trained as `tltf fit` trains them (into a folder that is then deleted):
+    a fine-tuning phase's sweep starts from the warmed-up head it starts from in a run, not from a random one,
+    whose own learning would dominate the curve."""
+    import dataclasses
+    import tempfile
+
+    from tltf.train.trainer import Trainer
+
+    if index == 0:
+        return
+    earlier = plan.phases[:index]
+    logger.info(f"training {', '.join(p.phase.name for p in earlier)} first, as tltf fit does, so the sweep starts "
+                f"where {plan.phases[index].phase.name} starts")
+    with tempfile.TemporaryDirectory(prefix="tltf-lr-find-") as folder:
+        Trainer(verbose=0).run(dataclasses.replace(plan, phases=earlier, finishers=()), Path(folder), deliver=False)
+
+
 def write_learning_rate_finder(result: dict, out: Path) -> tuple[Path, Path]:
     """`OUT/lr_find.json` and `OUT/lr_find.png`, and nothing else."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     json_path, png_path = out / "lr_find.json", out / "lr_find.png"
-    json_path.write_text(json.dumps({key: result[key] for key in ("suggested_lr", "rule", "lrs", "losses")},
-                                    indent=1) + "\n")
+    json_path.write_text(json.dumps({key: result[key] for key in RESULT_KEYS}, indent=1) + "\n")
     plot_learning_rate_finder(png_path, result)
     return json_path, png_path
 
 
+def rules_range(result: dict) -> Optional[tuple[float, float]]:
+    """The lowest and highest rate the rules suggest on this sweep (None: none suggested anything)."""
+    rates = [rate for rate in result["suggestions"].values() if rate]
+    return (min(rates), max(rates)) if rates else None
+
+
 def plot_learning_rate_finder(path, result: dict) -> None:
-    """lr_find.png: the smoothed loss against the rate (log x), the suggestion marked."""
+    """lr_find.png: the smoothed loss against the rate (log x), the suggestion and the other rules' rates marked,
+    the span between them shaded."""
     from tltf.evaluate.plots import _pyplot
 
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(result["lrs"], result["losses"])
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    ax.plot(result["lrs"], result["losses"], color="black")
+    span = rules_range(result)
+    if span:
+        ax.axvspan(*span, color="tab:blue", alpha=0.12, label=f"the rules' span {span[0]:.2g}–{span[1]:.2g}")
+    for (name, rate), style in zip(result["suggestions"].items(), (":", "-.", (0, (5, 2)), (0, (1, 3)))):
+        if rate and name != result["rule"]:
+            ax.axvline(rate, color="tab:blue", linestyle=style, label=f"{name} {rate:.2g}")
     if result["suggested_lr"]:
-        ax.axvline(result["suggested_lr"], color="tab:red", linestyle="--",
-                   label=f"suggested {result['suggested_lr']:.2e}")
-        ax.legend()
-    ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed training loss", title="learning-rate finder")
+        ax.axvline(result["suggested_lr"], color="tab:red", linewidth=2,
+                   label=f"suggested ({result['rule']}) {result['suggested_lr']:.2g}")
+    ax.legend(fontsize=8)
+    ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed training loss",
+           title=f"learning-rate finder: {result['rule']}, {result['rule_description']}")
+    ax.title.set_fontsize(8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -79,15 +79,20 @@ def lr_find(recipe, phase, overrides, out, steps, min_lr, max_lr):
     (train.lr, or train.head_warmup.lr for a warm-up).
     """
     import tltf
-    from tltf.lr_find import find_learning_rate, write_learning_rate_finder
+    from tltf.lr_find import find_learning_rate, rules_range, write_learning_rate_finder
 
     if min_lr >= max_lr:
         raise tltf.errors.TltfError(f"--min-lr {min_lr:g} must be below --max-lr {max_lr:g}")
     result = find_learning_rate(tltf.load_recipe(recipe, list(overrides)), phase, steps, min_lr, max_lr)
     json_path, png_path = write_learning_rate_finder(result, out)
     suggestion = "none (the loss never fell)" if result["suggested_lr"] is None else f"{result['suggested_lr']:.3g}"
-    click.echo(f"phase {result['phase']}: suggested learning rate {suggestion} ({result['rule']}); "
-               f"{len(result['lrs'])} steps swept")
+    click.echo(f"phase {result['phase']}: suggested learning rate {suggestion} (rule {result['rule']}: "
+               f"{result['rule_description']}); {len(result['lrs'])} steps swept")
+    span = rules_range(result)
+    if span:
+        others = ", ".join(f"{name} {rate:.2g}" for name, rate in result["suggestions"].items() if rate)
+        click.echo(f"the rules span {span[0]:.2g}–{span[1]:.2g} ({span[1] / span[0]:.0f}×: {others}); "
+                   "docs/fine-tuning.md measures how far each lands from the best swept rate")
     click.echo(f"wrote {png_path} and {json_path}")
 
 

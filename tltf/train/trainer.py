@@ -60,9 +60,10 @@ class Trainer:
         self.verbose = verbose
         self.callbacks = list(callbacks)
 
-    def run(self, plan, checkpoint_dir: Path) -> TrainingOutcome:
+    def run(self, plan, checkpoint_dir: Path, deliver: bool = True) -> Optional[TrainingOutcome]:
         """Fits every phase not yet done; leaves the best epoch's model (with its optimizer state) in
-        `checkpoint_dir/model.keras`."""
+        `checkpoint_dir/model.keras`. With `deliver=False` it stops after the last phase, its last epoch's
+        weights in the model (where a following phase would start), and returns None."""
         from tltf.train.callbacks import BestModelCheckpoint
 
         checkpoint_dir = Path(checkpoint_dir)
@@ -83,6 +84,8 @@ class Trainer:
             epoch_metrics = []
             progress.phase_index += 1
             resume.save_state(checkpoint_dir, plan, progress, best)
+        if not deliver:
+            return None
         best.restore_best()
         for finish in plan.finishers:
             finish(plan.model)

@@ -5,7 +5,10 @@ from __future__ import annotations
 import math
 
 import keras
-import numpy as np
+
+from tltf.train import learning_rate_rules
+
+DEFAULT_RULE = "valley"
 
 
 class LearningRateFinder(keras.callbacks.Callback):
@@ -18,14 +21,14 @@ class LearningRateFinder(keras.callbacks.Callback):
     BatchNorm statistics, random-generator states) and every optimizer variable (slots, step count, the rate)
     is restored bit for bit. The optimizer's learning rate must be a number (a variable), not a schedule.
 
-    `suggested_lr` is the rate half way along the longest descent of the smoothed loss (`suggest_learning_rate`;
-    `rule` says so); None when the loss never fell.
+    `suggested_lr` is the rate the `rule` reads off the smoothed loss (`tltf.train.learning_rate_rules`), None
+    when the curve gives it nothing; `suggestions` holds every rule's, to show how far apart they are.
 
     Example:
         finder = tltf.callbacks.LearningRateFinder(min_lr=1e-6, max_lr=1.0, steps=100)
         model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="binary_crossentropy")
         model.fit(train_ds.repeat(), steps_per_epoch=100, epochs=1, callbacks=[finder])
-        print(finder.suggested_lr, finder.rule)   # the model is as it was before the fit
+        print(finder.suggested_lr, finder.suggestions)   # the model is as it was before the fit
 
     Args:
         min_lr: the first rate.
@@ -33,19 +36,18 @@ class LearningRateFinder(keras.callbacks.Callback):
         steps: at most this many steps (rates).
         smoothing: the moving average's β.
         divergence: stop when the smoothed loss passes this multiple of its minimum.
+        rule: the rule's name (`tltf.train.learning_rate_rules.names()`) or a `LearningRateRule`.
     """
 
-    RULE = "half way along the longest descent of the smoothed loss (the rates where training makes progress)"
-
     def __init__(self, min_lr: float = 1e-7, max_lr: float = 1.0, steps: int = 100, smoothing: float = 0.98,
-                 divergence: float = 4.0):
+                 divergence: float = 4.0, rule=DEFAULT_RULE):
         super().__init__()
         if not 0 < min_lr < max_lr:
             raise ValueError(f"need 0 < min_lr < max_lr, got {min_lr}, {max_lr}")
         self.min_lr, self.max_lr, self.steps = float(min_lr), float(max_lr), max(int(steps), 2)
         self.smoothing, self.divergence = float(smoothing), float(divergence)
-        self.lrs, self.losses, self.suggested_lr = [], [], None
-        self.rule = self.RULE
+        self.lrs, self.losses, self.suggested_lr, self.suggestions = [], [], None, {}
+        self.rule = learning_rate_rules.get(rule)
 
     def rate_at(self, step: int) -> float:
         return self.min_lr * (self.max_lr / self.min_lr) ** (step / (self.steps - 1))
@@ -86,34 +88,13 @@ class LearningRateFinder(keras.callbacks.Callback):
             variable.assign(value)
         for variable, value in zip(self.model.optimizer.variables, self._saved_optimizer):
             variable.assign(value)
-        self.suggested_lr = suggest_learning_rate(self.lrs, self.losses)
+        self.suggestions = learning_rate_rules.suggest_all(self.lrs, self.losses)
+        self.suggested_lr = self.rule.suggest(self.lrs, self.losses)
 
     def result(self) -> dict:
-        """`{"suggested_lr", "rule", "lrs", "losses"}` (the losses smoothed), as `tltf lr-find` writes it."""
-        return {"suggested_lr": self.suggested_lr, "rule": self.rule, "lrs": list(map(float, self.lrs)),
+        """`{"suggested_lr", "rule", "rule_description", "suggestions", "lrs", "losses"}` (the losses smoothed), as
+        `tltf lr-find` writes it; `suggestions`: every rule's rate by name."""
+        return {"suggested_lr": self.suggested_lr, "rule": self.rule.name, "rule_description": self.rule.description,
+                "suggestions": dict(self.suggestions), "lrs": list(map(float, self.lrs)),
                 "losses": list(map(float, self.losses))}
 
-
-def suggest_learning_rate(lrs, losses):
-    """The rate half way along the longest descent of the smoothed loss (None: it never fell).
-
-    The descent is the longest subsequence of steps over which the smoothed loss keeps falling (a few noisy
-    bumps inside it do not cut it short, as they would a slope); its start and end span the rates where
-    training makes progress, and the suggestion sits half way between them, in steps (so in log rate). This is
-    fastai's "valley" idea.
-    """
-    values = [(lr, loss) for lr, loss in zip(lrs, losses) if math.isfinite(loss)]
-    if len(values) < 3:
-        return None
-    losses = [loss for _, loss in values]
-    # longest[i]: the longest falling subsequence ending at step i; begins[i]: the step it starts at (of equally
-    # long ones, the latest start: a flat stretch before the descent is not part of it).
-    longest, begins = [1] * len(losses), list(range(len(losses)))
-    for i in range(len(losses)):
-        for j in range(i):
-            if losses[i] < losses[j] and longest[j] + 1 >= longest[i]:
-                longest[i], begins[i] = longest[j] + 1, begins[j]
-    end = int(np.argmax(longest))
-    if longest[end] < 3:
-        return None
-    return float(values[(begins[end] + end) // 2][0])
