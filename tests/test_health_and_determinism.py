@@ -118,3 +118,35 @@ def test_a_run_that_diverges_at_once_has_no_best_epoch(tmp_path, npz_path):
                          train={"strategy": "fine_tune", "epochs": 3, "optimizer": "sgd", "lr": 1e12})
     assert result.metrics["health"]["status"] == "diverged"
     assert result.metrics["best_epoch"] is None
+
+
+def noisy_task(seed: int):
+    """Labels from the first feature, a third of the training labels flipped: a wide net first learns the rule,
+    then memorises the flipped labels, and its validation loss climbs."""
+    rng = np.random.default_rng(seed)
+    x, x_val = rng.normal(size=(48, 16)).astype("float32"), rng.normal(size=(200, 16)).astype("float32")
+    y, y_val = (x[:, :1] > 0).astype("float32"), (x_val[:, :1] > 0).astype("float32")
+    flipped = rng.permutation(48)[:16]
+    y[flipped] = 1 - y[flipped]
+    return x, y, x_val, y_val
+
+
+def plateau_events(lr: float):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((16,)), keras.layers.Dense(256, activation="relu"),
+                              keras.layers.Dense(256, activation="relu"), keras.layers.Dense(1, activation="sigmoid")])
+    model.compile(keras.optimizers.Adam(lr), "binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
+    x, y, x_val, y_val = noisy_task(0)
+    health = tltf.callbacks.TrainingHealth(monitor="val_auc", stall_epochs=4)
+    model.fit(x, y, validation_data=(x_val, y_val), epochs=24, batch_size=16, callbacks=[health], verbose=0)
+    return health
+
+
+def test_overfitting_is_told_from_a_stall_and_reported_once_with_the_best_epoch():
+    health = plateau_events(3e-3)  # memorises the flipped labels: training loss down, validation loss up
+    print([event["message"] for event in health.events])
+    assert health.status == "overfitting" and [e["kind"] for e in health.events] == ["overfitting"]
+    assert "while the training loss fell" in health.events[0]["message"]
+    assert "(epoch " in health.events[0]["message"] and "past its best" in health.events[0]["message"]
+    stuck = plateau_events(0.0)  # nothing moves: the validation AUC never improves on its first value
+    assert stuck.status == "stalled" and [e["kind"] for e in stuck.events] == ["stalled"]
