@@ -131,3 +131,20 @@ def test_a_fine_tuning_sweep_starts_from_the_warmed_up_head_as_in_fit(tmp_path, 
     warm_up = find_learning_rate(loaded, "head_warmup", steps=3, min_lr=1e-12, max_lr=2e-12)
     print("first losses: fine_tune", fine_tune["losses"][:2], "head_warmup", warm_up["losses"][:2])
     assert fine_tune["losses"][0] < 0.25 * warm_up["losses"][0]
+
+
+def test_a_head_on_cached_features_is_swept_one_rate_per_step(tmp_path, npz_path):
+    """The feature cache runs many steps per call into TensorFlow; the sweep needs one (it sets each step's rate
+    and reads each step's loss), and a model compiled otherwise is refused."""
+    from tltf.lr_find import find_learning_rate
+
+    recipe = write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(npz_path)},
+                          model={"weights": tiny_pretrained_weights(), "bn": "frozen"},
+                          train={"strategy": "feature_extraction", "epochs": 3})
+    result = find_learning_rate(tltf.load_recipe(recipe), steps=30, min_lr=1e-5, max_lr=1e-1)
+    assert len(result["lrs"]) >= 20
+    np.testing.assert_allclose(result["lrs"], [1e-5 * 1e4 ** (i / 29) for i in range(len(result["lrs"]))], rtol=1e-6)
+    model = tltf.build_model("tiny_test", image_size=16, weights=None)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="binary_crossentropy", steps_per_execution=4)
+    with pytest.raises(ValueError, match="steps_per_execution=1, not 4"):
+        model.fit(batches(), epochs=1, callbacks=[LearningRateFinder()], verbose=0)

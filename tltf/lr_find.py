@@ -54,7 +54,7 @@ def find_learning_rate(recipe, phase: Optional[str] = None, steps: int = 100, mi
         optimizer = wrap_for_precision(build_optimizer(recipe.train.spec(), min_lr, multipliers),
                                        recipe.train.precision)
         target = chosen.fit_target
-        target.compile(optimizer, jit_compile=plan.jit_compile)
+        target.compile(optimizer, jit_compile=plan.jit_compile, steps_per_execution=1)  # a rate per step
         train_ds, _ = target.datasets()
         finder = LearningRateFinder(min_lr, max_lr, steps)
         logger.info(f"sweeping the learning rate of phase {chosen.phase.name} from {min_lr:g} to {max_lr:g} "

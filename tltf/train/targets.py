@@ -59,10 +59,11 @@ class FullModel:
         self.task = task
         self.data = data
 
-    def compile(self, optimizer, jit_compile="auto") -> None:
-        """(Re)compiles: Keras bakes the trainable variables into the train function."""
+    def compile(self, optimizer, jit_compile="auto", steps_per_execution=None) -> None:
+        """(Re)compiles: Keras bakes the trainable variables into the train function. `steps_per_execution`:
+        default the target's own (1 where a callback must see every step, as the learning-rate finder does)."""
         self.model.compile(optimizer=optimizer, loss=self.task.loss(), metrics=self.task.metrics(),
-                           jit_compile=jit_compile, steps_per_execution=self.steps_per_execution)
+                           jit_compile=jit_compile, steps_per_execution=steps_per_execution or self.steps_per_execution)
 
     def datasets(self):
         return self.data.datasets()

@@ -24,8 +24,8 @@ class SourceAndTargetBatches:
         self.data = data
         self.target_images = target_images
 
-    def compile(self, optimizer, jit_compile="auto") -> None:
-        self.model.compile(optimizer=optimizer, jit_compile=jit_compile)
+    def compile(self, optimizer, jit_compile="auto", steps_per_execution=None) -> None:
+        self.model.compile(optimizer=optimizer, jit_compile=jit_compile, steps_per_execution=steps_per_execution or 1)
 
     def datasets(self):
         import tensorflow as tf

@@ -57,6 +57,9 @@ class LearningRateFinder(keras.callbacks.Callback):
         if not isinstance(optimizer.learning_rate, keras.Variable) and not hasattr(optimizer.learning_rate,
                                                                                    "assign"):
             raise ValueError("LearningRateFinder needs an optimizer whose learning_rate is a number, not a schedule")
+        if getattr(self.model, "steps_per_execution", 1) != 1:
+            raise ValueError("LearningRateFinder sets a rate per step and reads each step's loss: compile the model "
+                             f"with steps_per_execution=1, not {self.model.steps_per_execution}")
         self._saved_model = [v.numpy() for v in self.model.variables]
         self._saved_optimizer = [v.numpy() for v in optimizer.variables]
         self._average, self._lowest, self._step, self._seen_in_epoch, self._previous_mean = 0.0, math.inf, 0, 0, 0.0
