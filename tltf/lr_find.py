@@ -8,12 +8,13 @@ from typing import Optional
 
 from tltf.errors import RecipeError
 from tltf.log import logger
+from tltf.train import learning_rate_rules
 
 RESULT_KEYS = ("suggested_lr", "rule", "rule_description", "suggestions", "lrs", "losses")
 
 
 def find_learning_rate(recipe, phase: Optional[str] = None, steps: int = 100, min_lr: float = 1e-7,
-                       max_lr: float = 1.0) -> dict:
+                       max_lr: float = 1.0, rule: str = learning_rate_rules.DEFAULT) -> dict:
     """Sweeps the learning rate of one phase of `recipe` (`tltf.callbacks.LearningRateFinder`) and returns
     `{"suggested_lr", "rule", "rule_description", "suggestions", "lrs", "losses", "phase"}`.
 
@@ -28,6 +29,7 @@ def find_learning_rate(recipe, phase: Optional[str] = None, steps: int = 100, mi
         steps: at most this many optimizer steps.
         min_lr: the first rate of the sweep.
         max_lr: the last.
+        rule: how the suggestion is read off the curve (`tltf.train.learning_rate_rules`).
     """
     from tltf.assemble import assemble_training, check_weights, model_from_recipe
     from tltf.data.sources import load_splits
@@ -43,10 +45,7 @@ def find_learning_rate(recipe, phase: Optional[str] = None, steps: int = 100, mi
     with dtype_policy(recipe.train.precision), strategy.scope():
         model = model_from_recipe(recipe, Task(splits.class_names))
         plan = assemble_training(recipe, model, splits, verbose=0)
-        names = [p.phase.name for p in plan.phases]
-        if phase is not None and phase not in names:
-            raise RecipeError(f"--phase {phase}: this recipe's phases are {', '.join(names)}")
-        index = names.index(phase) if phase is not None else len(names) - 1
+        index = _phase_index(plan, phase)
         chosen = plan.phases[index]
         _train_earlier_phases(plan, index)
         backbone_of(model).trainable = chosen.phase.train_backbone
@@ -56,12 +55,20 @@ def find_learning_rate(recipe, phase: Optional[str] = None, steps: int = 100, mi
         target = chosen.fit_target
         target.compile(optimizer, jit_compile=plan.jit_compile, steps_per_execution=1)  # a rate per step
         train_ds, _ = target.datasets()
-        finder = LearningRateFinder(min_lr, max_lr, steps)
+        finder = LearningRateFinder(min_lr, max_lr, steps, rule=rule)
         logger.info(f"sweeping the learning rate of phase {chosen.phase.name} from {min_lr:g} to {max_lr:g} "
                     f"over at most {steps} steps")
         target.model.fit(train_ds.repeat(), steps_per_epoch=steps, epochs=1, callbacks=[finder], verbose=0,
                          shuffle=False)
     return {**finder.result(), "phase": chosen.phase.name}
+
+
+def _phase_index(plan, phase: Optional[str]) -> int:
+    """The index of the phase named `phase` (None: the last); one line naming the phases when there is none."""
+    names = [p.phase.name for p in plan.phases]
+    if phase is not None and phase not in names:
+        raise RecipeError(f"--phase {phase}: this recipe's phases are {', '.join(names)}")
+    return names.index(phase) if phase is not None else len(names) - 1
 
 
 def _train_earlier_phases(plan, index: int) -> None:

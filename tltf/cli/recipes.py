@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from tltf.cli.common import recipe_overrides, user_errors
+from tltf.train import learning_rate_rules
 
 
 @click.command()
@@ -67,23 +68,29 @@ def validate(recipe, overrides):
               help="At most this many training steps, one rate each.")
 @click.option("--min-lr", type=click.FloatRange(min=0, min_open=True), default=1e-7, show_default=True)
 @click.option("--max-lr", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
+@click.option("--rule", type=click.Choice(learning_rate_rules.names()), default=learning_rate_rules.DEFAULT,
+              show_default=True, help="How the rate is read off the curve: " + "; ".join(
+                  f"{name}: {learning_rate_rules.get(name).description}" for name in learning_rate_rules.names()))
 @user_errors
-def lr_find(recipe, phase, overrides, out, steps, min_lr, max_lr):
+def lr_find(recipe, phase, overrides, out, steps, min_lr, max_lr, rule):
     """Suggest a learning rate for a phase of RECIPE: a short exponential sweep.
 
-    Trains the phase for at most --steps steps, one rate each from --min-lr to
-    --max-lr, smooths the loss, stops when it diverges, and suggests the rate
-    where it falls fastest. The model is never saved and nothing else is
-    written: only OUT/lr_find.png and OUT/lr_find.json ({"suggested_lr",
-    "rule", "lrs", "losses"}). The suggestion is for the phase's base rate
-    (train.lr, or train.head_warmup.lr for a warm-up).
+    Trains the phases before it as tltf fit does, then the phase itself for at
+    most --steps steps, one rate each from --min-lr to --max-lr; smooths the
+    loss, stops when it diverges, and suggests a rate by --rule. Every rule's
+    rate is printed too: how far apart they are is how uncertain the
+    suggestion is (docs/fine-tuning.md measures each against rate sweeps). The
+    model is never saved and nothing else is written: only OUT/lr_find.png
+    and OUT/lr_find.json ({"suggested_lr", "rule", "rule_description",
+    "suggestions", "lrs", "losses"}). The suggestion is for the phase's base
+    rate (train.lr, or train.head_warmup.lr for a warm-up).
     """
     import tltf
     from tltf.lr_find import find_learning_rate, rules_range, write_learning_rate_finder
 
     if min_lr >= max_lr:
         raise tltf.errors.TltfError(f"--min-lr {min_lr:g} must be below --max-lr {max_lr:g}")
-    result = find_learning_rate(tltf.load_recipe(recipe, list(overrides)), phase, steps, min_lr, max_lr)
+    result = find_learning_rate(tltf.load_recipe(recipe, list(overrides)), phase, steps, min_lr, max_lr, rule)
     json_path, png_path = write_learning_rate_finder(result, out)
     suggestion = "none (the loss never fell)" if result["suggested_lr"] is None else f"{result['suggested_lr']:.3g}"
     click.echo(f"phase {result['phase']}: suggested learning rate {suggestion} (rule {result['rule']}: "

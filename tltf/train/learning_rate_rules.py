@@ -24,6 +24,7 @@ class LearningRateRule:
 
 
 _RULES: dict[str, LearningRateRule] = {}
+DEFAULT = "valley"  # what `tltf lr-find` and `LearningRateFinder` suggest by, unless told otherwise
 
 
 def register_rule(name: str, description: str):
@@ -55,7 +56,10 @@ def suggest_all(lrs, losses) -> dict[str, Optional[float]]:
 
 
 def _finite(lrs, losses):
+    """The finite steps, without the sweep's first tenth (the moving average has seen only a few batches there,
+    so one lucky batch can look like the lowest loss) and its last five (the loss exploding), as fastai does."""
     kept = [(float(lr), float(loss)) for lr, loss in zip(lrs, losses) if math.isfinite(loss)]
+    kept = kept[len(kept) // 10:len(kept) - 5] if len(kept) > 10 else kept
     return np.array([lr for lr, _ in kept]), np.array([loss for _, loss in kept])
 
 

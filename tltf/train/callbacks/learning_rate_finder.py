@@ -8,8 +8,6 @@ import keras
 
 from tltf.train import learning_rate_rules
 
-DEFAULT_RULE = "valley"
-
 
 class LearningRateFinder(keras.callbacks.Callback):
     """Sweeps the learning rate exponentially, one rate per training step, records the smoothed loss, and then puts
@@ -40,7 +38,7 @@ class LearningRateFinder(keras.callbacks.Callback):
     """
 
     def __init__(self, min_lr: float = 1e-7, max_lr: float = 1.0, steps: int = 100, smoothing: float = 0.98,
-                 divergence: float = 4.0, rule=DEFAULT_RULE):
+                 divergence: float = 4.0, rule=learning_rate_rules.DEFAULT):
         super().__init__()
         if not 0 < min_lr < max_lr:
             raise ValueError(f"need 0 < min_lr < max_lr, got {min_lr}, {max_lr}")
