@@ -102,7 +102,9 @@ def test_saliency_cli_on_a_run_and_on_its_export_gives_the_same_maps(corner_run,
     for i in range(3):
         a = np.asarray(Image.open(tmp_path / "from_run" / f"xray{i}_saliency.png"), np.int16)
         b = np.asarray(Image.open(tmp_path / "from_export" / f"xray{i}_saliency.png"), np.int16)
-        assert a.shape[1] >= 700 and a.shape == b.shape and np.abs(a - b).max() <= 1  # a readable figure, the same
+        assert a.shape[1] >= 700 and a.shape == b.shape  # a readable figure
+        # The same figure: the maps agree within 1e-4 (above), which may move a rare pixel across a colour step.
+        assert np.mean(np.abs(a - b).max(axis=-1) > 1) < 1e-3
     # what the figures say the model decided: the same class and probability from the run and from its export
     from tltf.export.saliency_files import _saliency_source
 
@@ -128,3 +130,17 @@ def test_a_model_whose_layers_are_not_a_chain_is_refused_in_one_sentence():
     model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(joined))
     with pytest.raises((ValueError, TypeError)):
         GradCam(model)(np.full((2, 16, 16, 3), 100.0, np.float32))
+
+
+def test_the_default_map_is_the_last_at_least_6_cells_on_a_side():
+    """MobileNetV2 at the shipped recipe's 96 px ends in a 3×3 map, too coarse to find anything
+    (benchmarks/saliency_localisation.py); Grad-CAM explains its last 6×6 map instead. ResNet50 at 224 px keeps its
+    last map (7×7). Built without weights: only the shapes matter."""
+    from tltf.saliency.grad_cam import feature_map_layer
+
+    mobilenet = keras.applications.MobileNetV2(input_shape=(96, 96, 3), alpha=0.35, include_top=False, weights=None)
+    assert feature_map_layer(mobilenet).name == "block_13_expand_relu"
+    resnet = keras.applications.ResNet50(input_shape=(224, 224, 3), include_top=False, weights=None)
+    assert feature_map_layer(resnet).name == resnet.layers[-1].name
+    tiny = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, strides=2), keras.layers.ReLU()])
+    assert feature_map_layer(tiny).name == tiny.layers[-1].name  # no map that large: the last one
