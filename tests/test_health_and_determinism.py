@@ -138,7 +138,7 @@ def plateau_events(lr: float):
     model.compile(keras.optimizers.Adam(lr), "binary_crossentropy", metrics=[keras.metrics.AUC(name="auc")])
     x, y, x_val, y_val = noisy_task(0)
     health = tltf.callbacks.TrainingHealth(monitor="val_auc", stall_epochs=4)
-    model.fit(x, y, validation_data=(x_val, y_val), epochs=24, batch_size=16, callbacks=[health], verbose=0)
+    model.fit(x, y, validation_data=(x_val, y_val), epochs=16, batch_size=16, callbacks=[health], verbose=0)
     return health
 
 

@@ -174,3 +174,29 @@ def test_explain_says_how_a_presets_pixels_are_scaled(tmp_path):
         "and crop are not used)")
     assert lines[VIT_S14.name].startswith("preprocessing: pixels × [0.01712, 0.01751, 0.01743] + [-2.118, -2.036,")
     assert lines[VIT_S14.name].endswith("no image converter: the hub_dinov2 family's documented normalisation")
+
+
+@needs_shared(EFFICIENTNET)
+@needs_shared(VIT_S14)
+@pytest.mark.parametrize("preset, size", [(EFFICIENTNET, 32), (VIT_S14, 28)], ids=["efficientnet_lite0", "vit_s14"])
+def test_both_real_backbones_train_in_mixed_float16(preset, size):
+    """What `precision: auto` picks on a GPU: the backbone computes in float16, the probabilities stay float32,
+    and a training step under loss scaling gives a finite loss and moves the weights (here on the CPU)."""
+    from tltf.train.distribution import dtype_policy, wrap_for_precision
+
+    with dtype_policy("mixed_float16"):
+        model = tltf.build_model("hub", preset=str(preset), image_size=size, weights="imagenet", dropout=0.0)
+    assert model.get_layer(tltf.backbone_of(model).name).compute_dtype == "float16"
+    model.compile(wrap_for_precision(keras.optimizers.AdamW(1e-4), "mixed_float16"), loss="binary_crossentropy")
+    images = np.random.default_rng(0).integers(0, 256, (4, size, size, 3)).astype("float32")
+    labels = np.array([[0.0], [1.0], [0.0], [1.0]], "float32")
+    before = [v.numpy().copy() for v in model.trainable_variables]
+    # Dynamic loss scaling starts high and skips the steps whose float16 gradients overflow, halving the scale.
+    for step in range(20):
+        loss = float(model.train_on_batch(images, labels))
+        if any(not np.array_equal(a, v.numpy()) for a, v in zip(before, model.trainable_variables)):
+            break
+    else:
+        pytest.fail("20 steps under loss scaling and no weight moved")
+    print(f"{preset.name}: the weights moved at step {step + 1}")
+    assert np.isfinite(loss) and model(images).dtype == "float32"
