@@ -158,9 +158,9 @@ def feature_map_layer(network, min_side: int = MIN_SIDE):
 
     The last map alone is too coarse at small sizes: MobileNetV2 at 96 px ends in 3×3, and on X-rays with a
     square planted at random places its maps do not find the square (peak in the square 6% of the time, chance
-    5%); its last 6×6 map finds it 61% of the time and its maps differ from image to image on real X-rays.
-    Finer maps (12×12) find the square as often but are often empty (the channel-averaged gradient is negative
-    everywhere): 60% of the real test X-rays (`benchmarks/saliency_localisation.py`, docs/trust.md).
+    5%); its last 6×6 map finds it about half the time and its maps differ from image to image on real X-rays.
+    Finer maps (12×12) find the square about as often but are often blank (the channel-averaged gradient is
+    negative everywhere): 60% of the real test X-rays (`benchmarks/saliency_localisation.py`, docs/trust.md).
     """
     import keras
 
