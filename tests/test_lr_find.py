@@ -71,8 +71,12 @@ def test_the_minimum_and_steepest_rules_read_the_curve_where_they_say():
     steepest = learning_rate_rules.steepest(lrs, losses)
     assert lrs[22] <= steepest <= lrs[29]  # the window of 6 steps with the largest fall per decade
     assert set(learning_rate_rules.suggest_all(lrs, losses)) == set(learning_rate_rules.names())
+    # A model that already fits: flat (noisy) for 40 steps, then rising; the edge is the last step within 5% of
+    # the lowest loss, and the suggestion a third of its rate, whatever the noise put the lowest point.
+    flat = np.r_[0.40 + 0.005 * np.sin(np.arange(40)), np.linspace(0.42, 2.0, 20)]
+    assert learning_rate_rules.edge(lrs, flat) == pytest.approx(lrs[39] / 3)
     assert learning_rate_rules.steepest(lrs[:10], np.linspace(1.0, 2.0, 10)) is None
-    with pytest.raises(ValueError, match="unknown learning-rate rule 'nope'; rules: minimum, steepest, valley"):
+    with pytest.raises(ValueError, match="unknown learning-rate rule 'nope'; rules: edge, minimum, steepest, valley"):
         learning_rate_rules.get("nope")
 
 
@@ -96,9 +100,10 @@ def test_lr_find_command_writes_its_two_files_and_nothing_else(tmp_path, npz_pat
                                                          tmp_path / "sweep" / "lr_find.json"}
     written = json.loads((tmp_path / "sweep" / "lr_find.json").read_text())
     assert set(written) == {"suggested_lr", "rule", "rule_description", "suggestions", "lrs", "losses"}
-    assert len(written["lrs"]) == len(written["losses"]) and set(written["suggestions"]) == {"valley", "minimum",
-                                                                                             "steepest"}
+    assert len(written["lrs"]) == len(written["losses"]) and set(written["suggestions"]) == set(
+        learning_rate_rules.names())
     assert written["suggested_lr"] == written["suggestions"][written["rule"]]
+    assert written["rule"] == "edge"  # auto: the fine-tuning phase starts where the warm-up left the model
     assert f"suggested learning rate {written['suggested_lr']:.3g} (rule {written['rule']}: " in result.output
     assert "the rules span " in result.output
     assert "phase fine_tune" in result.output
@@ -131,6 +136,7 @@ def test_a_fine_tuning_sweep_starts_from_the_warmed_up_head_as_in_fit(tmp_path, 
     warm_up = find_learning_rate(loaded, "head_warmup", steps=3, min_lr=1e-12, max_lr=2e-12)
     print("first losses: fine_tune", fine_tune["losses"][:2], "head_warmup", warm_up["losses"][:2])
     assert fine_tune["losses"][0] < 0.25 * warm_up["losses"][0]
+    assert (fine_tune["rule"], warm_up["rule"]) == ("edge", "steepest")  # auto: by how the phase starts
 
 
 def test_a_head_on_cached_features_is_swept_one_rate_per_step(tmp_path, npz_path):

@@ -14,7 +14,7 @@ RESULT_KEYS = ("suggested_lr", "rule", "rule_description", "suggestions", "lrs",
 
 
 def find_learning_rate(recipe, phase: Optional[str] = None, steps: int = 100, min_lr: float = 1e-7,
-                       max_lr: float = 1.0, rule: str = learning_rate_rules.DEFAULT) -> dict:
+                       max_lr: float = 1.0, rule: str = learning_rate_rules.AUTO) -> dict:
     """Sweeps the learning rate of one phase of `recipe` (`tltf.callbacks.LearningRateFinder`) and returns
     `{"suggested_lr", "rule", "rule_description", "suggestions", "lrs", "losses", "phase"}`.
 
@@ -29,7 +29,8 @@ def find_learning_rate(recipe, phase: Optional[str] = None, steps: int = 100, mi
         steps: at most this many optimizer steps.
         min_lr: the first rate of the sweep.
         max_lr: the last.
-        rule: how the suggestion is read off the curve (`tltf.train.learning_rate_rules`).
+        rule: how the suggestion is read off the curve (`tltf.train.learning_rate_rules`); `auto`: the rule for
+            how the phase starts (`learning_rate_rules.for_phase`).
     """
     from tltf.assemble import assemble_training, check_weights, model_from_recipe
     from tltf.data.sources import load_splits
@@ -55,6 +56,7 @@ def find_learning_rate(recipe, phase: Optional[str] = None, steps: int = 100, mi
         target = chosen.fit_target
         target.compile(optimizer, jit_compile=plan.jit_compile, steps_per_execution=1)  # a rate per step
         train_ds, _ = target.datasets()
+        rule = learning_rate_rules.for_phase(after_earlier_phases=index > 0) if rule == "auto" else rule
         finder = LearningRateFinder(min_lr, max_lr, steps, rule=rule)
         logger.info(f"sweeping the learning rate of phase {chosen.phase.name} from {min_lr:g} to {max_lr:g} "
                     f"over at most {steps} steps")

@@ -68,9 +68,10 @@ def validate(recipe, overrides):
               help="At most this many training steps, one rate each.")
 @click.option("--min-lr", type=click.FloatRange(min=0, min_open=True), default=1e-7, show_default=True)
 @click.option("--max-lr", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True)
-@click.option("--rule", type=click.Choice(learning_rate_rules.names()), default=learning_rate_rules.DEFAULT,
-              show_default=True, help="How the rate is read off the curve: " + "; ".join(
-                  f"{name}: {learning_rate_rules.get(name).description}" for name in learning_rate_rules.names()))
+@click.option("--rule", type=click.Choice([learning_rate_rules.AUTO, *learning_rate_rules.names()]),
+              default=learning_rate_rules.AUTO, show_default=True, help="How the rate is read off the curve: "
+              + "; ".join([f"auto: {learning_rate_rules.AUTO_DESCRIPTION}", *(
+                  f"{name}: {learning_rate_rules.get(name).description}" for name in learning_rate_rules.names())]))
 @user_errors
 def lr_find(recipe, phase, overrides, out, steps, min_lr, max_lr, rule):
     """Suggest a learning rate for a phase of RECIPE: a short exponential sweep.

@@ -24,7 +24,11 @@ class LearningRateRule:
 
 
 _RULES: dict[str, LearningRateRule] = {}
-DEFAULT = "valley"  # what `tltf lr-find` and `LearningRateFinder` suggest by, unless told otherwise
+DEFAULT = "steepest"  # `LearningRateFinder`'s rule unless told otherwise: a sweep of a fresh head
+# `tltf lr-find`'s: the rule that fits how the swept phase starts (`for_phase`).
+AUTO = "auto"
+AUTO_DESCRIPTION = ("steepest for a phase that starts from a fresh head, edge for one that starts where earlier "
+                    "phases left the model")
 
 
 def register_rule(name: str, description: str):
@@ -48,6 +52,14 @@ def get(identifier) -> LearningRateRule:
 
 def names() -> list[str]:
     return list(_RULES)
+
+
+def for_phase(after_earlier_phases: bool) -> str:
+    """The rule for a sweep whose model starts fresh (its head untrained: the loss has a long descent, whose
+    steepest part is the rate to train at) or where earlier phases left it (it already fits: the loss is flat
+    until the rate pushes it off, and the edge is what the curve can tell). docs/fine-tuning.md measured both
+    against rate sweeps."""
+    return "edge" if after_earlier_phases else "steepest"
 
 
 def suggest_all(lrs, losses) -> dict[str, Optional[float]]:
@@ -111,3 +123,18 @@ def steepest(lrs, losses) -> Optional[float]:
     if slopes[start] >= 0:
         return None
     return float(10 ** ((log_lrs[start] + log_lrs[start + window]) / 2))
+
+
+@register_rule("edge", "the last rate before the smoothed loss rises 5% above its lowest value, over 3")
+def edge(lrs, losses) -> Optional[float]:
+    """Where a model that already fits its data (a fine-tuning phase after the head's warm-up) starts to be
+    pushed off its minimum: the loss is flat, then rises. A flat curve's lowest point is wherever the noise put
+    it; the first clear rise is not. A third of that rate keeps a margin below it."""
+    lrs, losses = _finite(lrs, losses)
+    if len(losses) < 3:
+        return None
+    lowest = int(np.argmin(losses))
+    above = np.flatnonzero(losses[lowest:] > 1.05 * losses[lowest])
+    last = lowest + (int(above[0]) - 1 if len(above) else len(losses) - 1 - lowest)
+    return float(lrs[last] / 3)
+
