@@ -105,7 +105,7 @@ def test_lr_find_command_writes_its_two_files_and_nothing_else(tmp_path, npz_pat
     assert written["suggested_lr"] == written["suggestions"][written["rule"]]
     assert written["rule"] == "edge"  # auto: the fine-tuning phase starts where the warm-up left the model
     assert f"suggested learning rate {written['suggested_lr']:.3g} (rule {written['rule']}: " in result.output
-    assert "the rules span " in result.output
+    assert "other rules: " in result.output
     assert "phase fine_tune" in result.output
     wrong = CliRunner().invoke(main, ["lr-find", str(recipe), "--phase", "nope"])
     assert wrong.exit_code == 2 and "--phase nope: this recipe's phases are head_warmup, fine_tune" in wrong.stderr

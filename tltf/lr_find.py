@@ -101,26 +101,16 @@ def write_learning_rate_finder(result: dict, out: Path) -> tuple[Path, Path]:
     return json_path, png_path
 
 
-def rules_range(result: dict) -> Optional[tuple[float, float]]:
-    """The lowest and highest rate the rules suggest on this sweep (None: none suggested anything)."""
-    rates = [rate for rate in result["suggestions"].values() if rate]
-    return (min(rates), max(rates)) if rates else None
-
-
 def plot_learning_rate_finder(path, result: dict) -> None:
-    """lr_find.png: the smoothed loss against the rate (log x), the suggestion and the other rules' rates marked,
-    the span between them shaded."""
+    """lr_find.png: the smoothed loss against the rate (log x), the suggestion and the other rules' rates marked."""
     from tltf.evaluate.plots import _pyplot
 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     ax.plot(result["lrs"], result["losses"], color="black")
-    span = rules_range(result)
-    if span:
-        ax.axvspan(*span, color="tab:blue", alpha=0.12, label=f"the rules' span {span[0]:.2g}–{span[1]:.2g}")
     for (name, rate), style in zip(result["suggestions"].items(), (":", "-.", (0, (5, 2)), (0, (1, 3)))):
         if rate and name != result["rule"]:
-            ax.axvline(rate, color="tab:blue", linestyle=style, label=f"{name} {rate:.2g}")
+            ax.axvline(rate, color="tab:blue", linestyle=style, label=f"{name} {rate:.2g} (another rule)")
     if result["suggested_lr"]:
         ax.axvline(result["suggested_lr"], color="tab:red", linewidth=2,
                    label=f"suggested ({result['rule']}) {result['suggested_lr']:.2g}")

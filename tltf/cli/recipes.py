@@ -78,16 +78,16 @@ def lr_find(recipe, phase, overrides, out, steps, min_lr, max_lr, rule):
 
     Trains the phases before it as tltf fit does, then the phase itself for at
     most --steps steps, one rate each from --min-lr to --max-lr; smooths the
-    loss, stops when it diverges, and suggests a rate by --rule. Every rule's
-    rate is printed too: how far apart they are is how uncertain the
-    suggestion is (docs/fine-tuning.md measures each against rate sweeps). The
+    loss, stops when it diverges, and suggests a rate by --rule (auto: the
+    rule that fits how the phase starts; docs/fine-tuning.md measures each
+    against rate sweeps). The other rules' rates are printed too. The
     model is never saved and nothing else is written: only OUT/lr_find.png
     and OUT/lr_find.json ({"suggested_lr", "rule", "rule_description",
     "suggestions", "lrs", "losses"}). The suggestion is for the phase's base
     rate (train.lr, or train.head_warmup.lr for a warm-up).
     """
     import tltf
-    from tltf.lr_find import find_learning_rate, rules_range, write_learning_rate_finder
+    from tltf.lr_find import find_learning_rate, write_learning_rate_finder
 
     if min_lr >= max_lr:
         raise tltf.errors.TltfError(f"--min-lr {min_lr:g} must be below --max-lr {max_lr:g}")
@@ -96,11 +96,10 @@ def lr_find(recipe, phase, overrides, out, steps, min_lr, max_lr, rule):
     suggestion = "none (the loss never fell)" if result["suggested_lr"] is None else f"{result['suggested_lr']:.3g}"
     click.echo(f"phase {result['phase']}: suggested learning rate {suggestion} (rule {result['rule']}: "
                f"{result['rule_description']}); {len(result['lrs'])} steps swept")
-    span = rules_range(result)
-    if span:
-        others = ", ".join(f"{name} {rate:.2g}" for name, rate in result["suggestions"].items() if rate)
-        click.echo(f"the rules span {span[0]:.2g}–{span[1]:.2g} ({span[1] / span[0]:.0f}×: {others}); "
-                   "docs/fine-tuning.md measures how far each lands from the best swept rate")
+    others = ", ".join(f"{name} {rate:.2g}" if rate else f"{name} none" for name, rate in result["suggestions"].items()
+                       if name != result["rule"])
+    click.echo(f"other rules: {others} (docs/fine-tuning.md: which rule fits which curve, measured against rate "
+               "sweeps)")
     click.echo(f"wrote {png_path} and {json_path}")
 
 
