@@ -458,3 +458,29 @@ def test_a_study_runs_on_a_cluster_started_with_ray_start_and_its_runs_see_the_c
         assert sorted(row["arm"] for row in csv.DictReader(handle)) == ["base", "slow"]
     seen = (tmp_path / "probe").read_text().split()
     assert seen and set(seen) == {str(keras_home)}  # every worker that ran a trial
+
+
+def test_a_study_of_data_without_a_test_split_says_its_test_figures_are_the_validation_splits(tmp_path,
+                                                                                              monkeypatch):
+    """Runs whose data has no test split evaluate "test" on val, which also chose their epoch: results.csv says so
+    per run (`test.split`) and study.md says so above the table. The runs are made beforehand, as the study would
+    make them, so the study only writes its report (no Ray)."""
+    from tltf.study.results import run_dir
+    from tltf.study.spec import expand_runs, load_study
+    from tltf.study.study import run_study
+
+    monkeypatch.chdir(tmp_path)  # the recipe's relative data path, as the study reads it
+    tiny_data(tmp_path)
+    arrays = {key: value for key, value in np.load(tmp_path / "tiny.npz").items() if not key.startswith("test")}
+    np.savez(tmp_path / "tiny.npz", **arrays)
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump({
+        "name": "no-test", "recipe": "recipe.yaml", "arms": {"base": {}, "slow": {"train.lr": 1e-3}},
+        "grid": {"train.epochs": [2]}, "seeds": [1], "resources": {"cpus": 1}}))
+    spec, recipe_path = load_study(tmp_path / "study.yaml")
+    for run in expand_runs(spec):
+        tltf.fit(tltf.load_recipe(recipe_path, list(run.overrides)), run_dir(tmp_path / "out", run), verbose=0)
+    result = run_study(tmp_path / "study.yaml", out=tmp_path / "out")
+    assert {row["test.split"] for row in result.rows} == {"val (no test split)"}
+    with open(tmp_path / "out" / "results.csv") as handle:
+        assert {row["test.split"] for row in csv.DictReader(handle)} == {"val (no test split)"}
+    assert "**2 of 2 runs had no test split**" in (tmp_path / "out" / "study.md").read_text()

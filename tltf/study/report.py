@@ -50,7 +50,7 @@ def study_markdown(spec, runs: list, rows: list[dict], paired: list[dict], plots
              f"- machine (where the study ran): {os.cpu_count()} CPUs ({_cpu_name()}), "
              f"{_gpus()}; {spec.resources.cpus:g} CPUs and {spec.resources.gpus:g} GPUs per run", ""]
     lines += [f"![{name}]({name})" for name in plots] + [""] if plots else []
-    lines += ["## Test AUC", "", "Mean over seeds (min–max, seeds finished).", "",
+    lines += ["## Test AUC", "", *_no_test_split(rows), "Mean over seeds (min–max, seeds finished).", "",
               "| " + " | ".join(["arm", *spec.grid]) + " | test AUC |", "|" + "---|" * (len(spec.grid) + 2)]
     for point in grid_points(runs):
         for arm in spec.arms:
@@ -174,3 +174,15 @@ def _gpus() -> str:
 
     gpus = tf.config.list_physical_devices("GPU")
     return f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''}" if gpus else "no GPU"
+
+
+def _no_test_split(rows: list[dict]) -> list[str]:
+    """A warning when some runs' data had no test split: their "test" figures are the validation split's, which
+    also chose each run's epoch and threshold, so they flatter the model."""
+    without = sum(row.get("test.split", "test") != "test" for row in rows)
+    if not without:
+        return []
+    return [f"**{without} of {len(rows)} runs had no test split**: their test AUC below, and the paired "
+            "differences, are on the validation split, which also chose each run's epoch: optimistic, and not "
+            "the held-out figure a test split gives (a `test/` folder beside `train/` and `val/`, or a source "
+            "with a test split).", ""]

@@ -42,8 +42,8 @@ def collect_results(study_dir: Path, runs: list) -> list[dict]:
 
 
 def flatten_metrics(metrics: dict, prefix: str = "") -> dict:
-    """Scalars under dotted keys; `[low, high]` intervals as `_low`/`_high` (none without a bootstrap); other lists
-    (confusion) left out."""
+    """Scalars under dotted keys (with `test.split`: `val (no test split)` when the data had none); `[low, high]`
+    intervals as `_low`/`_high` (none without a bootstrap); other lists (confusion) left out."""
     flat = {}
     for key, value in metrics.items():
         name = f"{prefix}{key}"
@@ -52,7 +52,7 @@ def flatten_metrics(metrics: dict, prefix: str = "") -> dict:
         elif isinstance(value, (list, tuple)) or key.endswith("_ci"):
             if key.endswith("_ci") and value and len(value) == 2:
                 flat[f"{name}_low"], flat[f"{name}_high"] = value
-        elif key != "split":
+        else:
             flat[name] = value
     return flat
 

@@ -20,7 +20,8 @@ class LearningRateFinder(keras.callbacks.Callback):
     is restored bit for bit. The optimizer's learning rate must be a number (a variable), not a schedule.
 
     `suggested_lr` is the rate the `rule` reads off the smoothed loss (`tltf.train.learning_rate_rules`), None
-    when the curve gives it nothing; `suggestions` holds every rule's, to show how far apart they are.
+    when the curve gives it nothing; `suggestions` holds every rule's rate by name (each fits one curve shape:
+    docs/fine-tuning.md).
 
     Example:
         finder = tltf.callbacks.LearningRateFinder(min_lr=1e-6, max_lr=1.0, steps=100)
