@@ -9,7 +9,7 @@ import numpy as np
 
 from tltf.data.decoded_cache import concatenated_store
 from tltf.data.image_store import ImageStore
-from tltf.data.sources import load_raw, load_unlabelled
+from tltf.data.sources import adapts_on_train_split, load_raw, load_unlabelled
 from tltf.data.splits import Split
 from tltf.errors import DataError
 
@@ -29,9 +29,10 @@ def load_target(target, image_size: int, class_names: list[str]) -> TargetData:
 
     A target without labels (an npz with `train_images` only, a folder of
     images without class folders) adapts on its images; an npz's
-    `test_images`/`test_labels`, when present, evaluate. An `npz` or
-    `medmnist` target with labels adapts on `train_images` and evaluates on
-    `test_images`/`test_labels` when present. Any other source (class
+    `test_images`/`test_labels`, when present, evaluate. A labelled target
+    of a source with fixed split files (npz, medmnist:
+    `adapts_on_train_split`) adapts on its train split and evaluates on its
+    test split when present. Any other source (class
     folders, CSV, TFDS) follows the transductive protocol of the Office-31
     benchmarks: all its images adapt, unlabelled, and its labels serve only
     for evaluation.
@@ -41,11 +42,11 @@ def load_target(target, image_size: int, class_names: list[str]) -> TargetData:
     if unlabelled is not None:  # images without labels; labelled ones, if any, evaluate
         return TargetData(*unlabelled)
     raw, names = load_raw(target)
-    if names and list(names) != list(class_names) and target.source not in ("npz", "medmnist"):
+    if adapts_on_train_split(target):  # label ids in fixed split files: the recipe names the classes
+        return TargetData(raw["train"].images, raw.get("test"))
+    if names and list(names) != list(class_names):
         raise DataError(f"adaptation.target: classes {names} differ from the source's {class_names}; "
                         "use the same class folders in both domains")
-    if target.source in ("npz", "medmnist"):
-        return TargetData(raw["train"].images, raw.get("test"))
     if len(raw) == 1:  # one folder of classes: its images stay where the source keeps them (memory or disk)
         (split,) = raw.values()
         return TargetData(split.images, split)

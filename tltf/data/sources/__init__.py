@@ -5,7 +5,10 @@ Each module has `Config` (its recipe `data` section, a pydantic model),
 `peek(config) -> DataPeek` (classes and counts for a dry run, no pixels); a
 source that can also hold images without labels (an adaptation target) has
 `unlabelled(config) -> (images, labelled Split or None)`, None when its
-images are labelled.
+images are labelled. A source whose splits are fixed files of label ids (npz,
+medmnist) sets `TARGET_ADAPTS_ON_TRAIN = True`: as an adaptation target its
+train split adapts and its test split evaluates; any other source's target
+adapts on all its images, transductively (`adapts_on_train_split`).
 The recipe's `data` union and the adaptation target loader are built from
 `SOURCES`. Every source ends in the same form: uint8 RGB arrays at
 `data.image_size`, integer labels, class names, and train/val/test splits. A
@@ -50,6 +53,12 @@ def load_splits(data, seed: int = 0) -> ImageSplits:
     """
     raw, class_names = load_raw(data)
     return finish_splits(raw, class_names, data, seed)
+
+
+def adapts_on_train_split(data) -> bool:
+    """Whether an adaptation target of this source adapts on its train split and evaluates on its test split
+    (label ids in fixed split files), rather than adapting on all its images, transductively."""
+    return getattr(SOURCES[data.source], "TARGET_ADAPTS_ON_TRAIN", False)
 
 
 def load_unlabelled(data):

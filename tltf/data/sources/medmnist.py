@@ -22,6 +22,10 @@ MEDMNIST_CLASS_NAMES = {"pneumoniamnist": ["normal", "pneumonia"]}
 MEDMNIST_TRAIN_COUNTS = {"pneumoniamnist": [1214, 3494]}
 
 
+# As an adaptation target: its train split adapts, its test split evaluates (`sources.adapts_on_train_split`).
+TARGET_ADAPTS_ON_TRAIN = True
+
+
 class MedmnistSource(SourceConfig):
     """A MedMNIST dataset: `ROOT/NAME.npz`, downloaded (MD5-checked) when missing."""
 

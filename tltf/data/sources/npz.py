@@ -12,6 +12,9 @@ from tltf.data.sources.base import SourceConfig, existing, make_peek, range_warn
 from tltf.data.splits import SPLITS, Split
 from tltf.errors import DataError
 
+# As an adaptation target: its train split adapts, its test split evaluates (`sources.adapts_on_train_split`).
+TARGET_ADAPTS_ON_TRAIN = True
+
 
 class NpzSource(SourceConfig):
     """MedMNIST layout: `{split}_images`, `{split}_labels` for train/val/test."""
