@@ -145,22 +145,15 @@ def npz_path(tmp_path) -> Path:
 
 @pytest.fixture
 def imagenet_cache():
-    """The shared MobileNetV2-0.35 weights in the test session's Keras cache, under the names Keras asks for
-    (as README's offline setup leaves them); skips when ../shared is absent."""
-    import shutil
+    """The shared MobileNetV2-0.35 weights in the test session's Keras cache, put there by `tltf weights add`'s
+    function as README's offline setup does (and taken out again); skips when ../shared is absent."""
+    from tltf.models.weights_cache import add_weights
 
     if not MOBILENET_WEIGHTS.exists():
         pytest.skip(f"{MOBILENET_WEIGHTS} is absent (../shared holds the real test assets)")
-    models = Path(os.environ["KERAS_HOME"]) / "models"
-    models.mkdir(parents=True, exist_ok=True)
-    added = []
-    for size in (96, 128, 160, 192, 224):
-        cached = models / f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_{size}_no_top.h5"
-        if not cached.exists():
-            shutil.copy(MOBILENET_WEIGHTS, cached)
-            added.append(cached)
-    yield models
-    for cached in added:
+    added = add_weights(MOBILENET_WEIGHTS)
+    yield added.cache
+    for cached in added.written:
         cached.unlink()
 
 
