@@ -56,3 +56,11 @@ def data_source_from_text(text: str, option: str):
             raise RecipeError(f"{option} {text}: not an .npz file, a folder or a YAML mapping such as "
                               "'{source: npz, path: data.npz}'")
     return validate_data_source(raw, f"{option} {text}")
+
+
+def echo_metrics(metrics: dict) -> None:
+    """A finished run's metrics table under its title (which splits it holds), as `fit` and `zero-shot` print it."""
+    from tltf.evaluate import format_table, metrics_rows, metrics_title
+
+    click.echo("\n" + metrics_title(metrics) + ":")
+    click.echo(format_table(metrics_rows(metrics)))

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from tltf.cli.common import data_source_from_text, recipe_overrides, user_errors
+from tltf.cli.common import data_source_from_text, echo_metrics, recipe_overrides, user_errors
 
 
 @click.command()
@@ -81,5 +81,4 @@ def zero_shot(data, preset, templates, classes, image_size, overrides, run_dir):
     recipe = zero_shot_recipe(data_source_from_text(data, "DATA"), preset, list(templates) or None,
                               classes.split(",") if classes else None, image_size, overrides)
     result = tltf.fit(recipe, run_dir)
-    click.echo("\n" + tltf.evaluate.metrics_title(result.metrics) + ":")
-    click.echo(tltf.evaluate.format_table(tltf.evaluate.metrics_rows(result.metrics)))
+    echo_metrics(result.metrics)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from tltf.cli.common import recipe_overrides, user_errors
+from tltf.cli.common import echo_metrics, recipe_overrides, user_errors
 from tltf.train import learning_rate_rules
 
 
@@ -33,8 +33,7 @@ def fit(recipe, overrides, run_dir, resume, restart):
 
     loaded = tltf.load_recipe(recipe, list(overrides))
     result = tltf.fit(loaded, run_dir, resume=resume, restart=restart)
-    click.echo("\n" + tltf.evaluate.metrics_title(result.metrics) + ":")
-    click.echo(tltf.evaluate.format_table(tltf.evaluate.metrics_rows(result.metrics)))
+    echo_metrics(result.metrics)
     for line in tltf.evaluate.adaptation_lines(result.metrics) + tltf.evaluate.health_lines(result.metrics):
         click.echo(line)
 
