@@ -44,15 +44,13 @@ def planted(images, rng, square: int):
 
 
 def candidate_layers(network) -> dict:
-    """side → the last layer (not a padding) whose output is a feature map of that side."""
-    import keras
+    """side → the layer Grad-CAM explains when `feature_map_layer`'s least side is that side (the last map of
+    that side): the benchmark measures the product's own rule at each setting."""
+    from tltf.saliency.grad_cam import feature_map_layer
 
-    chosen = {}
-    for layer in network.layers:
-        shape = layer.output.shape
-        if len(shape) == 4 and not isinstance(layer, keras.layers.ZeroPadding2D):
-            chosen[int(shape[1])] = layer.name
-    return chosen
+    sides = {int(layer.output.shape[1]) for layer in network.layers if len(layer.output.shape) == 4}
+    chosen = {feature_map_layer(network, side) for side in sides}
+    return {int(layer.output.shape[1]): layer.name for layer in sorted(chosen, key=lambda layer: layer.name)}
 
 
 def empty(maps) -> float:
