@@ -56,7 +56,7 @@ def find_learning_rate(recipe, phase: Optional[str] = None, steps: int = 100, mi
         target = chosen.fit_target
         target.compile(optimizer, jit_compile=plan.jit_compile, steps_per_execution=1)  # a rate per step
         train_ds, _ = target.datasets()
-        rule = learning_rate_rules.for_phase(after_earlier_phases=index > 0) if rule == "auto" else rule
+        rule = learning_rate_rules.for_phase(index > 0) if rule == learning_rate_rules.AUTO else rule
         finder = LearningRateFinder(min_lr, max_lr, steps, rule=rule)
         logger.info(f"sweeping the learning rate of phase {chosen.phase.name} from {min_lr:g} to {max_lr:g} "
                     f"over at most {steps} steps")
