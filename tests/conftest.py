@@ -219,7 +219,9 @@ def write_recipe(path: Path, data: dict, **sections) -> Path:
         "data": {"image_size": 16, **data},
         "model": {"backbone": "tiny_test", "weights": tiny_pretrained_weights(), "bn": "train", "bn_momentum": 0.9,
                   "dropout": 0.0},
-        "train": {"strategy": "fine_tune", "epochs": 2, "batch_size": 16, "lr": 1e-2, "seed": 1},
+        # Validation after every epoch: these runs are a few steps an epoch, and their tests count epochs.
+        "train": {"strategy": "fine_tune", "epochs": 2, "batch_size": 16, "lr": 1e-2, "seed": 1,
+                  "validate_every_steps": 1},
         "evaluate": {"bootstrap": 50},
     }
     for key, value in sections.items():

@@ -21,7 +21,7 @@ from tltf.models.anatomy import backbone_of
 from tltf.models.blocks import HEAD, BlockMap
 from tltf.task import Task
 from tltf.train.layerwise import unit_multipliers_checked, variable_multipliers
-from tltf.train.phases import base_lr, budget_text, phase_schedule, plan_phases
+from tltf.train.phases import base_lr, budget_text, phase_schedule, plan_phases, stop_patience, validation_interval
 from tltf.train.plan import PhasePlan, TrainingPlan
 from tltf.train.segments import param_counts, phase_segments, replica_warnings, unit_decays
 
@@ -138,7 +138,8 @@ def describe_plan(recipe, model, steps_per_epoch: int, warnings=()) -> TrainingP
     return TrainingPlan(tuple(phase_plans), steps_per_epoch,
                         (*warnings, *notes, *advice, *replica_warnings(train)),
                         lr_multipliers=variable_multipliers(block_map.path_to_unit(), units), schedule=schedule,
-                        budget=budget_text(train, steps_per_epoch, pretrained), regularization=regularization)
+                        budget=budget_text(train, steps_per_epoch, pretrained), regularization=regularization,
+                        validate_every=validation_interval(train, steps_per_epoch))
 
 
 def _regularization(train, model) -> tuple[str, list]:
@@ -185,7 +186,8 @@ def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 
             on_features = on_features or HeadOnFeatures(model, task, data, verbose, steps)
         phases.append(dataclasses.replace(
             phase_plan, feature_cache_note=note, fit_target=on_features if not note else whole,
-            callbacks=tuple(_phase_callbacks(recipe, phase_plan.phase, model, health, splits.train))))
+            callbacks=tuple(_phase_callbacks(recipe, phase_plan.phase, model, health, splits.train,
+                                             described.steps_per_epoch))))
     make_optimizer = functools.partial(_optimizer, train.spec(), train.precision, described.schedule,
                                        described.lr_multipliers)
     plan = dataclasses.replace(described, phases=tuple(phases), model=model, fitted_model=model, task=task,
@@ -196,6 +198,7 @@ def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 
 
         context = AdaptationContext(recipe.adaptation, target_domain, data, make_optimizer)
         plan = get(recipe.adaptation.method).adapt(plan, context)
+    plan = _with_stop_when_done(plan, recipe)
     # Slots for every variable any phase trains, built once: the head's moments then carry over
     # when the backbone is unfrozen.
     backbone_of(model).trainable = any(p.phase.train_backbone for p in plan.phases)
@@ -242,7 +245,24 @@ def _health_monitor(config):
                           config.stop)
 
 
-def _phase_callbacks(recipe, phase, model, health, train_split) -> list:
+def _with_stop_when_done(plan, recipe):
+    """`plan` whose last phase (the one that trains longest) ends once the epoch that will be delivered is
+    `train.stop`'s patience old; judged by what chooses that epoch (an adaptation method may choose on the
+    target)."""
+    from tltf.train.callbacks import StopWhenDone
+
+    patience = stop_patience(recipe.train.spec(), plan.steps_per_epoch, recipe.model.weights is not None)
+    if patience is None or not plan.phases:
+        return plan
+    # The callback counts the epochs it is shown a validation in.
+    stop = StopWhenDone(monitor=plan.monitor, mode=plan.monitor_mode,
+                        patience=math.ceil(patience / plan.validate_every), eligible=plan.monitor_eligible)
+    last = plan.phases[-1]
+    return dataclasses.replace(plan, phases=(*plan.phases[:-1], dataclasses.replace(
+        last, callbacks=(*last.callbacks, stop))))
+
+
+def _phase_callbacks(recipe, phase, model, health, train_split, steps_per_epoch: int) -> list:
     """The callbacks a phase's recipe settings call for: unfreezing, intent check, BatchNorm calibration,
     health, early stopping."""
     from tltf.train.callbacks import BatchNormCalibration, EarlyStopping, GradualUnfreezing, IntentCheck
@@ -262,5 +282,7 @@ def _phase_callbacks(recipe, phase, model, health, train_split) -> list:
     chosen.append(health)
     if recipe.train.early_stopping:
         stop = recipe.train.early_stopping
-        chosen.append(EarlyStopping(monitor="val_auc", mode="max", patience=stop.patience, min_delta=stop.min_delta))
+        every = validation_interval(recipe.train.spec(), steps_per_epoch)  # the callback counts validations
+        chosen.append(EarlyStopping(monitor="val_auc", mode="max", patience=math.ceil(stop.patience / every),
+                                    min_delta=stop.min_delta))
     return chosen

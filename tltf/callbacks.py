@@ -8,10 +8,11 @@ from tltf.train.callbacks import (
     IntentCheck,
     IntentViolation,
     LearningRateFinder,
+    StopWhenDone,
     TrainingHealth,
 )
 
 __all__ = [
     "BatchNormCalibration", "BestModelCheckpoint", "EarlyStopping", "GradualUnfreezing", "IntentCheck",
-    "IntentViolation", "LearningRateFinder", "TrainingHealth",
+    "IntentViolation", "LearningRateFinder", "StopWhenDone", "TrainingHealth",
 ]

@@ -143,6 +143,7 @@ def _evaluate(recipe, plan, outcome, splits, adapted, work_dir: Path, verbose: i
     if calibrated is not None:
         evaluation.add_calibration(*calibrated)
     evaluation.metrics["best_epoch"] = outcome.best_epoch
+    evaluation.metrics["budget"] = _budget_used(outcome, plan.steps_per_epoch)
     evaluation.metrics["health"] = {"status": plan.health.status, "events": plan.health.events}
     if adapted is not None:
         def train_source_only(directory):
@@ -153,6 +154,13 @@ def _evaluate(recipe, plan, outcome, splits, adapted, work_dir: Path, verbose: i
     write_evaluation(work_dir, evaluation, outcome, recipe.name, run_summary(recipe, plan, splits.class_names),
                      plan.summary_rows())
     return evaluation.metrics
+
+
+def _budget_used(outcome, steps_per_epoch: int) -> dict:
+    """Epochs and optimizer steps planned and run; what stopping early (`train.stop`, health) saved."""
+    run, planned = outcome.epochs_run * steps_per_epoch, outcome.epochs_planned * steps_per_epoch
+    return {"epochs_run": outcome.epochs_run, "epochs_planned": outcome.epochs_planned, "steps_run": run,
+            "steps_planned": planned, "steps_saved": planned - run}
 
 
 def _write_saliency_grid(work_dir: Path, model, splits, evaluation) -> None:

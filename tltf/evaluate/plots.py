@@ -50,9 +50,11 @@ def plot_learning_curves(path, history: dict, phase_starts: list[tuple[str, int]
     epochs = np.arange(1, len(history.get("loss", [])) + 1)
     for ax, metric in zip(axes, ("loss", "auc")):
         for prefix, style in (("", "-"), ("val_", "--")):
-            values = history.get(prefix + metric)
-            if values:
-                ax.plot(epochs[: len(values)], values, style, label=(prefix or "train_") + metric)
+            values = np.asarray(history.get(prefix + metric) or [], float)
+            shown = np.isfinite(values)  # epochs that did not validate have NaN validation metrics
+            if shown.any():
+                ax.plot(epochs[: len(values)][shown], values[shown], style, marker="." if not shown.all() else None,
+                        label=(prefix or "train_") + metric)
         for name, start in phase_starts:
             ax.axvline(start + 0.5, color="grey", linewidth=0.6)
             ax.text(start + 0.6, ax.get_ylim()[1], name, fontsize=7, va="top", color="grey")

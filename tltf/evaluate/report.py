@@ -178,7 +178,11 @@ def _plan_lines(metrics: dict, plan_rows) -> list[str]:
     """The best epoch and the plan's table (nothing for a run that trained nothing)."""
     if not plan_rows:
         return []
-    return [f"- best checkpoint (by validation AUC): epoch {metrics.get('best_epoch', '–')}", "", "## Plan", "",
+    budget = metrics.get("budget") or {}
+    stopped = (f"- stopped early: {budget['epochs_run']} of {budget['epochs_planned']} epochs run, "
+               f"{budget['steps_saved']:,} optimizer steps saved" if budget.get("steps_saved") else "")
+    return [f"- best checkpoint (by validation AUC): epoch {metrics.get('best_epoch', '–')}",
+            *([stopped] if stopped else []), "", "## Plan", "",
             "| phase | epochs | lr | backbone | trainable params | frozen params | feature cache |",
             "|---|---|---|---|---|---|---|",
             *("| " + " | ".join(str(c) for c in row) + " |" for row in plan_rows)]

@@ -7,14 +7,37 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import Field, field_validator, model_validator
 
 from tltf.config import Section
-from tltf.train.spec import DiscriminativeRates, TrainingSpec
+from tltf.train.spec import DiscriminativeRates, StopRule, TrainingSpec
+
+# train.stop: auto's rule (chosen from runs at 1-100% of PneumoniaMNIST's labels; docs/time-to-quality.md).
+STOP_PATIENCE = 0.25
+STOP_MIN_PATIENCE_STEPS = 200
+# Fewest optimizer steps between two validations: on a few dozen images an epoch is one step, and validating
+# after each would take longer than training (docs/time-to-quality.md).
+VALIDATE_EVERY_STEPS = 8
 
 
 class EarlyStoppingConfig(Section):
-    """Stop a phase when val AUC has not improved by `min_delta` for `patience` epochs."""
+    """Stop a phase when val AUC has not improved by `min_delta` for `patience` epochs (rounded up to whole
+    validations when `validate_every_steps` spaces them)."""
 
     patience: int = Field(5, ge=1)
     min_delta: float = Field(0.0, ge=0)
+
+
+class StopConfig(Section):
+    """Stop the run once val AUC has not improved for a patience that scales with the budget; the best epoch is
+    delivered. The defaults are `train.stop: auto`'s (docs/time-to-quality.md has the measurements).
+
+    Example:
+        train: {epochs: auto, stop: {patience: 0.3}}
+    """
+
+    patience: float = Field(STOP_PATIENCE, gt=0, le=1,
+                            description="Epochs without a better val AUC before the run stops, as a fraction of "
+                                        "the run's epochs.")
+    min_patience_steps: int = Field(STOP_MIN_PATIENCE_STEPS, ge=0,
+                                    description="The least patience, in optimizer steps.")
 
 
 class HeadWarmupConfig(Section):
@@ -88,6 +111,8 @@ class TrainConfig(Section):
         lr: the base (fine-tuning) rate; `head_warmup.lr` is the head's in a warm-up. Unset: a default for
             what the strategy trains (`tltf.train.phases.base_lr`).
         layer_decay, discriminative: per-unit rates (one of them), over the block map's `unit`s.
+        stop: with `epochs: auto`, stop once validation has stopped improving (`StopConfig`); `never` runs the
+            whole budget.
         precision, jit_compile, distribution: the dtype policy, XLA, and the tf.distribute strategy.
     """
 
@@ -109,7 +134,14 @@ class TrainConfig(Section):
     warmup_epochs: float = Field(0.0, ge=0, description="Linear learning-rate warm-up at the start of each phase.")
     head_warmup: HeadWarmupConfig = HeadWarmupConfig()
     seed: int = 42
+    stop: Union[Literal["auto", "never"], StopConfig] = Field(
+        "auto", description="auto: with epochs auto, stop once val AUC has stopped improving (the best epoch is "
+                            "delivered); never: run the whole budget; or {patience, min_patience_steps}.")
     early_stopping: Optional[EarlyStoppingConfig] = None
+    validate_every_steps: int = Field(
+        VALIDATE_EVERY_STEPS, ge=1, description="Validate (and judge the best epoch) at the end of an epoch once at "
+                                                "least this many optimizer steps have run since the last "
+                                                "validation, and at the end of every phase; 1: every epoch.")
     feature_cache: bool = Field(True, description="Cache frozen-backbone features when augmentation is off.")
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16", "auto"] = Field(
         "float32", description="Keras dtype policy: mixed_float16 on GPUs, mixed_bfloat16 on TPUs and recent CPUs; "
@@ -145,7 +177,15 @@ class TrainConfig(Section):
             head_warmup_epochs=self.head_warmup.epochs, head_warmup_lr=self.head_warmup.lr,
             unfreeze_every=self.gradual.every, unfreeze_start_epochs=self.gradual.start_epochs, unit=self.unit,
             layer_decay=self.layer_decay, discriminative=rates, optimizer=self.optimizer,
-            weight_decay=self.weight_decay, batch_size=self.batch_size, distribution=self.distribution)
+            weight_decay=self.weight_decay, batch_size=self.batch_size, distribution=self.distribution,
+            stop=self._stop_rule(), validate_every_steps=self.validate_every_steps)
+
+    def _stop_rule(self) -> Optional[StopRule]:
+        """`stop` as a rule: auto stops only a budget tltf chose (epochs auto); an explicit epochs: N runs N."""
+        if self.stop == "never" or (self.stop == "auto" and self.epochs != "auto"):
+            return None
+        config = StopConfig() if self.stop == "auto" else self.stop
+        return StopRule(config.patience, config.min_patience_steps)
 
     @field_validator("epochs", mode="before")
     @classmethod

@@ -110,7 +110,34 @@ def budget_text(train, steps_per_epoch: int, pretrained: bool = True) -> str:
         capped = epochs * steps_per_epoch < train.min_steps
         text += (f" (epochs auto: at least train.min_steps={train.min_steps:,}"
                  + (f", capped at train.max_epochs={train.max_epochs})" if capped else ")"))
+    every = validation_interval(train, steps_per_epoch)
+    if every > 1:
+        text += (f"; validates every {every} epochs and at the end of each phase (train.validate_every_steps="
+                 f"{train.validate_every_steps})")
+    patience = stop_patience(train, steps_per_epoch, pretrained)
+    if patience is not None:
+        text += (f"; stops once the best epoch is {_count(patience, 'epoch')} old (train.stop: "
+                 f"{train.stop.patience:g} of the epochs, at least {train.stop.min_patience_steps:,} steps) "
+                 f"and delivers the best epoch")
     return text
+
+
+def validation_interval(train, steps_per_epoch: int) -> int:
+    """Epochs between two validations: enough for `train.validate_every_steps` optimizer steps."""
+    return max(1, math.ceil(train.validate_every_steps / max(steps_per_epoch, 1)))
+
+
+def validated_epochs(first: int, end: int, every: int) -> list[int]:
+    """The 1-based epochs of a phase running epochs `first` to `end - 1` (0-based) that validate: every `every`th
+    epoch of the run, and the phase's last."""
+    return [epoch for epoch in range(first + 1, end + 1) if epoch % every == 0 or epoch == end]
+
+
+def stop_patience(train, steps_per_epoch: int, pretrained: bool = True) -> Optional[int]:
+    """The epochs without improvement after which the run stops (`train.stop`), or None: it runs its budget."""
+    if train.stop is None or train.strategy == "zero_shot":
+        return None
+    return train.stop.patience_epochs(budget_epochs(train, steps_per_epoch, pretrained), steps_per_epoch)
 
 
 def _count(number: int, noun: str) -> str:

@@ -116,6 +116,8 @@ class TrainingPlan:
         budget: one line on the epochs and optimizer steps, and how `epochs: auto` chose them.
         jit_compile: `model.compile`'s `jit_compile` for every phase (True, False or "auto").
         regularization: one line on the penalties added to the loss (L2-SP), "" without.
+        validate_every: epochs between two validations (each phase's last epoch validates too); the epochs
+            between log no validation metrics and cannot be the best.
     """
 
     phases: tuple
@@ -139,6 +141,7 @@ class TrainingPlan:
     budget: str = ""
     jit_compile: object = "auto"
     regularization: str = ""
+    validate_every: int = 1
 
     def to_dict(self) -> dict:
         """What `tltf explain --json` prints: every segment of every phase, and the warnings."""

@@ -149,6 +149,17 @@ def write_history_csv(path: Path, history: dict) -> None:
     os.replace(partial, path)
 
 
+def append_epoch(history: dict, logs: dict) -> None:
+    """Adds one epoch's logs to `history`, NaN for an entry the epoch did not log (the validation metrics of an
+    epoch that did not validate), so every entry has a value per epoch."""
+    recorded = len(next(iter(history.values()))) if history else 0
+    for key, value in logs.items():
+        history.setdefault(key, [float("nan")] * recorded).append(float(value))
+    for values in history.values():
+        if len(values) == recorded:
+            values.append(float("nan"))
+
+
 class RunRecorder(keras.callbacks.Callback):
     """Records each epoch's logs into the run's history and saves the whole state: at every epoch end, and
     every `every` optimizer steps when set. The last callback of every fit of a plan.
@@ -176,8 +187,7 @@ class RunRecorder(keras.callbacks.Callback):
                        replace={"augment": self.epoch_start_augment, "metrics": metrics})
 
     def on_epoch_end(self, epoch, logs=None):
-        for key, value in (logs or {}).items():
-            self.progress.history.setdefault(key, []).append(float(value))
+        append_epoch(self.progress.history, logs or {})
         self.progress.epoch, self.progress.batch, self.offset = epoch + 1, 0, 0
         write_history_csv(self.directory / "history.csv", self.progress.history)
         save_state(self.directory, self.plan, self.progress, self.best)

@@ -7,6 +7,7 @@ reads a recipe section.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Optional, Union
 
 
@@ -23,6 +24,26 @@ class DiscriminativeRates:
     head: float
     groups: Optional[tuple] = None
     range: Optional[tuple] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class StopRule:
+    """Stop a run once validation has stopped improving: after `patience` × the budget's epochs without a better
+    epoch, and never sooner than `min_patience_steps` optimizer steps after the best.
+
+    Args:
+        patience: the patience as a fraction of the run's epochs.
+        min_patience_steps: the least patience, in optimizer steps (an epoch of a large dataset is many steps).
+    """
+
+    patience: float
+    min_patience_steps: int
+
+    def patience_epochs(self, budget_epochs: int, steps_per_epoch: int) -> int:
+        """The patience in whole epochs for a run of `budget_epochs` epochs of `steps_per_epoch` steps."""
+        by_budget = math.ceil(self.patience * budget_epochs)
+        by_steps = math.ceil(self.min_patience_steps / max(steps_per_epoch, 1))
+        return max(1, by_budget, by_steps)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +71,8 @@ class TrainingSpec:
         weight_decay: the decoupled weight decay.
         batch_size: the global batch size.
         distribution: `default`, `mirrored` or `multi_worker`.
+        stop: when the run stops before its budget (`StopRule`), or None: it runs the whole budget.
+        validate_every_steps: the fewest optimizer steps between two validations.
     """
 
     strategy: str
@@ -70,3 +93,5 @@ class TrainingSpec:
     weight_decay: float
     batch_size: int
     distribution: str
+    stop: Optional[StopRule] = None
+    validate_every_steps: int = 1

@@ -17,6 +17,7 @@ from tltf.models.anatomy import backbone_of
 from tltf.train import resume
 from tltf.train.collaborators import StatefulCallback
 from tltf.train.optimizers import inner_optimizer
+from tltf.train.phases import validated_epochs
 
 # Seconds: how far model.keras in an interrupted run may lag behind the best epoch so far.
 BEST_MODEL_SAVE_INTERVAL = 60.0
@@ -32,12 +33,16 @@ class TrainingOutcome:
         best_epoch: the 1-based epoch whose weights the model now has (None if no epoch improved).
         chosen_by: the log entry that chose it: the plan's `monitor`, or its `monitor_fallback` when no
             epoch was eligible.
+        epochs_run: epochs trained, over all phases.
+        epochs_planned: the plan's epochs (more than `epochs_run` when a phase stopped early).
     """
 
     history: dict
     phase_starts: list
     best_epoch: Optional[int]
     chosen_by: Optional[str] = None
+    epochs_run: int = 0
+    epochs_planned: int = 0
 
 
 class Trainer:
@@ -93,7 +98,7 @@ class Trainer:
         best.save()
         best_epoch = None if best.best_epoch is None else best.best_epoch + 1
         return TrainingOutcome(progress.history, [tuple(start) for start in progress.phase_starts], best_epoch,
-                               best.chosen_by)
+                               best.chosen_by, progress.epoch, sum(p.phase.epochs for p in plan.phases))
 
     def _run_phase(self, plan, progress, shared: list, recorder, epoch_metrics: list) -> None:
         """The phase's `fit`, from its first epoch not yet done (a resumed partial epoch first, on its own)."""
@@ -117,18 +122,22 @@ class Trainer:
         # The phase's own callbacks first: some add entries to the epoch logs that the checkpoint chooses by.
         callbacks = [*phase_plan.callbacks, *shared]
         end = first_epoch + phase.epochs
+        validated = validated_epochs(first_epoch, end, plan.validate_every)
+        validation = dict(validation_data=val_ds, validation_freq=validated)
         stopped = False
         if progress.batch:
             # The rest of the epoch the run was stopped in, its metrics as they were, its batches skipped.
-            target.model.fit(train_ds.skip(progress.batch), validation_data=val_ds, initial_epoch=progress.epoch,
+            target.model.fit(train_ds.skip(progress.batch), **validation, initial_epoch=progress.epoch,
                              epochs=progress.epoch + 1, verbose=self.verbose, shuffle=False,
                              callbacks=[*callbacks, resume.RestoreMetrics(epoch_metrics), recorder])
             stopped = target.model.stop_training
             for callback in phase_plan.callbacks:
                 if isinstance(callback, StatefulCallback):
                     callback.set_state(callback.get_state())  # carry the trackers over into the next fit
+        # A run killed after its last epoch's save, with patience spent, must not start another epoch on resume.
+        stopped = stopped or any(getattr(callback, "done", False) for callback in phase_plan.callbacks)
         if progress.epoch < end and not stopped:
-            target.model.fit(train_ds, validation_data=val_ds, initial_epoch=progress.epoch, epochs=end,
+            target.model.fit(train_ds, **validation, initial_epoch=progress.epoch, epochs=end,
                              callbacks=[*callbacks, recorder], verbose=self.verbose, shuffle=False)
         if int(plan.optimizer.iterations.numpy()) < phase_plan.end_step:
             # Stopped early: start the next phase on its own schedule.

@@ -29,6 +29,16 @@ class EarlyStopping(keras.callbacks.EarlyStopping):
         self.best_weights = None
         self._restored = True
 
+    def get_monitor_value(self, logs):
+        if not any(key.startswith("val_") for key in logs or {}) and self.monitor.startswith("val_"):
+            return None  # an epoch that did not validate (`fit(validation_freq=...)`): nothing to judge
+        return super().get_monitor_value(logs)
+
+    @property
+    def done(self) -> bool:
+        """Whether patience has run out: a fit resumed from this state must not start another epoch."""
+        return bool(getattr(self, "wait", 0) >= self.patience and getattr(self, "best", None) is not None)
+
     def on_train_begin(self, logs=None):
         if self._restored:
             self._restored = False

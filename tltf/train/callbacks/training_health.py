@@ -37,7 +37,8 @@ class TrainingHealth(keras.callbacks.Callback):
         monitor: the validation metric whose 0.5 means constant predictions.
         collapse_epochs: epochs at 0.5 that make a collapse.
         divergence_factor: how far above the first step's loss is divergence.
-        stall_epochs: epochs without improvement that make a stall (or overfitting).
+        stall_epochs: epochs without improvement that make a stall (or overfitting); in a fit that validates
+            every few epochs (`validation_freq`), validated epochs.
         overfit_rise: how far the validation loss must have risen above its value at the best epoch, as a
             fraction of it, to call a stall overfitting.
         stop: stop the `fit` on divergence or collapse (the best checkpoint is kept by its own callback).
@@ -113,8 +114,9 @@ class TrainingHealth(keras.callbacks.Callback):
     def _report_plateau(self, epoch: int, logs: dict) -> None:
         """Overfitting (training improves, validation loss rises) or a stall; each reported once."""
         best = self._at_best
+        since = epoch + 1 - best["epoch"] if best.get("epoch") else self.stall_epochs
         at_best = f"{self.monitor} has not improved on {self._best:.4f} (epoch {best.get('epoch')}) for " \
-                  f"{self.stall_epochs} epochs"
+                  f"{since} epochs"
         losses = (best.get("loss"), logs.get("loss"), best.get("val_loss"), logs.get("val_loss"))
         if None not in losses:
             loss_then, loss_now, val_then, val_now = map(float, losses)
