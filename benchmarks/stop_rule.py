@@ -83,12 +83,12 @@ def check(found: dict) -> None:
         if arm == "full_budget" or (fraction, seed) not in full:
             continue
         reference = full[(fraction, seed)]
-        budget = run["metrics"]["budget"]
+        budget, ratio = run["metrics"]["budget"], run["seconds"] / reference["seconds"]
+        auc, reference_auc = run["metrics"]["test"]["auc"], reference["metrics"]["test"]["auc"]
         print(f"  {arm} {fraction:g} seed {seed}: {budget['epochs_run']}/{budget['epochs_planned']} epochs, "
-              f"{run['seconds']:.0f} s against {reference['seconds']:.0f} s ({run['seconds'] / reference['seconds']:.2f}"
-              f"×), test AUC {run['metrics']['test']['auc']:.4f} against {reference['metrics']['test']['auc']:.4f} "
-              f"({run['metrics']['test']['auc'] - reference['metrics']['test']['auc']:+.4f}), best epoch "
-              f"{run['metrics']['best_epoch']} / {reference['metrics']['best_epoch']}")
+              f"{run['seconds']:.0f} s against {reference['seconds']:.0f} s ({ratio:.2f}×), test AUC {auc:.4f} "
+              f"against {reference_auc:.4f} ({auc - reference_auc:+.4f}), best epoch {run['metrics']['best_epoch']} "
+              f"/ {reference['metrics']['best_epoch']}")
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ import json
 import keras
 import numpy as np
 import pytest
-from conftest import write_recipe
+from conftest import write_domain_pair, write_recipe
 
 import tltf
 from tltf.recipe import load_recipe
@@ -53,6 +53,18 @@ def test_epochs_n_runs_n_and_stop_never_runs_the_budget(tmp_path, npz_path):
     assert never.train.spec().stop is None
     assert load_recipe(write_recipe(tmp_path / "c.yaml", {"source": "npz", "path": str(npz_path)},
                                     train={**STOPPING, "stop": "auto"})).train.spec().stop is not None
+
+
+def test_auto_does_not_stop_an_adapted_run_and_an_explicit_rule_does(tmp_path):
+    from tltf.assemble import training_spec
+
+    source, target = write_domain_pair(tmp_path)
+    adaptation = {"method": "dann", "target": {"source": "npz", "path": str(target)}}
+    auto, explicit = (load_recipe(write_recipe(tmp_path / f"{name}.yaml", {"source": "npz", "path": str(source)},
+                                               train={**STOPPING, "stop": stop}, adaptation=adaptation))
+                      for name, stop in (("auto", "auto"), ("explicit", {"patience": 0.3})))
+    assert training_spec(auto).stop is None
+    assert training_spec(explicit).stop.patience == 0.3
 
 
 class KillAtTheStop(keras.callbacks.Callback):
@@ -129,3 +141,12 @@ def test_a_run_of_short_epochs_validates_every_few_and_chooses_among_those(tmp_p
     assert run_epochs == min(result.metrics["best_epoch"] + 2, 9)
     assert "validates every 2 epochs and at the end of each phase" in "\n".join(tltf_log)
     assert "nan" in (tmp_path / "run" / "history.csv").read_text()
+
+
+def test_the_patience_is_a_fraction_of_the_epochs_or_the_least_steps_whichever_is_longer():
+    from tltf.train.spec import StopRule
+
+    assert StopRule(0.2, 0).patience_epochs(100, 1) == 20
+    assert StopRule(0.2, 0).patience_epochs(12, 74) == 3  # ceil(2.4)
+    assert StopRule(0.2, 100).patience_epochs(30, 4) == 25  # 100 steps of 4
+    assert StopRule(0.01, 0).patience_epochs(12, 74) == 1

@@ -29,6 +29,11 @@ from tltf.train.segments import param_counts, phase_segments, replica_warnings, 
 HEAD_STEPS_PER_EXECUTION = 16
 
 
+def training_spec(recipe):
+    """The recipe's `train` section as `tltf.train` reads it (what `stop: auto` means depends on `adaptation`)."""
+    return recipe.train.spec(adapting=recipe.adaptation is not None)
+
+
 def model_from_recipe(recipe, task: Task, weights="recipe"):
     """`tltf.build_model` with the recipe's `model` section and `data.image_size` (weights None: structure only)."""
     from tltf.models.build import build_model
@@ -116,7 +121,7 @@ def describe_plan(recipe, model, steps_per_epoch: int, warnings=()) -> TrainingP
         steps_per_epoch: optimizer steps in one epoch of the training split.
         warnings: advice found elsewhere (about the data), listed first.
     """
-    train, pretrained = recipe.train.spec(), recipe.model.weights is not None
+    train, pretrained = training_spec(recipe), recipe.model.weights is not None
     block_map = BlockMap.of(model, train.unit)
     units = unit_multipliers_checked(train, block_map.names, base_lr(train, pretrained))
     phases = plan_phases(train, steps_per_epoch, pretrained)
@@ -188,7 +193,7 @@ def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 
             phase_plan, feature_cache_note=note, fit_target=on_features if not note else whole,
             callbacks=tuple(_phase_callbacks(recipe, phase_plan.phase, model, health, splits.train,
                                              described.steps_per_epoch))))
-    make_optimizer = functools.partial(_optimizer, train.spec(), train.precision, described.schedule,
+    make_optimizer = functools.partial(_optimizer, training_spec(recipe), train.precision, described.schedule,
                                        described.lr_multipliers)
     plan = dataclasses.replace(described, phases=tuple(phases), model=model, fitted_model=model, task=task,
                                health=health, checkpoint_every=train.checkpoint_every, jit_compile=train.jit_compile,
@@ -251,7 +256,7 @@ def _with_stop_when_done(plan, recipe):
     target)."""
     from tltf.train.callbacks import StopWhenDone
 
-    patience = stop_patience(recipe.train.spec(), plan.steps_per_epoch, recipe.model.weights is not None)
+    patience = stop_patience(training_spec(recipe), plan.steps_per_epoch, recipe.model.weights is not None)
     if patience is None or not plan.phases:
         return plan
     # The callback counts the epochs it is shown a validation in.
@@ -282,7 +287,7 @@ def _phase_callbacks(recipe, phase, model, health, train_split, steps_per_epoch:
     chosen.append(health)
     if recipe.train.early_stopping:
         stop = recipe.train.early_stopping
-        every = validation_interval(recipe.train.spec(), steps_per_epoch)  # the callback counts validations
+        every = validation_interval(training_spec(recipe), steps_per_epoch)  # the callback counts validations
         chosen.append(EarlyStopping(monitor="val_auc", mode="max", patience=math.ceil(stop.patience / every),
                                     min_delta=stop.min_delta))
     return chosen

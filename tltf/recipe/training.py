@@ -10,8 +10,8 @@ from tltf.config import Section
 from tltf.train.spec import DiscriminativeRates, StopRule, TrainingSpec
 
 # train.stop: auto's rule (chosen from runs at 1-100% of PneumoniaMNIST's labels; docs/time-to-quality.md).
-STOP_PATIENCE = 0.25
-STOP_MIN_PATIENCE_STEPS = 200
+STOP_PATIENCE = 0.2
+STOP_MIN_PATIENCE_STEPS = 0
 # Fewest optimizer steps between two validations: on a few dozen images an epoch is one step, and validating
 # after each would take longer than training (docs/time-to-quality.md).
 VALIDATE_EVERY_STEPS = 8
@@ -111,8 +111,8 @@ class TrainConfig(Section):
         lr: the base (fine-tuning) rate; `head_warmup.lr` is the head's in a warm-up. Unset: a default for
             what the strategy trains (`tltf.train.phases.base_lr`).
         layer_decay, discriminative: per-unit rates (one of them), over the block map's `unit`s.
-        stop: with `epochs: auto`, stop once validation has stopped improving (`StopConfig`); `never` runs the
-            whole budget.
+        stop: with `epochs: auto` (and no adaptation), stop once validation has stopped improving (`StopConfig`);
+            `never` runs the whole budget.
         precision, jit_compile, distribution: the dtype policy, XLA, and the tf.distribute strategy.
     """
 
@@ -135,8 +135,9 @@ class TrainConfig(Section):
     head_warmup: HeadWarmupConfig = HeadWarmupConfig()
     seed: int = 42
     stop: Union[Literal["auto", "never"], StopConfig] = Field(
-        "auto", description="auto: with epochs auto, stop once val AUC has stopped improving (the best epoch is "
-                            "delivered); never: run the whole budget; or {patience, min_patience_steps}.")
+        "auto", description="auto: with epochs auto and no adaptation, stop once val AUC has stopped improving "
+                            "(the best epoch is delivered); never: run the whole budget; or {patience, "
+                            "min_patience_steps} (adapted runs too: judged by what chooses their epoch).")
     early_stopping: Optional[EarlyStoppingConfig] = None
     validate_every_steps: int = Field(
         VALIDATE_EVERY_STEPS, ge=1, description="Validate (and judge the best epoch) at the end of an epoch once at "
@@ -166,8 +167,8 @@ class TrainConfig(Section):
         False, description="Repeatable runs on the same machine and library versions: TensorFlow op determinism and "
                             "sequential augmentation. Slower; the default is fast.")
 
-    def spec(self) -> TrainingSpec:
-        """What `tltf.train` reads of this section, as plain values."""
+    def spec(self, adapting: bool = False) -> TrainingSpec:
+        """What `tltf.train` reads of this section, as plain values (`adapting`: the recipe has `adaptation`)."""
         d = self.discriminative
         rates = None if d is None else DiscriminativeRates(
             d.head, None if d.groups is None else tuple(d.groups), None if d.range is None else tuple(d.range))
@@ -178,11 +179,12 @@ class TrainConfig(Section):
             unfreeze_every=self.gradual.every, unfreeze_start_epochs=self.gradual.start_epochs, unit=self.unit,
             layer_decay=self.layer_decay, discriminative=rates, optimizer=self.optimizer,
             weight_decay=self.weight_decay, batch_size=self.batch_size, distribution=self.distribution,
-            stop=self._stop_rule(), validate_every_steps=self.validate_every_steps)
+            stop=self._stop_rule(adapting), validate_every_steps=self.validate_every_steps)
 
-    def _stop_rule(self) -> Optional[StopRule]:
-        """`stop` as a rule: auto stops only a budget tltf chose (epochs auto); an explicit epochs: N runs N."""
-        if self.stop == "never" or (self.stop == "auto" and self.epochs != "auto"):
+    def _stop_rule(self, adapting: bool) -> Optional[StopRule]:
+        """`stop` as a rule: auto stops only a budget tltf chose (epochs auto), and not an adapted run (the rule
+        was measured on supervised runs; an adapted run's epoch may be chosen on the unlabelled target)."""
+        if self.stop == "never" or (self.stop == "auto" and (self.epochs != "auto" or adapting)):
             return None
         config = StopConfig() if self.stop == "auto" else self.stop
         return StopRule(config.patience, config.min_patience_steps)

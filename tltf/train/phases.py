@@ -116,9 +116,9 @@ def budget_text(train, steps_per_epoch: int, pretrained: bool = True) -> str:
                  f"{train.validate_every_steps})")
     patience = stop_patience(train, steps_per_epoch, pretrained)
     if patience is not None:
+        least = f", at least {train.stop.min_patience_steps:,} steps" if train.stop.min_patience_steps else ""
         text += (f"; stops once the best epoch is {_count(patience, 'epoch')} old (train.stop: "
-                 f"{train.stop.patience:g} of the epochs, at least {train.stop.min_patience_steps:,} steps) "
-                 f"and delivers the best epoch")
+                 f"{train.stop.patience:g} of the epochs{least}) and delivers it")
     return text
 
 
