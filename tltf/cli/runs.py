@@ -92,8 +92,11 @@ def export(run_dir, out, version, force, verify, verify_images):
 @click.argument("target", type=click.Path(exists=True))
 @click.argument("images", nargs=-1, required=True)
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("--dicom-window", default=None, metavar="auto|none|CENTRE,WIDTH",
+              help="How DICOM files are windowed. Default: the run's data.dicom.window; auto for a SavedModel "
+                   "(give the window it was trained with).")
 @user_errors
-def predict(target, images, fmt):
+def predict(target, images, fmt, dicom_window):
     """Predict IMAGES (files, folders or globs) with TARGET.
 
     TARGET is a run directory (model.keras), a SavedModel version folder, or
@@ -103,10 +106,15 @@ def predict(target, images, fmt):
     also lists the probability of every class. A file that cannot be decoded
     gets an error row and the others go on; the exit code is 1 when any file
     failed.
+
+    DICOM (.dcm) and TIFF files are decoded here, at their full depth, and sent
+    to a SavedModel's float signature: TF Serving cannot decode them. Only
+    their pixels are read; nothing of a DICOM header reaches the output.
     """
     import tltf
 
-    rows = tltf.export.Predictor(target).predict(tltf.export.expand_inputs(images))
+    window = _dicom_window(dicom_window)
+    rows = tltf.export.Predictor(target, window).predict(tltf.export.expand_inputs(images))
     click.echo(tltf.export.predict.format_predictions(rows, fmt), nl=False)
     failed = sum(row.error is not None for row in rows)
     if failed:
@@ -136,3 +144,15 @@ def saliency(target, images, out):
 
     written = write_saliency_files(target, expand_inputs(images), out)
     click.echo(f"{len(written)} saliency map{'s' if len(written) != 1 else ''} written to {out}/")
+
+
+def _dicom_window(text):
+    """`--dicom-window` as `read_dicom` takes it; a bad value is a one-line usage error."""
+    if text is None or text in ("auto", "none"):
+        return text
+    try:
+        centre, width = (float(part) for part in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"expected auto, none or CENTRE,WIDTH (e.g. 40,400), got {text!r}",
+                                 param_hint="--dicom-window") from None
+    return centre, width

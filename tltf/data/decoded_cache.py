@@ -23,16 +23,19 @@ def default_cache_dir() -> Path:
     return cache_root() / "images"
 
 
-def cache_key(paths: list[Path], size: int) -> str:
-    """A digest of the format, the size, and every file's path, length and modification time."""
-    digest = hashlib.sha256(f"{CACHE_FORMAT}\n{size}\n".encode())
+def cache_key(paths: list[Path], size: int, dicom_window="auto") -> str:
+    """A digest of the format, the size, the DICOM window, and every file's path, length and modification time."""
+    # The default adds nothing, so stores written before DICOM was read are still found.
+    window = "" if dicom_window == "auto" else f"window {list(dicom_window) if dicom_window != 'none' else 'none'}\n"
+    digest = hashlib.sha256(f"{CACHE_FORMAT}\n{size}\n{window}".encode())
     for path in paths:
         stat = os.stat(path)
         digest.update(f"{Path(path).resolve()}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:32]
 
 
-def decode_to_store(paths: list[Path], size: int, cache_dir: Path, title: str = "decoding images") -> ImageStore:
+def decode_to_store(paths: list[Path], size: int, cache_dir: Path, title: str = "decoding images",
+                    dicom_window="auto") -> ImageStore:
     """The files decoded to uint8 `size`×`size` RGB in an `ImageStore` under `cache_dir`.
 
     A store made from the same files (same paths, lengths and modification times) at the same size is
@@ -43,8 +46,8 @@ def decode_to_store(paths: list[Path], size: int, cache_dir: Path, title: str = 
     from tltf.data.images import decoded_files
 
     cache_dir = Path(cache_dir).expanduser()
-    store, _ = cached_store(cache_dir, cache_key(paths, size), size,
-                            lambda: decoded_files(paths, size, f"{title} into {cache_dir}"), title)
+    store, _ = cached_store(cache_dir, cache_key(paths, size, dicom_window), size,
+                            lambda: decoded_files(paths, size, f"{title} into {cache_dir}", dicom_window), title)
     return store
 
 
@@ -124,6 +127,7 @@ def load_image_files(paths: list[Path], data, title: str):
     """The files decoded at `data.image_size`: an array in memory, or an `ImageStore` (`data.cache`)."""
     from tltf.data.images import decode_files
 
+    window = data.dicom.window
     if cache_mode(data, len(paths)) == "memory":
-        return decode_files(paths, data.image_size, title=title)
-    return decode_to_store(paths, data.image_size, data.cache_dir or default_cache_dir(), title)
+        return decode_files(paths, data.image_size, title=title, dicom_window=window)
+    return decode_to_store(paths, data.image_size, data.cache_dir or default_cache_dir(), title, window)

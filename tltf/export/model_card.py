@@ -36,6 +36,9 @@ def model_card_text(version_dir, run_dir, artifacts, model, parity) -> str:
         "(base64 in TF Serving's JSON API: `{\"b64\": \"...\"}`). Grey is repeated to RGB, alpha is dropped, "
         "then the same resize. A string that is not an image fails the request with "
         "`Unknown image file format`.",
+        "- DICOM (and TIFF) cannot be decoded by TF Serving: decode on the client (modality LUT, the window the "
+        "model was trained with, `MONOCHROME1` inverted) and send float 0–255 pixels to `serving_default`, as "
+        "`tltf predict --dicom-window` does.",
         "- Outputs of both: `probabilities` "
         + (f"`[N]`, the probability of `{names[1]}`" if binary else f"`[N, {len(names)}]`, softmax")
         + ", `class_id` int64 `[N]`, `class_name` string `[N]`.",

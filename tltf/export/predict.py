@@ -14,7 +14,7 @@ from typing import Optional
 
 import numpy as np
 
-from tltf.data.images import IMAGE_SUFFIXES
+from tltf.data.images import CLIENT_SUFFIXES, IMAGE_SUFFIXES
 from tltf.errors import TltfError
 
 
@@ -66,14 +66,28 @@ class Predictor:
     Args:
         target: a `tltf fit` run directory, a SavedModel folder, or a TF
             Serving model folder whose highest numeric version is used.
+        dicom_window: how DICOM files are windowed (`auto`, `none` or `(centre, width)`); default the run's
+            `data.dicom.window`, or `auto` for a SavedModel (it cannot know the window it was trained with).
+            DICOM and TIFF files are decoded here, on the client, and sent to a SavedModel's float signature
+            (TF Serving cannot decode them); JPEG, PNG, BMP and GIF go to its bytes signature.
     """
 
-    def __init__(self, target):
+    def __init__(self, target, dicom_window=None):
         target = Path(target)
         if (target / "model.keras").is_file():
             self._init_run(target)
         else:
             self._init_saved_model(saved_model_dir(target))
+        self.dicom_window = dicom_window or self._trained_window(target)
+
+    @staticmethod
+    def _trained_window(target: Path):
+        import yaml
+
+        recipe = target / "recipe.yaml"
+        data = yaml.safe_load(recipe.read_text()).get("data", {}) if recipe.is_file() else {}
+        window = (data.get("dicom") or {}).get("window", "auto")
+        return tuple(window) if isinstance(window, list) else window
 
     def _init_run(self, run_dir: Path) -> None:
         from tltf.export.exporter import RunArtifacts
@@ -89,9 +103,10 @@ class Predictor:
     def _init_saved_model(self, version_dir: Path) -> None:
         import tensorflow as tf
 
-        from tltf.export.signatures import BYTES_SIGNATURE
+        from tltf.export.signatures import BYTES_SIGNATURE, FLOAT_SIGNATURE
 
-        self.signature = tf.saved_model.load(str(version_dir)).signatures[BYTES_SIGNATURE]
+        signatures = tf.saved_model.load(str(version_dir)).signatures
+        self.signature, self.float_signature = signatures[BYTES_SIGNATURE], signatures[FLOAT_SIGNATURE]
         self.model = None
 
     def predict(self, paths: list[Path], batch_size: int = 64) -> list[Prediction]:
@@ -121,10 +136,12 @@ class Predictor:
 
     def _load(self, path: Path):
         """Decoded pixels (run) or the checked file bytes (SavedModel); `TltfError` if not an image."""
-        from tltf.data.images import decode_file, decode_pixels
+        from tltf.data.images import client_pixels, decode_file, decode_pixels
 
         if self.model is not None:
-            return decode_file(path, self.size)
+            return decode_file(path, self.size, self.dicom_window)
+        if path.suffix.lower() in CLIENT_SUFFIXES:
+            return client_pixels(path, self.dicom_window)  # full size, float: the float signature resizes
         try:
             data = path.read_bytes()
         except OSError as error:
@@ -134,6 +151,16 @@ class Predictor:
         except Exception:
             raise TltfError(f"{path}: not a decodable image (JPEG, PNG, BMP or GIF)") from None
         return data
+
+    def _serve(self, item):
+        """One file through the SavedModel: decoded pixels to the float signature, bytes to the bytes one."""
+        import tensorflow as tf
+
+        from tltf.export.signatures import BYTES_INPUT, FLOAT_INPUT
+
+        if isinstance(item, np.ndarray):
+            return self.float_signature(**{FLOAT_INPUT: tf.constant(item[None])})
+        return self.signature(**{BYTES_INPUT: tf.constant([item])})
 
     def _fill(self, rows: list[Prediction], items: list) -> None:
         import tensorflow as tf
@@ -147,9 +174,11 @@ class Predictor:
             ids = Task(self.class_names).decide(probabilities, self.threshold)
             names = [self.class_names[i] for i in ids]
         else:
-            out = self.signature(**{BYTES_INPUT: tf.constant(items)})
-            probabilities, ids = out["probabilities"].numpy(), out["class_id"].numpy()
-            names = [n.decode() for n in out["class_name"].numpy()]
+            outputs = [self._serve(item) for item in items] if any(isinstance(i, np.ndarray) for i in items) \
+                else [self.signature(**{BYTES_INPUT: tf.constant(items)})]
+            probabilities = np.concatenate([out["probabilities"].numpy() for out in outputs])
+            ids = np.concatenate([out["class_id"].numpy() for out in outputs])
+            names = [n.decode() for out in outputs for n in out["class_name"].numpy()]
         for i, row in enumerate(rows):
             row.class_id, row.class_name = int(ids[i]), names[i]
             per_class = [1.0 - probabilities[i], probabilities[i]] if probabilities.ndim == 1 else probabilities[i]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -41,6 +41,18 @@ class SourceConfig(Section):
         return self
 
 
+class DicomConfig(Section):
+    """How DICOM files become images (`tltf.data.dicom`).
+
+    Example:
+        data: {source: directory, path: studies/, dicom: {window: [40, 400]}}
+    """
+
+    window: Union[Literal["auto", "none"], tuple[float, float]] = Field(
+        "auto", description="auto: each file's own VOI window or LUT, else the image's full range; none: the "
+                            "image's full range whatever the file says; [centre, width]: this window for every file.")
+
+
 class ImageFilesConfig(SourceConfig):
     """Settings of the sources whose images may not fit in memory (`directory`, `csv`, `tfds`): where decoded
     images are kept."""
@@ -51,6 +63,7 @@ class ImageFilesConfig(SourceConfig):
                             "split's decoded images exceed 1 GiB.")
     cache_dir: Optional[Path] = Field(None, description="Where decoded images are kept (default $TLTF_CACHE/images, "
                                                         "~/.cache/tltf/images).")
+    dicom: DicomConfig = DicomConfig()
 
 
 @dataclasses.dataclass
