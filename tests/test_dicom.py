@@ -177,9 +177,11 @@ def test_a_run_on_dicoms_equals_the_run_on_the_same_pngs_and_leaks_nothing_of_th
     assert dicom_metrics == png_metrics
     exported = tltf.export.export_run(tmp_path / "run-dcm", tmp_path / "exports")
     test_files = sorted((tmp_path / "data-dcm" / "test").rglob("*.dcm"))
+    damaged = tmp_path / "damaged.dcm"
+    damaged.write_bytes(test_files[0].read_bytes()[:-100])
     predicted = CliRunner().invoke(main, ["predict", str(exported.version_dir), *map(str, test_files[:4]),
-                                          "--dicom-window", "128,256", "--format", "json"])
-    assert predicted.exit_code == 0, predicted.output
+                                          str(damaged), "--dicom-window", "128,256", "--format", "json"])
+    assert predicted.exit_code == 1, predicted.output  # one file failed: an error row, the others predicted
     from_run = tltf.export.Predictor(tmp_path / "run-dcm").predict(test_files[:4])
     written = [p for folder in ("run-dcm", "exports") for p in (tmp_path / folder).rglob("*") if p.is_file()]
     assert len(written) > 10
@@ -187,6 +189,23 @@ def test_a_run_on_dicoms_equals_the_run_on_the_same_pngs_and_leaks_nothing_of_th
     for text in [printed.out + printed.err, predicted.output, "\n".join(tltf_log),
                  *(p.read_bytes().decode("latin-1") for p in written)]:
         assert NAME not in text and PATIENT_ID not in text and "Planted" not in text and "19700101" not in text
-    served = json.loads(predicted.stdout)  # the SavedModel, fed client-side decoded DICOM, agrees with the run
+    *served, bad = json.loads(predicted.stdout)  # the SavedModel, fed client-side decoded DICOM, agrees with the run
+    assert bad["error"].startswith(f"{damaged}: truncated DICOM") and bad["class_name"] is None
     np.testing.assert_allclose([row["class_probability"] for row in served],
                                [row.class_probability for row in from_run], atol=1e-5)
+
+
+def test_a_damaged_dicom_among_the_training_data_stops_fit_with_one_line_and_exit_2(tmp_path):
+    from click.testing import CliRunner
+
+    from tltf.cli.main import main
+
+    root = image_folders(tmp_path / "data", "dcm")
+    victim = next((root / "train" / "normal").glob("*.dcm"))
+    victim.write_bytes(victim.read_bytes()[:-100])
+    recipe = write_recipe(tmp_path / "r.yaml", {"source": "directory", "path": str(root)})
+    result = CliRunner().invoke(main, ["fit", str(recipe), "--run-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"tltf: error: {victim}: truncated DICOM (its pixel data is shorter than its " \
+                                    f"image size needs)"
+    assert not (tmp_path / "run").exists()
