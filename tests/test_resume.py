@@ -1,5 +1,6 @@
 """Kill -9 anywhere, rerun, and the run continues: the resume drill, in real subprocesses."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -40,9 +41,10 @@ def drill_data(tmp_path_factory):
     return root, recipe, dann
 
 
-# A 3-epoch warm-up that early stopping ends after its second epoch: a resumed run that forgot the
-# patience counter would run the third.
-EARLY = ["train.epochs=5", "train.head_warmup.epochs=3", "train.early_stopping={patience: 1, min_delta: 0.5}"]
+# epochs auto (min_steps 20: 5 epochs of 4 steps), a 2-epoch warm-up, then train.stop with a patience of one
+# epoch: the fine-tuning stops before its last epoch (the separable images' val AUC stops improving at once), and
+# the run killed in the warm-up must resume to the same stop.
+EARLY = ["train.epochs=auto", "train.min_steps=20", "train.head_warmup.epochs=2", "train.stop={patience: 0.2}"]
 
 
 # 64 training images in batches of 16: 4 steps an epoch; epochs 0-1 warm up the head, 2-3 fine-tune.
@@ -70,6 +72,8 @@ def test_a_run_killed_anywhere_continues_and_ends_as_the_uninterrupted_run(drill
         epoch, batch = chain[-1].split(":")[1:]
         assert f": {epoch} epochs and {batch} step{'s' if batch != '1' else ''} done" in resumed.stdout
     assert (run / "metrics.json").read_text() == (reference / "metrics.json").read_text()
+    if first == "early":
+        assert json.loads((reference / "metrics.json").read_text())["budget"]["steps_saved"] > 0
     assert_same_history(run / "history.csv", reference / "history.csv")  # no gap, no repeat
     assert not list(run.rglob("resume.npz"))  # a finished run keeps no resume state
 
