@@ -209,3 +209,24 @@ def test_a_damaged_dicom_among_the_training_data_stops_fit_with_one_line_and_exi
     assert result.stderr.strip() == f"tltf: error: {victim}: truncated DICOM (its pixel data is shorter than its " \
                                     f"image size needs)"
     assert not (tmp_path / "run").exists()
+
+
+def test_dicoms_go_through_the_disk_cache_keyed_by_their_window(tmp_path):
+    from tltf.data.decoded_cache import load_image_files
+    from tltf.recipe import load_recipe
+
+    grey = np.tile(np.arange(0, 256, 16, dtype=np.uint8), (16, 1))
+    paths = [write_dicom(tmp_path / f"{i}.dcm", np.roll(grey, i, axis=1), window=(100.0, 100.0)) for i in range(3)]
+
+    def data(cache, window):
+        recipe = write_recipe(tmp_path / "r.yaml", {"source": "directory", "path": str(tmp_path), "cache": cache,
+                                                    "cache_dir": str(tmp_path / "cache"), "dicom": {"window": window}})
+        return load_recipe(recipe).data
+
+    in_memory = load_image_files(paths, data("memory", "auto"), "decoding")
+    on_disk = load_image_files(paths, data("disk", "auto"), "decoding")
+    assert type(on_disk).__name__ == "ImageStore"
+    np.testing.assert_array_equal(on_disk[np.arange(3)], in_memory)
+    stretched = load_image_files(paths, data("disk", "none"), "decoding")  # another window: another store
+    assert not np.array_equal(stretched[np.arange(3)], in_memory)
+    assert len(list((tmp_path / "cache").glob("*.u8"))) == 2
