@@ -140,6 +140,8 @@ def test_a_run_of_short_epochs_validates_every_few_and_chooses_among_those(tmp_p
     # 9 epochs planned (min_steps 36); patience 0.2 × 9 → 2 epochs, one validation: the first that does not improve
     assert run_epochs == min(result.metrics["best_epoch"] + 2, 9)
     assert "validates every 2 epochs and at the end of each phase" in "\n".join(tltf_log)
+    if run_epochs < 9:  # the line counts epochs, not validations
+        assert f"(epoch {result.metrics['best_epoch']}) for 2 epochs" in "\n".join(tltf_log)
     assert "nan" in (tmp_path / "run" / "history.csv").read_text()
 
 

@@ -36,9 +36,10 @@ class StopWhenDone(EarlyStopping):
         self.epochs_saved = max(0, int(self.params.get("epochs") or 0) - self.stopped_epoch)
         steps = self.params.get("steps")
         saved = f" ({self.epochs_saved * steps:,} optimizer steps)" if steps else ""
+        since = epoch - self.best_epoch  # epochs, not validations: a fit may validate every few epochs
         logger.info(f"stopped at epoch {self.stopped_epoch}: {self.monitor} has not improved on {self.best:.4f} "
-                    f"(epoch {self.best_epoch + 1}) for {self.patience} epochs; the {self.epochs_saved} epochs "
-                    f"left{saved} were not run")
+                    f"(epoch {self.best_epoch + 1}) for {since} epochs; the {self.epochs_saved} epochs left{saved} "
+                    f"were not run")
 
     def get_state(self) -> dict:
         return {**super().get_state(), "stopped_epoch": self.stopped_epoch, "epochs_saved": self.epochs_saved}
