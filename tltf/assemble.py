@@ -144,7 +144,8 @@ def describe_plan(recipe, model, steps_per_epoch: int, warnings=()) -> TrainingP
                         (*warnings, *notes, *advice, *replica_warnings(train)),
                         lr_multipliers=variable_multipliers(block_map.path_to_unit(), units), schedule=schedule,
                         budget=budget_text(train, steps_per_epoch, pretrained), regularization=regularization,
-                        validate_every=validation_interval(train, steps_per_epoch))
+                        validate_every=validation_interval(train, steps_per_epoch),
+                        stop_patience=stop_patience(train, steps_per_epoch, pretrained))
 
 
 def _regularization(train, model) -> tuple[str, list]:
@@ -192,7 +193,7 @@ def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 
         phases.append(dataclasses.replace(
             phase_plan, feature_cache_note=note, fit_target=on_features if not note else whole,
             callbacks=tuple(_phase_callbacks(recipe, phase_plan.phase, model, health, splits.train,
-                                             described.steps_per_epoch))))
+                                             described.validate_every))))
     make_optimizer = functools.partial(_optimizer, training_spec(recipe), train.precision, described.schedule,
                                        described.lr_multipliers)
     plan = dataclasses.replace(described, phases=tuple(phases), model=model, fitted_model=model, task=task,
@@ -203,7 +204,7 @@ def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 
 
         context = AdaptationContext(recipe.adaptation, target_domain, data, make_optimizer)
         plan = get(recipe.adaptation.method).adapt(plan, context)
-    plan = _with_stop_when_done(plan, recipe)
+    plan = _with_stop_when_done(plan)
     # Slots for every variable any phase trains, built once: the head's moments then carry over
     # when the backbone is unfrozen.
     backbone_of(model).trainable = any(p.phase.train_backbone for p in plan.phases)
@@ -250,24 +251,23 @@ def _health_monitor(config):
                           config.stop)
 
 
-def _with_stop_when_done(plan, recipe):
+def _with_stop_when_done(plan):
     """`plan` whose last phase (the one that trains longest) ends once the epoch that will be delivered is
-    `train.stop`'s patience old; judged by what chooses that epoch (an adaptation method may choose on the
+    `plan.stop_patience` epochs old; judged by what chooses that epoch (an adaptation method may choose on the
     target)."""
     from tltf.train.callbacks import StopWhenDone
 
-    patience = stop_patience(training_spec(recipe), plan.steps_per_epoch, recipe.model.weights is not None)
-    if patience is None or not plan.phases:
+    if plan.stop_patience is None or not plan.phases:
         return plan
     # The callback counts the epochs it is shown a validation in.
     stop = StopWhenDone(monitor=plan.monitor, mode=plan.monitor_mode,
-                        patience=math.ceil(patience / plan.validate_every), eligible=plan.monitor_eligible)
+                        patience=math.ceil(plan.stop_patience / plan.validate_every), eligible=plan.monitor_eligible)
     last = plan.phases[-1]
     return dataclasses.replace(plan, phases=(*plan.phases[:-1], dataclasses.replace(
         last, callbacks=(*last.callbacks, stop))))
 
 
-def _phase_callbacks(recipe, phase, model, health, train_split, steps_per_epoch: int) -> list:
+def _phase_callbacks(recipe, phase, model, health, train_split, validate_every: int) -> list:
     """The callbacks a phase's recipe settings call for: unfreezing, intent check, BatchNorm calibration,
     health, early stopping."""
     from tltf.train.callbacks import BatchNormCalibration, EarlyStopping, GradualUnfreezing, IntentCheck
@@ -287,7 +287,7 @@ def _phase_callbacks(recipe, phase, model, health, train_split, steps_per_epoch:
     chosen.append(health)
     if recipe.train.early_stopping:
         stop = recipe.train.early_stopping
-        every = validation_interval(training_spec(recipe), steps_per_epoch)  # the callback counts validations
-        chosen.append(EarlyStopping(monitor="val_auc", mode="max", patience=math.ceil(stop.patience / every),
+        # The callback counts validations.
+        chosen.append(EarlyStopping(monitor="val_auc", mode="max", patience=math.ceil(stop.patience / validate_every),
                                     min_delta=stop.min_delta))
     return chosen

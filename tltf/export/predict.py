@@ -78,16 +78,7 @@ class Predictor:
             self._init_run(target)
         else:
             self._init_saved_model(saved_model_dir(target))
-        self.dicom_window = dicom_window or self._trained_window(target)
-
-    @staticmethod
-    def _trained_window(target: Path):
-        import yaml
-
-        recipe = target / "recipe.yaml"
-        data = yaml.safe_load(recipe.read_text()).get("data", {}) if recipe.is_file() else {}
-        window = (data.get("dicom") or {}).get("window", "auto")
-        return tuple(window) if isinstance(window, list) else window
+        self.dicom_window = dicom_window or self.trained_window
 
     def _init_run(self, run_dir: Path) -> None:
         from tltf.export.exporter import RunArtifacts
@@ -98,6 +89,8 @@ class Predictor:
         self.size = int(self.model.input.shape[1])
         self.class_names = artifacts.class_names
         self.threshold = artifacts.threshold
+        dicom = getattr(artifacts.recipe.data, "dicom", None)  # only the sources that read image files have it
+        self.trained_window = "auto" if dicom is None else dicom.window
         self.signature = None
 
     def _init_saved_model(self, version_dir: Path) -> None:
@@ -108,6 +101,7 @@ class Predictor:
         signatures = tf.saved_model.load(str(version_dir)).signatures
         self.signature, self.float_signature = signatures[BYTES_SIGNATURE], signatures[FLOAT_SIGNATURE]
         self.model = None
+        self.trained_window = "auto"  # a SavedModel does not know the window it was trained with
 
     def predict(self, paths: list[Path], batch_size: int = 64) -> list[Prediction]:
         """One row per path, in order. Files are decoded by a pool of threads (TensorFlow's decoders release

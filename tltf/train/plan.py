@@ -118,6 +118,8 @@ class TrainingPlan:
         regularization: one line on the penalties added to the loss (L2-SP), "" without.
         validate_every: epochs between two validations (each phase's last epoch validates too); the epochs
             between log no validation metrics and cannot be the best.
+        stop_patience: `train.stop`: the last phase ends once the best epoch is this many epochs old; None: the
+            run goes to the end of its budget.
     """
 
     phases: tuple
@@ -142,6 +144,7 @@ class TrainingPlan:
     jit_compile: object = "auto"
     regularization: str = ""
     validate_every: int = 1
+    stop_patience: Optional[int] = None
 
     def to_dict(self) -> dict:
         """What `tltf explain --json` prints: every segment of every phase, and the warnings."""
