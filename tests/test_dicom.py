@@ -230,3 +230,14 @@ def test_dicoms_go_through_the_disk_cache_keyed_by_their_window(tmp_path):
     stretched = load_image_files(paths, data("disk", "none"), "decoding")  # another window: another store
     assert not np.array_equal(stretched[np.arange(3)], in_memory)
     assert len(list((tmp_path / "cache").glob("*.u8"))) == 2
+
+
+def test_a_bad_dicom_window_option_is_one_line_and_exit_2(tmp_path):
+    from click.testing import CliRunner
+
+    from tltf.cli.main import main
+
+    result = CliRunner().invoke(main, ["predict", str(tmp_path), str(tmp_path), "--dicom-window", "40x400"])
+    assert result.exit_code == 2
+    expected = "tltf: error: --dicom-window 40x400: expected auto, none or CENTRE,WIDTH (e.g. 40,400)"
+    assert result.stderr.strip() == expected

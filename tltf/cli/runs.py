@@ -147,12 +147,13 @@ def saliency(target, images, out):
 
 
 def _dicom_window(text):
-    """`--dicom-window` as `read_dicom` takes it; a bad value is a one-line usage error."""
+    """`--dicom-window` as `read_dicom` takes it; a bad value is one line (`TltfError`, exit 2)."""
+    from tltf.errors import TltfError
+
     if text is None or text in ("auto", "none"):
         return text
     try:
         centre, width = (float(part) for part in text.split(","))
     except ValueError:
-        raise click.BadParameter(f"expected auto, none or CENTRE,WIDTH (e.g. 40,400), got {text!r}",
-                                 param_hint="--dicom-window") from None
+        raise TltfError(f"--dicom-window {text}: expected auto, none or CENTRE,WIDTH (e.g. 40,400)") from None
     return centre, width
