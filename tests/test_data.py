@@ -63,6 +63,29 @@ def test_carved_val_split_is_stratified_and_seeded(tmp_path):
     assert not np.array_equal(first.val.images, other.val.images)
 
 
+def test_carved_test_split_is_the_same_for_every_training_seed_and_never_trains(tmp_path):
+    images, labels = separable_images(200, 8)
+    images[:, 0, 0] = np.arange(200)  # each image recognisable by its first pixel
+    labels = (np.arange(200) < 50).astype(int)
+    np.savez(tmp_path / "d.npz", train_images=images, train_labels=labels)
+    data = data_section(source="npz", path=str(tmp_path / "d.npz"), val_fraction=0.25, test_fraction=0.2)
+    first, other = load_splits(data, seed=0), load_splits(data, seed=1)
+    assert first.test_was_carved and len(first.test) == 40 and first.test.labels.mean() == pytest.approx(0.25)
+    assert np.array_equal(first.test.images, other.test.images)  # seeded by data.subsample_seed, not train.seed
+    assert not np.array_equal(first.val.images, other.val.images)
+    ids = {name: set(split.images[:, 0, 0, 0].tolist()) for name, split in first.items()}
+    assert not ids["test"] & (ids["train"] | ids["val"]) and sum(map(len, ids.values())) == 200
+    assert "(test carved from train)" in first.summary()
+    assert peek_data(data).train_count == len(first.train)
+    moved = load_splits(data.model_copy(update={"subsample_seed": 5}), seed=0)
+    assert not np.array_equal(first.test.images, moved.test.images)
+
+
+def test_test_fraction_is_refused_when_the_data_has_a_test_split(npz_path):
+    with pytest.raises(DataError, match=r"^data.test_fraction: the data has its own test split"):
+        load_splits(data_section(source="npz", path=str(npz_path), test_fraction=0.2))
+
+
 def test_directory_source_with_grey_and_rgba(tmp_path):
     write_class_folders(tmp_path / "all", {"cat": 3, "dog": 3}, modes={"dog": "RGBA"})
     splits = load_splits(data_section(source="directory", path=str(tmp_path / "all"), val_fraction=0.34))

@@ -54,6 +54,7 @@ class ImageSplits:
         val: the validation split (the source's own, or carved from train).
         test: the test split, or None.
         val_was_carved: whether val was carved from train.
+        test_was_carved: whether test was carved from train (`data.test_fraction`).
         train_subsampled_from: the training split's size before `data.train_fraction` / `train_per_class`.
     """
 
@@ -62,6 +63,7 @@ class ImageSplits:
     val: Split
     test: Optional[Split]
     val_was_carved: bool = False
+    test_was_carved: bool = False
     train_subsampled_from: Optional[int] = None
 
     @property
@@ -70,7 +72,8 @@ class ImageSplits:
 
     def summary(self) -> str:
         parts = [f"{name} {len(split)}" for name, split in self.items()]
-        carved = " (val carved from train)" if self.val_was_carved else ""
+        carved = " (test carved from train)" if self.test_was_carved else ""
+        carved += " (val carved from train)" if self.val_was_carved else ""
         if self.train_subsampled_from is not None:
             carved += f" (train subsampled from {self.train_subsampled_from})"
         return f"{self.num_classes} classes ({', '.join(self.class_names)}); " + ", ".join(parts) + carved
@@ -101,6 +104,14 @@ def finish_splits(raw: dict, class_names: Optional[list[str]], data, seed: int) 
             f"data.class_names: {len(class_names)} names for labels up to {num_classes - 1}; give one name per class"
         )
     check_labels(raw, class_names)
+    test = raw.get("test")
+    test_fraction = getattr(data, "test_fraction", None)
+    if test_fraction is not None:
+        if test is not None:
+            raise DataError("data.test_fraction: the data has its own test split; remove data.test_fraction")
+        # Carved first and seeded by the subsample seed, not the training seed: runs that differ in train.seed
+        # are scored on the same test images, and no test image ever trains or validates.
+        train, test = stratified_split(train, test_fraction, data.subsample_seed, key="data.test_fraction")
     val_was_carved = "val" not in raw
     if val_was_carved:
         train, val = stratified_split(train, data.val_fraction, seed)
@@ -111,7 +122,8 @@ def finish_splits(raw: dict, class_names: Optional[list[str]], data, seed: int) 
         kept = subsample_indices(train.labels, fraction=data.train_fraction, per_class=data.train_per_class,
                                  seed=data.subsample_seed)
         subsampled_from, train = len(train), train.take(kept)
-    return ImageSplits(list(class_names), train, val, raw.get("test"), val_was_carved, subsampled_from)
+    return ImageSplits(list(class_names), train, val, test, val_was_carved, test_fraction is not None,
+                       subsampled_from)
 
 
 def check_labels(raw: dict, class_names: list) -> None:
@@ -134,22 +146,22 @@ def _name(class_names, label) -> str:
     return repr(class_names[label]) if class_names and label < len(class_names) else f"label {label}"
 
 
-def stratified_split(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
-    """(train, val): `fraction` of each class held out, seeded."""
+def stratified_split(split: Split, fraction: float, seed: int, key: str = "data.val_fraction") -> tuple[Split, Split]:
+    """(kept, held out): `fraction` of each class held out, seeded; errors name the recipe `key`."""
     from sklearn.model_selection import train_test_split
 
     counts = np.bincount(split.labels)
     if counts[counts > 0].min() < 2:
         raise DataError(
-            "data.val_fraction: a class has a single training image, too few to carve a stratified "
-            "validation split; add images or provide a val split"
+            f"{key}: a class has a single training image, too few to carve a stratified "
+            "split from; add images or provide the split"
         )
     try:
         train_idx, val_idx = train_test_split(
             np.arange(len(split)), test_size=fraction, random_state=seed, stratify=split.labels
         )
     except ValueError as error:
-        raise DataError(f"data.val_fraction: {error}") from None
+        raise DataError(f"{key}: {error}") from None
     train_idx, val_idx = np.sort(train_idx), np.sort(val_idx)
     return split.take(train_idx), split.take(val_idx)
 

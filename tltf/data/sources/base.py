@@ -25,6 +25,9 @@ class SourceConfig(Section):
     val_fraction: float = Field(
         0.1, gt=0, lt=1, description="Held out of train, stratified and seeded, when the source has no val split."
     )
+    test_fraction: Optional[float] = Field(
+        None, gt=0, lt=1, description="Held out of train as the test split, stratified, when the source has none; "
+                                      "seeded by subsample_seed, so every training seed is tested on the same images.")
     class_weight: Literal["auto", "none"] = "none"
     train_fraction: Optional[float] = Field(
         None, gt=0, le=1, description="Train on this share of each class of the training split (stratified, nested: "
@@ -94,7 +97,7 @@ def existing(path, key: str) -> Path:
 def make_peek(names, labels: np.ndarray, has_val: bool, data, warnings) -> DataPeek:
     """A `DataPeek` from training labels, with the class-balance advice."""
     counts = np.bincount(labels, minlength=len(names)).tolist()
-    kept = 1.0 if has_val else 1.0 - data.val_fraction
+    kept = (1.0 - (data.test_fraction or 0.0)) * (1.0 if has_val else 1.0 - data.val_fraction)
     train_count = subsample_count([int(round(count * kept)) for count in counts], data)
     present = [c for c in counts if c]
     # Moderate imbalance needs nothing: AUC ignores it and the decision threshold is chosen on val. Severe
