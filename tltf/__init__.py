@@ -22,10 +22,11 @@ from tltf.train import schedules  # registers PhaseSchedule
 from tltf.assemble import check_weights
 from tltf.explain import explain, format_explanation
 from tltf.run import FitResult, fit
+from tltf import ensemble
 from tltf.task import Task
 
 __all__ = [
-    "FitResult", "Task", "adapt", "backbone_of", "build_model", "callbacks", "check_weights", "data", "errors",
-    "evaluate", "explain", "format_explanation", "export", "fit", "head_of", "layers", "load_recipe", "log",
+    "FitResult", "Task", "adapt", "backbone_of", "build_model", "callbacks", "check_weights", "data", "ensemble",
+    "errors", "evaluate", "explain", "format_explanation", "export", "fit", "head_of", "layers", "load_recipe", "log",
     "optimizers", "schedules", "train", "__version__",
 ]

@@ -90,7 +90,7 @@ def fit(recipe, run_dir=None, *, runs_root: str = "runs", verbose: Optional[int]
                 adapted.write_record(work_dir, model)
             outcome = Trainer(verbose, callbacks).run(plan, work_dir)
             metrics = _evaluate(recipe, plan, outcome, splits, adapted, work_dir, verbose)
-            _finish(work_dir, started)
+            finish_run(work_dir, started)
     logger.info(f"run written to {final_dir}")
     return FitResult(final_dir, metrics, outcome.history, plan.summary_rows())
 
@@ -216,7 +216,7 @@ def _calibration_text(calibration) -> str:
     return f"temperature {calibration.temperature:.3f}"
 
 
-def _finish(work_dir: Path, started: float) -> None:
+def finish_run(work_dir: Path, started: float) -> None:
     """The run is complete: nothing is left to resume (the baseline's state included), and timing.json says how
     long it took (apart from metrics.json, which same-seed runs reproduce byte for byte; a continued run counts
     from its continuation)."""

@@ -156,7 +156,8 @@ def _mentions_keras_hub(path: Path) -> bool:
 
 def load_run_model(run_dir):
     """`keras.models.load_model(RUN_DIR/model.keras)` with tltf's serializable classes registered (and, for a LoRA
-    model, everything but the adapters, the head and BatchNorm frozen again, as it trained)."""
+    model or an ensemble's LoRA member, everything but the adapters, the head and BatchNorm frozen again, as it
+    trained)."""
     import keras
 
     import tltf.layers  # noqa: F401  (registers tltf's serializable classes)
@@ -173,5 +174,8 @@ def load_run_model(run_dir):
 
         import_keras_hub()  # registers KerasHub's classes, or says what to install
     model = keras.models.load_model(path)
-    freeze_outside_adapters(model)
+    from tltf.ensemble.model import members_of
+
+    for classifier in members_of(model) or [model]:  # an ensemble's members each as they trained
+        freeze_outside_adapters(classifier)
     return model

@@ -13,7 +13,7 @@ import click
 
 from tltf.cli.domains import translate, zero_shot
 from tltf.cli.recipes import explain, fit, lr_find, validate
-from tltf.cli.runs import compare, evaluate, export, predict, saliency
+from tltf.cli.runs import compare, ensemble, evaluate, export, predict, saliency
 from tltf.cli.studies import study, tune
 from tltf.cli.weights import weights
 
@@ -42,8 +42,8 @@ class _ClickHandler(logging.Handler):
         click.echo(self.format(record), err=record.levelno >= logging.ERROR)
 
 
-for _command in (fit, validate, lr_find, explain, evaluate, compare, export, predict, saliency, translate, zero_shot,
-                 study, tune, weights):
+for _command in (fit, validate, lr_find, explain, evaluate, compare, ensemble, export, predict, saliency, translate,
+                 zero_shot, study, tune, weights):
     main.add_command(_command)
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from tltf.cli.common import user_errors
+from tltf.cli.common import echo_metrics, user_errors
 
 
 @click.command()
@@ -144,6 +144,35 @@ def saliency(target, images, out):
 
     written = write_saliency_files(target, expand_inputs(images), out)
     click.echo(f"{len(written)} saliency map{'s' if len(written) != 1 else ''} written to {out}/")
+
+
+@click.command()
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
+@click.option("--weights", "weighting", type=click.Choice(["equal", "val"]), default="equal", show_default=True,
+              help="equal, or val: the member weights with the least validation log-loss (fitted on val only).")
+@click.option("--name", default=None, help="The ensemble's name (its recipe name). Default: the first run's "
+                                           "recipe name with -ensemble.")
+@click.option("--run-dir", type=click.Path(file_okay=False), default=None,
+              help="Write the ensemble here (new or empty) instead of runs/<name>-<UTC time>/.")
+@user_errors
+def ensemble(run_dirs, weighting, name, run_dir):
+    """Average finished runs into one run: an ensemble.
+
+    RUN_DIRS are finished runs on the same data and classes (backbones,
+    image sizes and seeds may differ: each member keeps its own
+    preprocessing, and sees the input resized to its size). The new run
+    directory's model.keras is one Keras model whose output is the weighted
+    mean of the members' probabilities, evaluated like any run (metrics.json
+    with the members and weights, predictions.csv, report.md, plots), so
+    tltf evaluate, compare, export (with its parity check) and predict work
+    on it unchanged. Saliency maps are made on a member. Members whose
+    validation split was carved from train with different seeds are refused:
+    their validation images trained each other.
+    """
+    import tltf
+
+    result = tltf.ensemble.make_ensemble(list(run_dirs), run_dir, weighting, name)
+    echo_metrics(result.metrics)
 
 
 def _dicom_window(text):

@@ -81,6 +81,10 @@ def _run_source(run_dir: Path):
     metrics_file = run_dir / "metrics.json"
     metrics = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
     threshold = metrics.get("val", {}).get("threshold", 0.5)
+    members = [row["run"] for row in metrics.get("ensemble", {}).get("members", [])]
+    if members:
+        raise TltfError(f"{run_dir}: an ensemble of {len(members)} runs has no one feature map to explain; make the "
+                        f"maps on a member (its runs: {', '.join(members)})")
     model = load_run_model(run_dir)
     try:
         cam = GradCam(model)

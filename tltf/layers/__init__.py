@@ -4,5 +4,6 @@ from tltf.layers.batch_norm_policy import BatchNormPolicy
 from tltf.layers.class_token import ClassToken
 from tltf.layers.gradient_reversal import GradientReversal
 from tltf.layers.image_preprocessing import ImagePreprocessing
+from tltf.layers.probability_average import ProbabilityAverage
 
-__all__ = ["BatchNormPolicy", "ClassToken", "GradientReversal", "ImagePreprocessing"]
+__all__ = ["BatchNormPolicy", "ClassToken", "GradientReversal", "ImagePreprocessing", "ProbabilityAverage"]

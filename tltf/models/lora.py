@@ -117,7 +117,8 @@ def adapter_summary(variables) -> Optional[dict]:
 
 
 def has_lora(model) -> bool:
-    return any(getattr(layer, "lora_enabled", False) for layer in leaf_layers(backbone_network(model)))
+    """Whether any layer of `model` (searched whole: an ensemble's members too) has LoRA adapters."""
+    return any(getattr(layer, "lora_enabled", False) for layer in leaf_layers(model))
 
 
 def freeze_outside_adapters(model) -> None:

@@ -1,0 +1,133 @@
+"""`tltf ensemble`: finished runs averaged into one run that evaluate, compare, export and predict take unchanged."""
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import separable_images, write_recipe
+from PIL import Image
+
+import tltf
+from tltf.cli.main import main
+from tltf.data.sources import load_splits
+from tltf.ensemble import fit_member_weights, log_loss
+from tltf.evaluate.evaluator import predict_probabilities
+from tltf.export import export_run
+from tltf.recipe import load_recipe
+from tltf.run_dir import load_run_model
+
+
+def train_member(root: Path, data: Path, name: str, seed: int, size: int = 16, classes: int = 2, **data_keys) -> Path:
+    recipe = write_recipe(root / f"{name}.yaml", {"source": "npz", "path": str(data), "image_size": size,
+                                                   **data_keys}, train={"epochs": 2, "seed": seed})
+    loaded = load_recipe(recipe)
+    loaded.name = name
+    tltf.fit(loaded, root / name, verbose=0)
+    return root / name
+
+
+def npz(path: Path, classes: int = 2, val: bool = True) -> Path:
+    arrays = {}
+    for split, n, seed in (("train", 64, 0), ("val", 32, 1), ("test", 32, 2))[: 3 if val else 1] + (
+            () if val else (("test", 32, 2),)):
+        images, labels = separable_images(n, 16, num_classes=classes, seed=seed, channels=3)
+        arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels
+    np.savez(path, **arrays)
+    return path
+
+
+@pytest.fixture(scope="module")
+def members(tmp_path_factory):
+    root = tmp_path_factory.mktemp("members")
+    data = npz(root / "d.npz")
+    return root, data, [train_member(root, data, "a", 1), train_member(root, data, "b", 2),
+                        train_member(root, data, "c", 3, size=20)]
+
+
+def test_the_ensemble_is_the_mean_of_its_members_and_an_ordinary_run(members, tmp_path):
+    root, data, runs = members
+    result = CliRunner().invoke(main, ["ensemble", *map(str, runs), "--run-dir", str(tmp_path / "ens")])
+    assert result.exit_code == 0, result.output
+    run = tmp_path / "ens"
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert [m["weight"] for m in metrics["ensemble"]["members"]] == pytest.approx([1 / 3] * 3)
+    assert load_run_recipe_size(run) == 20  # the largest member's size; the 16 px members see it resized
+    splits = load_splits(load_recipe_of(run).data)
+    model = load_run_model(run)  # reloaded from model.keras, as evaluate and export read it
+    images = splits.test.images
+    by_member = []
+    for member in runs:
+        member_model = load_run_model(member)
+        size = member_model.input.shape[1]
+        member_images = images if size == 20 else keras.ops.convert_to_numpy(
+            keras.ops.image.resize(images.astype("float32"), (size, size), interpolation="bilinear"))
+        by_member.append(predict_probabilities(member_model, member_images))
+    np.testing.assert_allclose(predict_probabilities(model, images), np.mean(by_member, axis=0), atol=1e-6)
+    # evaluate, compare and export take it unchanged; the export's parity check passes.
+    again = CliRunner().invoke(main, ["evaluate", str(run), "--json", str(tmp_path / "e.json")])
+    assert again.exit_code == 0, again.output
+    assert json.loads((tmp_path / "e.json").read_text())["auc"] == pytest.approx(metrics["test"]["auc"])
+    compared = CliRunner().invoke(main, ["compare", str(runs[0]), str(run)])
+    assert compared.exit_code == 0, compared.output
+    exported = export_run(run, out=tmp_path / "serving")
+    assert exported.parity.float_max_abs_diff < 1e-4
+    assert "ensemble of 3 runs" in (run / "report.md").read_text()
+    Image.fromarray(splits.test.images[0]).save(tmp_path / "x.png")
+    predicted = CliRunner().invoke(main, ["predict", str(run), str(tmp_path / "x.png")])
+    mean = float(np.mean(by_member, axis=0)[0])  # predict shows the decided class's probability
+    assert predicted.exit_code == 0 and any(f"{p:.4f}" in predicted.output for p in (mean, 1 - mean))
+    refused = CliRunner().invoke(main, ["saliency", str(run), str(tmp_path / "x.png"), "--out", str(tmp_path / "s")])
+    assert refused.exit_code == 2 and "make the maps on a member" in refused.output and str(runs[0]) in refused.output
+
+
+def test_weights_fitted_on_validation_lower_its_log_loss(members, tmp_path):
+    root, data, runs = members
+    ensemble = tltf.ensemble.make_ensemble(runs, tmp_path / "ens", weighting="val")
+    members_rows = ensemble.metrics["ensemble"]["members"]
+    weights = np.array([row["weight"] for row in members_rows])
+    assert weights.min() >= 0 and weights.sum() == pytest.approx(1.0, abs=1e-5)
+    equal = tltf.ensemble.make_ensemble(runs, tmp_path / "equal")
+    assert ensemble.metrics["ensemble"]["val_log_loss"] <= equal.metrics["ensemble"]["val_log_loss"] + 1e-9
+
+
+def test_member_weights_favour_the_member_that_fits_validation():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 400)
+    good = np.clip(labels * 0.8 + 0.1 + rng.normal(0, 0.05, 400), 0.01, 0.99)
+    noise = rng.uniform(0.01, 0.99, 400)
+    weights = fit_member_weights(labels, [noise, good])
+    assert weights[1] > 0.9 and weights.sum() == pytest.approx(1.0)
+    assert log_loss(labels, weights[0] * noise + weights[1] * good) < log_loss(labels, (noise + good) / 2)
+    three = np.eye(3)[labels % 3] * 0.9 + 0.1 / 3
+    assert log_loss(labels % 3, three) == pytest.approx(-np.log(0.9 + 0.1 / 3))
+
+
+def test_members_of_other_data_or_classes_are_refused_in_one_line(members, tmp_path):
+    root, data, runs = members
+    other = train_member(tmp_path, npz(tmp_path / "other.npz"), "other", 1)
+    result = CliRunner().invoke(main, ["ensemble", str(runs[0]), str(other), "--run-dir", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "data.path is" in result.output and len(result.output.strip().splitlines()) == 1
+    three = train_member(tmp_path, npz(tmp_path / "three.npz", classes=3), "three", 1)
+    result = CliRunner().invoke(main, ["ensemble", str(runs[0]), str(three)])
+    assert result.exit_code == 2 and "classes" in result.output
+    assert not (tmp_path / "x").exists()
+
+
+def test_validation_carved_with_different_seeds_is_refused(tmp_path):
+    data = npz(tmp_path / "novalsplit.npz", val=False)
+    first, second = (train_member(tmp_path, data, f"s{seed}", seed) for seed in (1, 2))
+    result = CliRunner().invoke(main, ["ensemble", str(first), str(second)])
+    assert result.exit_code == 2 and "different train.seed (1, 2)" in result.output
+
+
+def load_recipe_of(run: Path):
+    from tltf.run_dir import load_run_recipe
+
+    return load_run_recipe(run)
+
+
+def load_run_recipe_size(run: Path) -> int:
+    return load_recipe_of(run).data.image_size
