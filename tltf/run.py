@@ -137,8 +137,9 @@ def _evaluate(recipe, plan, outcome, splits, adapted, work_dir: Path, verbose: i
     from tltf.plan_text import run_summary
 
     calibrated = _calibrate(recipe.evaluate.calibrate, plan.model, splits, recipe.train.batch_size, work_dir)
+    delivered = _with_views(recipe.evaluate.tta, plan.model, work_dir)
     logger.info("evaluating the best checkpoint")
-    evaluation = evaluate_splits(plan.model, splits, recipe.evaluate.bootstrap, recipe.train.seed,
+    evaluation = evaluate_splits(delivered, splits, recipe.evaluate.bootstrap, recipe.train.seed,
                                  recipe.train.batch_size)
     if calibrated is not None:
         evaluation.add_calibration(*calibrated)
@@ -202,12 +203,30 @@ def _calibrate(method: str, model, splits, batch_size: int, work_dir: Path):
         logger.warning(f"evaluate.calibrate: {problem}")
         return None
     fold_calibration(model, calibration)
-    partial = work_dir / "model.keras.partial.keras"
-    model.save(partial)
-    os.replace(partial, work_dir / "model.keras")
+    _save_delivered(model, work_dir)
     logger.info(f"calibration: {method} scaling fitted on val ({_calibration_text(calibration)}), folded into "
                 "the output layer")
     return calibration, {"val": (splits.val.labels, scores["val"]), "test": (test.labels, scores["test"])}
+
+
+def _with_views(views, model, work_dir: Path):
+    """With `evaluate.tta`, the delivered model averages the image's views (model.keras rewritten); else `model`."""
+    from tltf.evaluate.test_time_augmentation import with_test_time_augmentation
+
+    if not views:
+        return model
+    delivered = with_test_time_augmentation(model, views)
+    _save_delivered(delivered, work_dir)
+    logger.info(f"test-time augmentation: the delivered model averages the image and its {', '.join(views)} view"
+                f"{'s' if len(views) > 1 else ''}")
+    return delivered
+
+
+def _save_delivered(model, work_dir: Path) -> None:
+    """model.keras replaced whole (written beside it, then renamed)."""
+    partial = work_dir / "model.keras.partial.keras"
+    model.save(partial)
+    os.replace(partial, work_dir / "model.keras")
 
 
 def _calibration_text(calibration) -> str:

@@ -2,8 +2,11 @@
 
 from tltf.layers.batch_norm_policy import BatchNormPolicy
 from tltf.layers.class_token import ClassToken
+from tltf.layers.flip_images import FlipImages
 from tltf.layers.gradient_reversal import GradientReversal
 from tltf.layers.image_preprocessing import ImagePreprocessing
 from tltf.layers.probability_average import ProbabilityAverage
 
-__all__ = ["BatchNormPolicy", "ClassToken", "GradientReversal", "ImagePreprocessing", "ProbabilityAverage"]
+__all__ = [
+    "BatchNormPolicy", "ClassToken", "FlipImages", "GradientReversal", "ImagePreprocessing", "ProbabilityAverage",
+]

@@ -157,13 +157,17 @@ class EvaluateConfig(Section):
     """Evaluation settings.
 
     Example:
-        evaluate: {bootstrap: 1000, calibrate: temperature}
+        evaluate: {bootstrap: 1000, calibrate: temperature, tta: [flip]}
     """
 
     bootstrap: int = Field(1000, ge=0, description="Bootstrap resamples for the AUC confidence interval.")
     calibrate: Literal["none", "temperature", "platt"] = Field(
         "none", description="Fit a calibration on val after training and fold it into the model: temperature "
         "scaling, or (two classes) Platt scaling; metrics.json keeps the ECE before it.")
+    tta: list[Literal["flip", "vflip"]] = Field(
+        default_factory=list, description="Test-time augmentation: the delivered model averages its probabilities "
+        "over the image and these views (flip: left-right mirror, vflip: top-bottom), inside model.keras and the "
+        "export. Calibration, if any, is fitted on the single view first.")
 
 
 # --------------------------------------------------------------------- recipe

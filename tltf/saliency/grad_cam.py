@@ -34,7 +34,8 @@ class GradCam:
         maps, _ = cam(images, target_class=1)           # the evidence for class 1, whatever was predicted
 
     Args:
-        model: the classifier.
+        model: the classifier (for a model with test-time augmentation, the classifier behind it: the map
+            explains the image as given, not its mirrored views).
         layer_name: the backbone layer whose 4-D output is explained (default `feature_map_layer`: the last map at
             least 6 cells on a side, e.g. 6×6 in MobileNetV2 at 96 px, the last 7×7 in ResNet50 at 224 px).
     """
@@ -42,6 +43,10 @@ class GradCam:
     def __init__(self, model, layer_name: str | None = None):
         import keras
 
+        from tltf.ensemble.model import members_of
+
+        averaged = members_of(model)
+        model = averaged[0] if len(averaged) == 1 else model  # test-time augmentation's one classifier
         self.model = model
         self.backbone = backbone_of(model)
         network = backbone_network(model)
