@@ -38,6 +38,8 @@ def drill_data(tmp_path_factory):
     assert dann_reference.returncode == 0, dann_reference.stderr[-3000:]
     early_reference = drill(recipe, root / "early-reference", "none", *EARLY)
     assert early_reference.returncode == 0, early_reference.stderr[-3000:]
+    ema_reference = drill(recipe, root / "ema-reference", "none", *EMA)
+    assert ema_reference.returncode == 0, ema_reference.stderr[-3000:]
     return root, recipe, dann
 
 
@@ -45,6 +47,11 @@ def drill_data(tmp_path_factory):
 # epoch: the fine-tuning stops before its last epoch (the separable images' val AUC stops improving at once), and
 # the run killed in the warm-up must resume to the same stop.
 EARLY = ["train.epochs=auto", "train.min_steps=20", "train.head_warmup.epochs=2", "train.stop={patience: 0.2}"]
+# Weight averaging: killed in the last epoch, after an epoch end saved the averaged weights in the model and the
+# raw ones in the averaging callback's state; the continued run must swap them back before it trains.
+EMA = ["train.ema=0.7"]
+# Where the single-point chains are killed.
+KILL_AT = {"early": "epoch:1:1", "ema": "epoch:3:1"}
 
 
 # 64 training images in batches of 16: 4 steps an epoch; epochs 0-1 warm up the head, 2-3 fine-tune.
@@ -53,15 +60,17 @@ EARLY = ["train.epochs=auto", "train.min_steps=20", "train.head_warmup.epochs=2"
 # kills the run at the first, the continued run at the next, and so on (each continuation is itself killed and
 # continued), and the run that is finally let finish must be the uninterrupted one.
 @pytest.mark.parametrize("chain", [("epoch:1:1", "epoch:2:0", "epoch:3:2", "evaluation"), ("baseline",), ("early",),
-                                   ("step:1:2", "step:3:1")], ids=lambda chain: "+".join(chain))
+                                   ("ema",), ("step:1:2", "step:3:1")], ids=lambda chain: "+".join(chain))
 def test_a_run_killed_anywhere_continues_and_ends_as_the_uninterrupted_run(drill_data, chain):
     root, recipe, dann = drill_data
     first = chain[0]
-    overrides = {"baseline": dann, "early": EARLY}.get(first, ["train.checkpoint_every=1"] if "step" in first else [])
-    reference = root / {"baseline": "dann-reference", "early": "early-reference"}.get(first, "reference")
+    overrides = {"baseline": dann, "early": EARLY, "ema": EMA}.get(
+        first, ["train.checkpoint_every=1"] if "step" in first else [])
+    reference = root / {"baseline": "dann-reference", "early": "early-reference", "ema": "ema-reference"}.get(
+        first, "reference")
     run = root / f"killed-{'+'.join(chain).replace(':', '-')}"
     for index, point in enumerate(chain):
-        killed = drill(recipe, run, "epoch:1:1" if point == "early" else point.replace("step", "epoch"), *overrides)
+        killed = drill(recipe, run, KILL_AT.get(point, point.replace("step", "epoch")), *overrides)
         assert killed.returncode == -signal.SIGKILL, (point, killed.stderr[-3000:])
         assert (run.parent / (run.name + ".partial") / "resume.npz").is_file() and not run.exists()
         assert index == 0 or "continuing the interrupted run" in killed.stdout

@@ -27,6 +27,8 @@ from tltf.train.segments import param_counts, phase_segments, replica_warnings, 
 
 # Training steps per call when a head fits on cached features (`HeadOnFeatures`).
 HEAD_STEPS_PER_EXECUTION = 16
+# Batches that recompute BatchNorm statistics for averaged weights (train.ema) when BatchNorm trains.
+BN_CALIBRATION_FOR_AVERAGES = 16
 
 
 def training_spec(recipe):
@@ -175,6 +177,7 @@ def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 
         Trainer().run(plan, Path("run"))
     """
     from tltf.data.pipeline import build_augmenter
+    from tltf.train.callbacks import WeightAveraging
     from tltf.train.targets import FullModel, HeadOnFeatures, LabelledData
 
     train = recipe.train
@@ -184,6 +187,7 @@ def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 
                         _sample_weights(recipe, splits), train.seed)
     whole, on_features = FullModel(model, task, data), None
     health = _health_monitor(train.health)
+    averaging = None if train.ema is None else WeightAveraging(train.ema)  # one average across phases
     phases = []
     for phase_plan in described.phases:
         note = _why_no_feature_cache(recipe, phase_plan.phase)
@@ -193,7 +197,7 @@ def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 
         phases.append(dataclasses.replace(
             phase_plan, feature_cache_note=note, fit_target=on_features if not note else whole,
             callbacks=tuple(_phase_callbacks(recipe, phase_plan.phase, model, health, splits.train,
-                                             described.validate_every))))
+                                             described.validate_every, averaging))))
     make_optimizer = functools.partial(_optimizer, training_spec(recipe), train.precision, described.schedule,
                                        described.lr_multipliers)
     plan = dataclasses.replace(described, phases=tuple(phases), model=model, fitted_model=model, task=task,
@@ -267,13 +271,15 @@ def _with_stop_when_done(plan):
         last, callbacks=(*last.callbacks, stop))))
 
 
-def _phase_callbacks(recipe, phase, model, health, train_split, validate_every: int) -> list:
-    """The callbacks a phase's recipe settings call for: unfreezing, intent check, BatchNorm calibration,
-    health, early stopping."""
+def _phase_callbacks(recipe, phase, model, health, train_split, validate_every: int, averaging=None) -> list:
+    """The callbacks a phase's recipe settings call for: weight averaging, BatchNorm calibration, unfreezing,
+    intent check, health, early stopping."""
     from tltf.train.callbacks import BatchNormCalibration, EarlyStopping, GradualUnfreezing, IntentCheck
 
-    chosen = []
-    batches = recipe.model.bn_calibration
+    # First: the averaged weights are in the model before calibration, validation and the best checkpoint.
+    chosen = [] if averaging is None else [averaging]
+    # Averaged weights need BatchNorm statistics of their own when BatchNorm trains.
+    batches = recipe.model.bn_calibration or (BN_CALIBRATION_FOR_AVERAGES if averaging is not None else 0)
     if phase.train_backbone and recipe.model.bn == "train" and batches:
         # A seeded sample of unaugmented training images; calibration runs the classifier itself, not the
         # model being fitted (an adaptation wrapper takes other inputs).

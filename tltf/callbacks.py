@@ -10,9 +10,11 @@ from tltf.train.callbacks import (
     LearningRateFinder,
     StopWhenDone,
     TrainingHealth,
+    WeightAveraging,
 )
 
 __all__ = [
     "BatchNormCalibration", "BestModelCheckpoint", "EarlyStopping", "GradualUnfreezing", "IntentCheck",
     "IntentViolation", "LearningRateFinder", "StopWhenDone", "TrainingHealth",
+    "WeightAveraging",
 ]

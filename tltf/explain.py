@@ -36,6 +36,10 @@ def explain(recipe) -> dict:
         from tltf.models.hub import scaling_text
 
         explanation["preprocessing"] = scaling_text(recipe.model.preset, recipe.data.image_size)
+    from tltf.plan_text import delivered_model_lines
+
+    if delivered_model_lines(recipe):
+        explanation["delivered"] = "\n".join(delivered_model_lines(recipe))
     if recipe.train.precision == "auto":  # what auto means here; a named precision is the recipe's own
         precision = recipe_precision(recipe, measure=False)
         explanation["precision"] = {"chosen": precision.precision, "reason": precision.reason}
@@ -48,7 +52,7 @@ def format_explanation(explanation: dict) -> str:
 
     header = ("block", "trainable", "BN", "params", "lr start", "lr peak", "lr end", "weight decay")
     parts = [f"budget: {explanation['budget']}"] if explanation.get("budget") else []
-    for key in ("preprocessing", "regularization", "adaptation"):
+    for key in ("preprocessing", "regularization", "adaptation", "delivered"):
         if explanation.get(key):
             parts.append(explanation[key])
     if explanation.get("precision"):

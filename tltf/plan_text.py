@@ -14,8 +14,22 @@ def plan_text(recipe, plan, replicas: int = 1) -> str:
              f"XLA {_jit_text(recipe.train.jit_compile)}, "
              f"{recipe.train.distribution} distribution ({replicas} replica{'s' if replicas > 1 else ''})")
     regularization = f"{plan.regularization}\n" if plan.regularization else ""
+    delivered = "".join(f"\n{line}" for line in delivered_model_lines(recipe))
     rows = plan.summary_rows()
-    return f"{title}\nbudget: {plan.budget}" + (f"\n{regularization}" + format_table(rows, header) if rows else "")
+    return (f"{title}\nbudget: {plan.budget}{delivered}"
+            + (f"\n{regularization}" + format_table(rows, header) if rows else ""))
+
+
+def delivered_model_lines(recipe) -> list[str]:
+    """What the delivered model is besides the trained weights: averaged weights, test-time views."""
+    lines = []
+    if recipe.train.ema is not None:
+        lines.append(f"weights: a moving average (train.ema momentum {recipe.train.ema:g}, about the last "
+                     f"{round(1 / (1 - recipe.train.ema))} steps) is validated, chosen and delivered")
+    if recipe.evaluate.tta:
+        lines.append(f"test-time augmentation: the delivered model averages the image and its "
+                     f"{', '.join(recipe.evaluate.tta)} view{'s' if len(recipe.evaluate.tta) > 1 else ''}")
+    return lines
 
 
 def backbone_text(model_config) -> str:
@@ -38,4 +52,5 @@ def run_summary(recipe, plan, class_names) -> list[str]:
     m, t = recipe.model, recipe.train
     return [f"- backbone: `{backbone_text(m)}`, weights `{m.weights or 'none'}`, head `{m.head}`, BatchNorm `{m.bn}`",
             f"- data: `{recipe.data.source}`, {recipe.data.image_size} px, classes: {', '.join(class_names)}",
-            f"- strategy: `{t.strategy}`, batch {t.batch_size}, {t.optimizer}; budget: {plan.budget}"]
+            f"- strategy: `{t.strategy}`, batch {t.batch_size}, {t.optimizer}; budget: {plan.budget}",
+            *(f"- {line}" for line in delivered_model_lines(recipe))]

@@ -145,6 +145,12 @@ class TrainConfig(Section):
                                                 "least this many optimizer steps have run since the last "
                                                 "validation, and at the end of every phase; 1: every epoch.")
     feature_cache: bool = Field(True, description="Cache frozen-backbone features when augmentation is off.")
+    ema: Optional[float] = Field(
+        None, ge=0, lt=1, description="Average the weights as training goes (exponential moving average with this "
+                                      "momentum per step, e.g. 0.99: about the last 100 steps); every validation, "
+                                      "the best epoch and the delivered model use the average "
+                                      "(tltf.callbacks.WeightAveraging); BatchNorm statistics are recomputed for it "
+                                      "when BatchNorm trains.")
     precision: Literal["float32", "mixed_float16", "mixed_bfloat16", "auto"] = Field(
         "float32", description="Keras dtype policy: mixed_float16 on GPUs, mixed_bfloat16 on TPUs and recent CPUs; "
                                "auto chooses for the device (on CPUs by timing the network once, remembered).")

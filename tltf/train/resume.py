@@ -7,7 +7,8 @@ seed-generator states included), the optimizer's variables (slots, step
 count), the augmentation layers' seed states, the best checkpoint's weights,
 and as JSON the phase and epoch reached, the merged history, the
 best-checkpoint tracker and the state of the current phase's callbacks that
-have one (`get_state`/`set_state`: early stopping, the health monitor). It is written next to its final name
+have one (`get_state`/`set_state`: early stopping, the health monitor; large state such as weight averages
+as arrays, `get_state_arrays`/`set_state_arrays`). It is written next to its final name
 and renamed, so a run killed at any moment leaves the previous epoch's state
 whole. What is derived from the step count (the learning rate, λ, which
 blocks are unfrozen) needs no saving; the feature cache is recomputed.
@@ -78,8 +79,12 @@ def save_state(directory: Path, plan, progress: Progress, best, replace=None) ->
             arrays[f"{group}/{index}"] = np.asarray(value)
     best_meta, best_arrays = best.get_state()
     arrays.update(best_arrays)
+    callbacks = _stateful_callbacks(plan, progress)
+    for number, callback in enumerate(callbacks):  # large state (weight averages) as arrays, not JSON
+        for index, value in enumerate(getattr(callback, "get_state_arrays", list)()):
+            arrays[f"callback{number}/{index}"] = np.asarray(value)
     meta = {"progress": dataclasses.asdict(progress), "best": best_meta,
-            "callbacks": [callback.get_state() for callback in _stateful_callbacks(plan, progress)]}
+            "callbacks": [callback.get_state() for callback in callbacks]}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     partial = directory / (STATE_FILE + ".partial.npz")
     np.savez(partial, **arrays)
@@ -110,8 +115,10 @@ def load_state(directory: Path, plan, best) -> tuple[Optional[Progress], list]:
     meta = json.loads(arrays["meta"].tobytes().decode())
     best.set_state(meta["best"], {key: value for key, value in arrays.items() if key.startswith("best")})
     progress = Progress(**meta["progress"])
-    for callback, state in zip(_stateful_callbacks(plan, progress), meta["callbacks"]):
+    for number, (callback, state) in enumerate(zip(_stateful_callbacks(plan, progress), meta["callbacks"])):
         callback.set_state(state)
+        if hasattr(callback, "set_state_arrays"):
+            callback.set_state_arrays(state, _group(arrays, f"callback{number}"))
     return progress, _group(arrays, "metrics")
 
 
