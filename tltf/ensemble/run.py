@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import time
 from pathlib import Path
 from typing import Optional
@@ -137,7 +138,8 @@ def _evaluate(work_dir: Path, recipe, models, weights, splits, paths, member_sco
     from tltf.evaluate.evaluator import evaluate_splits, write_evaluation
     from tltf.evaluate.metrics import evaluate_predictions
 
-    model = ensemble_model(models, recipe.data.image_size, weights, name=recipe.name.replace("-", "_"))
+    # A Keras model name is a TensorFlow scope name: letters, digits, _ and . only.
+    model = ensemble_model(models, recipe.data.image_size, weights, name=re.sub(r"[^A-Za-z0-9_.]", "_", recipe.name))
     model.save(work_dir / "model.keras")
     logger.info(f"evaluating the ensemble of {len(models)} runs")
     evaluation = evaluate_splits(model, splits, recipe.evaluate.bootstrap, recipe.train.seed, recipe.train.batch_size)

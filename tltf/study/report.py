@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tltf.study.ensembles import ensembles_markdown
 from tltf.study.statistics import grid_points, in_point, mean_interval
 
 CURVE_KEYS = ("data.train_fraction", "data.train_per_class")
@@ -16,7 +17,7 @@ CURVE_FILE, STRIP_FILE = "data_efficiency.png", "test_auc_by_arm.png"
 
 
 def write_study_report(study_dir: Path, spec, runs: list, rows: list[dict], paired: list[dict],
-                       target: list[dict] = ()) -> list[str]:
+                       target: list[dict] = (), ensembles: list[dict] = ()) -> list[str]:
     """Writes study.md and the plots; returns the names of the files written. `target`: the adapted arms against
     source-only on the target domain (`statistics.target_differences`), when the runs have a labelled target."""
     study_dir = Path(study_dir)
@@ -27,7 +28,7 @@ def write_study_report(study_dir: Path, spec, runs: list, rows: list[dict], pair
         if curve_key(spec):
             _plot_curve(study_dir / CURVE_FILE, curve_key(spec), runs, rows)
             written.append(CURVE_FILE)
-    (study_dir / "study.md").write_text(study_markdown(spec, runs, rows, paired, written[1:], target))
+    (study_dir / "study.md").write_text(study_markdown(spec, runs, rows, paired, written[1:], target, ensembles))
     return written
 
 
@@ -37,7 +38,7 @@ def curve_key(spec):
 
 
 def study_markdown(spec, runs: list, rows: list[dict], paired: list[dict], plots: list[str],
-                   target: list[dict] = ()) -> str:
+                   target: list[dict] = (), ensembles: list[dict] = ()) -> str:
     seconds = sum(row["wall_seconds"] or 0 for row in rows)
     reference = next(iter(spec.arms))
     lines = [f"# Study {spec.name}", "",
@@ -74,6 +75,7 @@ def study_markdown(spec, runs: list, rows: list[dict], paired: list[dict], plots
                                                  f"{entry['mean_difference']:+.3f}{interval}", seeds]) + " |")
     if target:
         lines += ["", *_target_markdown(list(spec.grid), target)]
+    lines += ["", *ensembles_markdown(list(spec.grid), ensembles)] if ensembles else []
     lines += ["", "`results.csv` has every run's metrics; each run's folder is under `runs/`.", ""]
     return "\n".join(lines)
 

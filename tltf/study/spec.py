@@ -47,6 +47,8 @@ class StudySpec(Section):
         resources: per run.
         max_failures: how often a run that dies (a killed worker, a lost node) is retried; it continues
             from its last saved epoch.
+        ensemble_seeds: also average each arm and grid point's seeds into an ensemble (`tltf ensemble`) and
+            compare it with its members.
     """
 
     name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -56,6 +58,7 @@ class StudySpec(Section):
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
     resources: Resources = Field(default_factory=Resources)
     max_failures: int = Field(2, ge=0)
+    ensemble_seeds: bool = False
 
     @field_validator("arms")
     @classmethod
