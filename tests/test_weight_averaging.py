@@ -69,3 +69,24 @@ def test_a_run_with_ema_delivers_the_average_of_its_best_epoch(npz_path, tmp_pat
         np.testing.assert_array_equal(variable.numpy(), seen[variable_key(variable)], err_msg=variable.path)
     head = delivered.get_layer("head").weights[0].numpy()
     assert not any(np.array_equal(head, weights[-2]) for weights in record.after_batch)  # not a raw step's weights
+
+
+def test_on_cached_features_the_average_sees_every_step(npz_path, tmp_path):
+    """A feature-extraction phase fits the head on cached features, normally 16 steps per Keras call; with
+    `train.ema` it runs one per call, so the average at each epoch end is the hand-computed one over every step."""
+    recipe = load_recipe(write_recipe(tmp_path / "r.yaml", {"source": "npz", "path": str(npz_path)},
+                                      train={"strategy": "feature_extraction", "epochs": 2, "ema": 0.5}))
+
+    class Start(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.kernel = self.model.trainable_weights[0].numpy().copy()
+
+    start, record = Start(), RecordWeights()
+    tltf.fit(recipe, tmp_path / "run", verbose=0, callbacks=[start, record])
+    assert len(record.after_batch) == 8  # 64 images, batch 16, 2 epochs: every step seen
+    average = start.kernel
+    for step, weights in enumerate(record.after_batch, start=1):
+        average = 0.5 * average + 0.5 * weights[0]
+        if step % 4 == 0:
+            seen = [v for k, v in record.at_epoch_end[step // 4 - 1].items() if v.shape == average.shape]
+            np.testing.assert_allclose(seen[0], average, rtol=1e-5, atol=1e-6)

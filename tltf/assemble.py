@@ -192,7 +192,8 @@ def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 
     for phase_plan in described.phases:
         note = _why_no_feature_cache(recipe, phase_plan.phase)
         if not note:
-            steps = 1 if train.checkpoint_every else HEAD_STEPS_PER_EXECUTION
+            # One step per call when something must see every step: a mid-epoch save, the weight average.
+            steps = 1 if train.checkpoint_every or train.ema is not None else HEAD_STEPS_PER_EXECUTION
             on_features = on_features or HeadOnFeatures(model, task, data, verbose, steps)
         phases.append(dataclasses.replace(
             phase_plan, feature_cache_note=note, fit_target=on_features if not note else whole,
