@@ -105,22 +105,43 @@ def test_member_weights_favour_the_member_that_fits_validation():
     assert log_loss(labels % 3, three) == pytest.approx(-np.log(0.9 + 0.1 / 3))
 
 
+def copy_of(run: Path, to: Path, data=None, seed=None, class_names=None) -> Path:
+    """A copy of a finished run whose recipe.yaml (data keys, train.seed) or metrics.json (class names) says
+    something else: what the ensemble reads before it loads a model."""
+    import shutil
+
+    import yaml
+
+    shutil.copytree(run, to)
+    recipe = yaml.safe_load((to / "recipe.yaml").read_text())
+    recipe["data"].update(data or {})
+    recipe["train"]["seed"] = recipe["train"]["seed"] if seed is None else seed
+    (to / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    metrics = json.loads((to / "metrics.json").read_text())
+    metrics["class_names"] = class_names or metrics["class_names"]
+    (to / "metrics.json").write_text(json.dumps(metrics))
+    return to
+
+
 def test_members_of_other_data_or_classes_are_refused_in_one_line(members, tmp_path):
     root, data, runs = members
-    other = train_member(tmp_path, npz(tmp_path / "other.npz"), "other", 1)
+    other = copy_of(runs[1], tmp_path / "other", data={"path": str(npz(tmp_path / "other.npz"))})
     result = CliRunner().invoke(main, ["ensemble", str(runs[0]), str(other), "--run-dir", str(tmp_path / "x")])
     assert result.exit_code == 2 and "data.path is" in result.output and len(result.output.strip().splitlines()) == 1
-    three = train_member(tmp_path, npz(tmp_path / "three.npz", classes=3), "three", 1)
-    result = CliRunner().invoke(main, ["ensemble", str(runs[0]), str(three)])
-    assert result.exit_code == 2 and "classes" in result.output
+    renamed = copy_of(runs[1], tmp_path / "renamed", class_names=["cat", "dog"])
+    result = CliRunner().invoke(main, ["ensemble", str(runs[0]), str(renamed)])
+    assert result.exit_code == 2 and "classes ['cat', 'dog'] differ" in result.output
     assert not (tmp_path / "x").exists()
 
 
-def test_validation_carved_with_different_seeds_is_refused(tmp_path):
-    data = npz(tmp_path / "novalsplit.npz", val=False)
-    first, second = (train_member(tmp_path, data, f"s{seed}", seed) for seed in (1, 2))
+def test_validation_carved_with_different_seeds_is_refused(members, tmp_path):
+    root, data, runs = members
+    no_val = {"path": str(npz(tmp_path / "novalsplit.npz", val=False))}
+    first, second = (copy_of(runs[0], tmp_path / f"s{seed}", data=no_val, seed=seed) for seed in (1, 2))
     result = CliRunner().invoke(main, ["ensemble", str(first), str(second)])
     assert result.exit_code == 2 and "different train.seed (1, 2)" in result.output
+    same_seed = copy_of(runs[0], tmp_path / "same", data=no_val, seed=1)
+    assert CliRunner().invoke(main, ["ensemble", str(first), str(same_seed)]).exit_code == 0
 
 
 def load_recipe_of(run: Path):
