@@ -14,6 +14,7 @@ import tltf
 from tltf.cli.main import main
 from tltf.data.sources import load_splits
 from tltf.ensemble import fit_member_weights, log_loss
+from tltf.ensemble.model import members_of
 from tltf.evaluate.evaluator import predict_probabilities
 from tltf.export import export_run
 from tltf.recipe import load_recipe
@@ -152,3 +153,21 @@ def load_recipe_of(run: Path):
 
 def load_run_recipe_size(run: Path) -> int:
     return load_recipe_of(run).data.image_size
+
+
+def test_a_member_with_lora_and_test_time_views_loads_and_exports_inside_an_ensemble(members, tmp_path):
+    """Nested averaging (an ensemble of a run whose model averages its test-time views) with LoRA inside: the
+    reloaded ensemble freezes the LoRA member as it trained, and its export passes the parity check."""
+    root, data, runs = members
+    recipe = write_recipe(tmp_path / "lora.yaml", {"source": "npz", "path": str(data)},
+                          train={"epochs": 2, "seed": 4}, evaluate={"tta": ["flip"]},
+                          model={"lora": {"rank": 2, "alpha": 4, "blocks": ["block2"]}})
+    lora_run = tltf.fit(load_recipe(recipe), tmp_path / "lora", verbose=0).run_dir
+    ensemble = tltf.ensemble.make_ensemble([runs[0], lora_run], tmp_path / "ens").run_dir
+    (plain, with_views) = members_of(load_run_model(ensemble))
+    (classifier,) = members_of(with_views)
+    frozen_conv = [v for v in classifier.weights if v.path.endswith("conv/kernel")]
+    assert frozen_conv and not any(v.trainable for v in frozen_conv)  # only adapters, BatchNorm and head train
+    assert any("lora" in v.path for v in classifier.trainable_weights)
+    assert all(v.trainable for v in plain.weights if v.path.endswith("conv/kernel"))
+    assert export_run(ensemble, out=tmp_path / "serving").parity.float_max_abs_diff < 1e-4

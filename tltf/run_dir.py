@@ -174,8 +174,15 @@ def load_run_model(run_dir):
 
         import_keras_hub()  # registers KerasHub's classes, or says what to install
     model = keras.models.load_model(path)
-    from tltf.ensemble.model import members_of
-
-    for classifier in members_of(model) or [model]:  # an ensemble's members each as they trained
+    for classifier in _classifiers(model):  # an ensemble's members (and a member's test-time views) as they trained
         freeze_outside_adapters(classifier)
     return model
+
+
+def _classifiers(model) -> list:
+    """The trained classifiers inside a model that averages others (an ensemble, test-time views), nested or
+    not; `[model]` for any other model."""
+    from tltf.ensemble.model import members_of
+
+    members = members_of(model)
+    return [inner for member in members for inner in _classifiers(member)] if members else [model]
