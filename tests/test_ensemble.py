@@ -169,5 +169,6 @@ def test_a_member_with_lora_and_test_time_views_loads_and_exports_inside_an_ense
     frozen_conv = [v for v in classifier.weights if v.path.endswith("conv/kernel")]
     assert frozen_conv and not any(v.trainable for v in frozen_conv)  # only adapters, BatchNorm and head train
     assert any("lora" in v.path for v in classifier.trainable_weights)
+    assert all(v.trainable for v in classifier.get_layer("head").weights)
     assert all(v.trainable for v in plain.weights if v.path.endswith("conv/kernel"))
     assert export_run(ensemble, out=tmp_path / "serving").parity.float_max_abs_diff < 1e-4
