@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -48,14 +47,6 @@ def ensemble_seeds(study_dir: Path, spec, runs: list) -> list[dict]:
                          "difference_mean": float(np.mean([pair["difference"] for pair in against])),
                          "members_beaten_p05": sum(pair["difference"] > 0 and pair["p"] < 0.05 for pair in against)})
     return rows
-
-
-def write_ensembles(path: Path, rows: list[dict]) -> None:
-    columns = list(dict.fromkeys(key for row in rows for key in row))
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, columns)
-        writer.writeheader()
-        writer.writerows(rows)
 
 
 def ensembles_markdown(keys: list[str], rows: list[dict]) -> list[str]:

@@ -58,7 +58,7 @@ def flatten_metrics(metrics: dict, prefix: str = "") -> dict:
 
 
 def write_results(path: Path, rows: list[dict]) -> None:
-    """`results.csv`: the columns of every row, in first-seen order."""
+    """A CSV of dicts (`results.csv`, `ensembles.csv`): the columns of every row, in first-seen order."""
     columns = list(dict.fromkeys(key for row in rows for key in row))
     with open(path, "w", newline="") as handle:
         writer = csv.DictWriter(handle, columns)

@@ -82,7 +82,7 @@ def run_study(study_path, out=None, address=None, setup=None, overrides=()) -> S
 def _write_study(study_dir: Path, spec, runs) -> tuple[list, dict]:
     """results.csv, paired.json, target.json (with a labelled target) and the report; returns the results' rows
     and the paired differences."""
-    from tltf.study.ensembles import ENSEMBLES_FILE, ensemble_seeds, write_ensembles
+    from tltf.study.ensembles import ENSEMBLES_FILE, ensemble_seeds
     from tltf.study.report import write_study_report
     from tltf.study.statistics import paired_differences, target_differences
 
@@ -90,7 +90,7 @@ def _write_study(study_dir: Path, spec, runs) -> tuple[list, dict]:
     write_results(study_dir / "results.csv", rows)
     ensembles = ensemble_seeds(study_dir, spec, runs) if spec.ensemble_seeds else []
     if ensembles:
-        write_ensembles(study_dir / ENSEMBLES_FILE, ensembles)
+        write_results(study_dir / ENSEMBLES_FILE, ensembles)  # the same CSV layout as results.csv
     paired = paired_differences(study_dir, runs, reference=next(iter(spec.arms)))
     (study_dir / "paired.json").write_text(json.dumps(paired, indent=2, allow_nan=True) + "\n")
     target = target_differences(rows, runs)
