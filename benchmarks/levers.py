@@ -25,8 +25,8 @@ import tltf  # noqa: F401  (TensorFlow imported quietly; tltf's layers registere
 from tltf.data.sources import load_splits
 from tltf.evaluate.compare import read_predictions
 from tltf.evaluate.evaluator import predict_probabilities
+from tltf.evaluate.inference_views import with_test_time_augmentation
 from tltf.evaluate.paired import delong_test
-from tltf.evaluate.test_time_augmentation import with_test_time_augmentation
 from tltf.run_dir import load_run_model, load_run_recipe
 from tltf.study.statistics import mean_interval
 

@@ -14,9 +14,9 @@ import tltf
 from tltf.cli.main import main
 from tltf.data.sources import load_splits
 from tltf.ensemble import fit_member_weights, log_loss
-from tltf.ensemble.model import members_of
 from tltf.evaluate.evaluator import predict_probabilities
 from tltf.export import export_run
+from tltf.models.anatomy import members_of
 from tltf.recipe import load_recipe
 from tltf.run_dir import load_run_model
 

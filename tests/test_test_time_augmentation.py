@@ -8,10 +8,10 @@ from conftest import write_recipe
 
 import tltf
 from tltf.data.sources import load_splits
-from tltf.ensemble.model import members_of
 from tltf.evaluate.evaluator import predict_probabilities
 from tltf.evaluate.metrics import roc_auc
 from tltf.export import export_run
+from tltf.models.anatomy import members_of
 from tltf.recipe import load_recipe
 from tltf.run_dir import load_run_model
 

@@ -211,7 +211,7 @@ def _calibrate(method: str, model, splits, batch_size: int, work_dir: Path):
 
 def _with_views(views, model, work_dir: Path):
     """With `evaluate.tta`, the delivered model averages the image's views (model.keras rewritten); else `model`."""
-    from tltf.evaluate.test_time_augmentation import with_test_time_augmentation
+    from tltf.evaluate.inference_views import with_test_time_augmentation
 
     if not views:
         return model

@@ -182,7 +182,7 @@ def load_run_model(run_dir):
 def _classifiers(model) -> list:
     """The trained classifiers inside a model that averages others (an ensemble, test-time views), nested or
     not; `[model]` for any other model."""
-    from tltf.ensemble.model import members_of
+    from tltf.models.anatomy import members_of
 
     members = members_of(model)
     return [inner for member in members for inner in _classifiers(member)] if members else [model]

@@ -39,14 +39,3 @@ def ensemble_model(members, image_size: int, weights=None, name: str = "ensemble
     probabilities = ProbabilityAverage(weights, name="probabilities")(outputs)
     return keras.Model(images, probabilities, name=name)
 
-
-def members_of(model) -> list:
-    """The classifiers a model averages (its nested models, when its output is a `ProbabilityAverage`): an
-    ensemble's members in order, or the one classifier behind test-time augmentation; [] for any other model."""
-    import keras
-
-    from tltf.layers import ProbabilityAverage
-
-    if not model.layers or not isinstance(model.layers[-1], ProbabilityAverage):
-        return []
-    return [layer for layer in model.layers if isinstance(layer, keras.Model)]

@@ -116,3 +116,15 @@ def leaf_layers(layer):
         yield layer
     for child in children:
         yield from leaf_layers(child)
+
+
+def members_of(model) -> list:
+    """The classifiers a model averages (its nested models, when its output is a `ProbabilityAverage`): an
+    ensemble's members in order, or the one classifier behind test-time augmentation; [] for any other model."""
+    import keras
+
+    from tltf.layers import ProbabilityAverage
+
+    if not model.layers or not isinstance(model.layers[-1], ProbabilityAverage):
+        return []
+    return [layer for layer in model.layers if isinstance(layer, keras.Model)]

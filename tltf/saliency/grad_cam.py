@@ -43,7 +43,7 @@ class GradCam:
     def __init__(self, model, layer_name: str | None = None):
         import keras
 
-        from tltf.ensemble.model import members_of
+        from tltf.models.anatomy import members_of
 
         averaged = members_of(model)
         model = averaged[0] if len(averaged) == 1 else model  # test-time augmentation's one classifier
