@@ -1,11 +1,13 @@
 """`tltf ensemble`: finished runs averaged into one run that evaluate, compare, export and predict take unchanged."""
 
+import csv
 import json
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+import yaml
 from click.testing import CliRunner
 from conftest import separable_images, write_recipe
 from PIL import Image
@@ -172,3 +174,39 @@ def test_a_member_with_lora_and_test_time_views_loads_and_exports_inside_an_ense
     assert all(v.trainable for v in classifier.get_layer("head").weights)
     assert all(v.trainable for v in plain.weights if v.path.endswith("conv/kernel"))
     assert export_run(ensemble, out=tmp_path / "serving").parity.float_max_abs_diff < 1e-4
+
+
+def test_a_study_with_ensemble_seeds_averages_each_arms_seeds_and_compares_it_with_them(tmp_path, monkeypatch):
+    """`ensemble_seeds: true`: each arm and grid point's seeds become one `tltf ensemble` run under ensembles/,
+    whose test AUC is the mean of its members' probabilities', compared with each member in ensembles.csv and
+    study.md. The runs are made beforehand, as the study would make them, so the study
+    only writes its results (no Ray)."""
+    from tltf.evaluate.metrics import roc_auc
+    from tltf.study.results import run_dir
+    from tltf.study.spec import expand_runs, load_study
+    from tltf.study.study import run_study
+
+    monkeypatch.chdir(tmp_path)
+    data = npz(tmp_path / "tiny.npz")
+    write_recipe(tmp_path / "recipe.yaml", {"source": "npz", "path": str(data)}, train={"epochs": 2})
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump({
+        "name": "ens", "recipe": "recipe.yaml", "arms": {"base": {}, "short": {"train.epochs": 1}},
+        "grid": {"train.lr": [0.01]}, "seeds": [1, 2, 3], "resources": {"cpus": 1}, "ensemble_seeds": True}))
+    spec, recipe_path = load_study(tmp_path / "study.yaml")
+    for run in expand_runs(spec):
+        tltf.fit(tltf.load_recipe(recipe_path, list(run.overrides)), run_dir(tmp_path / "out", run), verbose=0)
+    run_study(tmp_path / "study.yaml", out=tmp_path / "out")
+    with open(tmp_path / "out" / "ensembles.csv") as handle:
+        rows = {row["arm"]: row for row in csv.DictReader(handle)}
+    assert set(rows) == {"base", "short"} and rows["base"]["members"] == "3"
+    folder = tmp_path / "out" / "ensembles" / "base-lr=0.01-seeds"
+    scores = []
+    for seed in (1, 2, 3):
+        with open(tmp_path / "out" / "runs" / f"base-lr=0.01-seed={seed}" / "predictions.csv") as handle:
+            test = [row for row in csv.DictReader(handle) if row["split"] == "test"]
+        scores.append([float(row["p_class_1"]) for row in test])
+        labels = [int(row["label"]) for row in test]
+    expected = roc_auc(np.array(labels), np.mean(scores, axis=0))
+    assert float(rows["base"]["test.auc"]) == pytest.approx(expected, abs=1e-6)
+    assert json.loads((folder / "metrics.json").read_text())["test"]["auc"] == pytest.approx(expected, abs=1e-6)
+    assert "## Ensembles of seeds" in (tmp_path / "out" / "study.md").read_text()
