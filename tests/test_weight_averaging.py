@@ -90,3 +90,28 @@ def test_on_cached_features_the_average_sees_every_step(npz_path, tmp_path):
         if step % 4 == 0:
             seen = [v for k, v in record.at_epoch_end[step // 4 - 1].items() if v.shape == average.shape]
             np.testing.assert_allclose(seen[0], average, rtol=1e-5, atol=1e-6)
+
+
+def test_a_layer_unfrozen_within_the_fit_starts_its_average_when_it_first_trains():
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(32, 5)).astype("float32")
+    y = (x[:, :1] > 0).astype("float32")
+    model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, name="late"), keras.layers.Dense(1)])
+
+    class Unfreeze(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                self.model.get_layer("late").trainable = True
+                self.model.make_train_function(force=True)
+
+    model.compile(keras.optimizers.SGD(0.1), loss="mse")
+    model.optimizer.build(model.trainable_variables)  # slots for every variable, then the late layer frozen
+    model.get_layer("late").trainable = False
+    averaging, record = WeightAveraging(momentum=0.5), RecordWeights()
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, callbacks=[averaging, Unfreeze(), record])
+    late_steps = [weights[0] for weights in record.after_batch[2:]]  # epoch 1: the late kernel trains first
+    expected = late_steps[0]
+    for weights in late_steps[1:]:
+        expected = 0.5 * expected + 0.5 * weights
+    averaging.swap_in()
+    np.testing.assert_allclose(model.get_layer("late").kernel.numpy(), expected, rtol=1e-5, atol=1e-6)

@@ -79,7 +79,10 @@ class WeightAveraging(keras.callbacks.Callback):
             return
         keep = self.momentum ** steps
         for key, variable in self._variables():
-            self.average[key] = keep * self.average[key] + (1 - keep) * np.asarray(variable.numpy(), np.float32)
+            weights = np.asarray(variable.numpy(), np.float32)
+            # A variable unfrozen within the fit (by another callback) starts its average here.
+            previous = self.average.get(key, weights)
+            self.average[key] = keep * previous + (1 - keep) * weights
 
     def on_test_begin(self, logs=None):
         self._swapped_for_test = not self.swapped
