@@ -7,6 +7,7 @@ import sys
 import click
 
 from tltf.cli.common import echo_metrics, user_errors
+from tltf.ensemble.run import WEIGHTINGS
 
 
 @click.command()
@@ -148,7 +149,7 @@ def saliency(target, images, out):
 
 @click.command()
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(file_okay=False))
-@click.option("--weights", "weighting", type=click.Choice(["equal", "val"]), default="equal", show_default=True,
+@click.option("--weights", "weighting", type=click.Choice(WEIGHTINGS), default="equal", show_default=True,
               help="equal, or val: the member weights with the least validation log-loss (fitted on val only).")
 @click.option("--name", default=None, help="The ensemble's name (its recipe name). Default: the first run's "
                                            "recipe name with -ensemble.")
