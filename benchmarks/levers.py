@@ -26,6 +26,7 @@ from tltf.data.sources import load_splits
 from tltf.evaluate.compare import read_predictions
 from tltf.evaluate.evaluator import predict_probabilities
 from tltf.evaluate.inference_views import with_test_time_augmentation
+from tltf.evaluate.metrics import roc_auc
 from tltf.evaluate.paired import delong_test
 from tltf.run_dir import load_run_model, load_run_recipe
 from tltf.study.statistics import mean_interval
@@ -69,7 +70,7 @@ def levers_of_arm(rows: list[dict], tta: bool) -> dict:
     seeds = [row["seed"] for row in rows]
     labels, _ = read_predictions(rows[0]["path"])
     singles = {row["seed"]: read_predictions(row["path"])[1] for row in rows}
-    result = {"single": {"auc_mean": float(np.mean([delong_test(labels, s, s).auc_a for s in singles.values()])),
+    result = {"single": {"auc_mean": float(np.mean([roc_auc(labels, s) for s in singles.values()])),
                          "seeds": seeds}}
     if tta:
         result["flip view"] = paired(labels, singles, {row["seed"]: flip_scores(row["path"]) for row in rows})
@@ -115,7 +116,7 @@ def pair_entry(point, rows: list[dict], first: str, second: str) -> list[dict]:
     singles = {seed: read_predictions(by_arm[first][seed]["path"])[1] for seed in seeds}
     both = {seed: (singles[seed] + read_predictions(by_arm[second][seed]["path"])[1]) / 2 for seed in seeds}
     return [{"point": dict(point), "arm": first, "levers": {
-        "single": {"auc_mean": float(np.mean([delong_test(labels, s, s).auc_a for s in singles.values()])),
+        "single": {"auc_mean": float(np.mean([roc_auc(labels, s) for s in singles.values()])),
                    "seeds": seeds},
         f"ensemble with {second} (same seed)": paired(labels, singles, both)}}]
 

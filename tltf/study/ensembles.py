@@ -38,8 +38,7 @@ def ensemble_seeds(study_dir: Path, spec, runs: list) -> list[dict]:
                 except TltfError as problem:
                     logger.warning(f"no ensemble of {name}: {problem}")
                     continue
-            pairs = compare_runs([*map(str, paths), str(target)])
-            against = [pair for pair in pairs if pair["b"] == str(target)]
+            against = [compare_runs([str(path), str(target)])[0] for path in paths]  # each member against it
             member_aucs = [pair["auc_a"] for pair in against]
             rows.append({"ensemble": name, "arm": arm, **dict(point), "members": len(paths),
                          "test.auc": against[0]["auc_b"], "members_test_auc_mean": float(np.mean(member_aucs)),
