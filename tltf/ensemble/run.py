@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import re
 import time
@@ -15,14 +14,6 @@ from tltf.log import logger
 WEIGHTINGS = ("equal", "val")
 # Keys members may differ in and still be scored on the same validation and test images.
 _FREE_DATA_KEYS = ("image_size", "train_fraction", "train_per_class")
-
-
-@dataclasses.dataclass
-class _NoTraining:
-    """What the evaluation writer reads of a training outcome: an ensemble trains nothing."""
-
-    history: dict = dataclasses.field(default_factory=dict)
-    phase_starts: list = dataclasses.field(default_factory=list)
 
 
 def make_ensemble(run_dirs, run_dir=None, weighting: str = "equal", name: Optional[str] = None,
@@ -137,6 +128,7 @@ def _evaluate(work_dir: Path, recipe, models, weights, splits, paths, member_sco
     from tltf.ensemble.weights import log_loss
     from tltf.evaluate.evaluator import evaluate_splits, write_evaluation
     from tltf.evaluate.metrics import evaluate_predictions
+    from tltf.train.trainer import TrainingOutcome
 
     # A Keras model name is a TensorFlow scope name: letters, digits, _ and . only.
     model = ensemble_model(models, recipe.data.image_size, weights, name=re.sub(r"[^A-Za-z0-9_.]", "_", recipe.name))
@@ -153,7 +145,7 @@ def _evaluate(work_dir: Path, recipe, models, weights, splits, paths, member_sco
     summary = [f"- an ensemble of {len(models)} runs, probabilities averaged with {weighting} weights "
                f"(`tltf ensemble`); nothing trained"]
     summary += [f"- member `{row['run']}`: weight {row['weight']:.3f}, val AUC {row['val_auc']:.4f}" for row in rows]
-    write_evaluation(work_dir, evaluation, _NoTraining(), recipe.name, summary, [])
+    write_evaluation(work_dir, evaluation, TrainingOutcome({}, [], None), recipe.name, summary, [])  # no training
     (work_dir / "ensemble.json").write_text(json.dumps(evaluation.metrics["ensemble"], indent=2) + "\n")
     return evaluation.metrics
 
