@@ -21,6 +21,7 @@ from tltf.export import export_run
 from tltf.models.anatomy import members_of
 from tltf.recipe import load_recipe
 from tltf.run_dir import load_run_model
+from tltf.saliency.grad_cam import GradCam
 
 
 def train_member(root: Path, data: Path, name: str, seed: int, size: int = 16, classes: int = 2, **data_keys) -> Path:
@@ -75,6 +76,8 @@ def test_the_ensemble_is_the_mean_of_its_members_and_an_ordinary_run(members, tm
     assert json.loads((tmp_path / "e.json").read_text())["auc"] == pytest.approx(metrics["test"]["auc"])
     compared = CliRunner().invoke(main, ["compare", str(runs[0]), str(run)])
     assert compared.exit_code == 0, compared.output
+    with pytest.raises(ValueError, match="averages 3 classifiers .* no one feature map"):
+        GradCam(model)  # so the export serves it without a saliency signature, and says why
     exported = export_run(run, out=tmp_path / "serving")
     assert exported.parity.float_max_abs_diff < 1e-4
     assert "ensemble of 3 runs" in (run / "report.md").read_text()

@@ -46,7 +46,10 @@ class GradCam:
         from tltf.models.anatomy import members_of
 
         averaged = members_of(model)
-        model = averaged[0] if len(averaged) == 1 else model  # test-time augmentation's one classifier
+        if len(averaged) > 1:
+            raise ValueError(f"model {model.name!r} averages {len(averaged)} classifiers (an ensemble) and has no "
+                             "one feature map; make the maps on a member")
+        model = averaged[0] if averaged else model  # test-time augmentation's one classifier
         self.model = model
         self.backbone = backbone_of(model)
         network = backbone_network(model)
