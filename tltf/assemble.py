@@ -177,26 +177,27 @@ def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 
         Trainer().run(plan, Path("run"))
     """
     from tltf.data.pipeline import build_augmenter
+    from tltf.train.caching import CacheChoice
     from tltf.train.callbacks import WeightAveraging
-    from tltf.train.targets import FullModel, HeadOnFeatures, LabelledData
+    from tltf.train.targets import LabelledData
 
     train = recipe.train
     task = Task(splits.class_names)
     described = describe_plan(recipe, model, math.ceil(len(splits.train) / train.batch_size))
     data = LabelledData(splits, task, train.batch_size, build_augmenter(recipe.augment, train.seed),
                         _sample_weights(recipe, splits), train.seed)
-    whole, on_features = FullModel(model, task, data), None
+    # One step per call when something must see every step: a mid-epoch save, the weight average.
+    head_steps = 1 if train.checkpoint_every or train.ema is not None else HEAD_STEPS_PER_EXECUTION
+    caching = CacheChoice(model, task, data, BlockMap.of(model, train.unit), augmented=recipe.augment.enabled,
+                          enabled=train.feature_cache, adapted=recipe.adaptation is not None, head_steps=head_steps,
+                          verbose=verbose)
     health = _health_monitor(train.health)
     averaging = None if train.ema is None else WeightAveraging(train.ema)  # one average across phases
     phases = []
     for phase_plan in described.phases:
-        note = _why_no_feature_cache(recipe, phase_plan.phase)
-        if not note:
-            # One step per call when something must see every step: a mid-epoch save, the weight average.
-            steps = 1 if train.checkpoint_every or train.ema is not None else HEAD_STEPS_PER_EXECUTION
-            on_features = on_features or HeadOnFeatures(model, task, data, verbose, steps)
+        target, note = caching.for_phase(phase_plan)
         phases.append(dataclasses.replace(
-            phase_plan, feature_cache_note=note, fit_target=on_features if not note else whole,
+            phase_plan, feature_cache_note=note, fit_target=target,
             callbacks=tuple(_phase_callbacks(recipe, phase_plan.phase, model, health, splits.train,
                                              described.validate_every, averaging))))
     make_optimizer = functools.partial(_optimizer, training_spec(recipe), train.precision, described.schedule,
@@ -222,22 +223,6 @@ def _optimizer(spec, precision: str, schedule, multipliers):
     from tltf.train.optimizers import build_optimizer
 
     return wrap_for_precision(build_optimizer(spec, schedule, multipliers), precision)
-
-
-def _why_no_feature_cache(recipe, phase) -> str:
-    """Why the phase cannot fit the head on cached features ("" when it can).
-
-    A frozen backbone on unaugmented images gives the same features every epoch.
-    """
-    if phase.train_backbone:
-        return "the backbone trains"
-    if recipe.augment.enabled:
-        return "augmentation is on"
-    if not recipe.train.feature_cache:
-        return "train.feature_cache is false"
-    if recipe.adaptation is not None:
-        return "adaptation trains on images"
-    return ""
 
 
 def _sample_weights(recipe, splits):
@@ -288,7 +273,7 @@ def _phase_callbacks(recipe, phase, model, health, train_split, validate_every: 
         sample = np.sort(np.random.default_rng(recipe.train.seed).permutation(len(train_split))[:size])
         chosen.append(BatchNormCalibration(train_split.images[sample], recipe.train.batch_size, batches, model=model))
     if phase.unfreeze_every:
-        chosen.append(GradualUnfreezing(phase.unfreeze_every, recipe.train.unit, phase.unfreeze_start))
+        chosen.append(GradualUnfreezing(phase.unfreeze_every, recipe.train.unit, phase.unfreeze_start, model=model))
     if recipe.train.intent_check:
         chosen.append(IntentCheck(model))
     chosen.append(health)

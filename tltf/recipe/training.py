@@ -144,7 +144,8 @@ class TrainConfig(Section):
         VALIDATE_EVERY_STEPS, ge=1, description="Validate (and judge the best epoch) at the end of an epoch once at "
                                                 "least this many optimizer steps have run since the last "
                                                 "validation, and at the end of every phase; 1: every epoch.")
-    feature_cache: bool = Field(True, description="Cache frozen-backbone features when augmentation is off.")
+    feature_cache: bool = Field(True, description="Augmentation off: compute what stays frozen once (a frozen "
+                                  "backbone's features, a gradual phase's never-unfrozen lowest blocks).")
     ema: Optional[float] = Field(
         None, ge=0, lt=1, description="Average the weights as training goes (exponential moving average with this "
                                       "momentum per step, e.g. 0.99: about the last 100 steps); every validation, "

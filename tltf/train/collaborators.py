@@ -17,10 +17,12 @@ class FitTarget(Protocol):
     Args:
         model: the model `fit` is called on.
         caches_features: whether it fits the head on cached backbone features.
+        cached: what it computes once before fitting, for the plan ("" nothing).
     """
 
     model: Any
     caches_features: bool
+    cached: str
 
     def compile(self, optimizer, jit_compile="auto", steps_per_execution=None) -> None: ...
 

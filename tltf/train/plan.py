@@ -158,5 +158,6 @@ class TrainingPlan:
         """One row per phase for the console plan and report.md."""
         return [(p.phase.name, p.phase.epochs, f"{p.phase.lr:g}", "trains" if p.phase.train_backbone else "frozen",
                  f"{p.trainable_params:,}", f"{p.frozen_params:,}",
-                 "yes" if p.feature_cache else f"no ({p.feature_cache_note})" if p.feature_cache_note else "no")
+                 getattr(p.fit_target, "cached", "") or (f"no ({p.feature_cache_note})" if p.feature_cache_note
+                                                          else "no"))
                 for p in self.phases]

@@ -53,6 +53,7 @@ class FullModel:
 
     caches_features = False
     steps_per_execution = 1
+    cached = ""  # what is computed once, for the plan's "feature cache" column ("" nothing)
 
     def __init__(self, model, task, data: LabelledData):
         self.model = model
@@ -89,6 +90,7 @@ class HeadOnFeatures(FullModel):
     """
 
     caches_features = True
+    cached = "yes"
 
     def __init__(self, model, task, data: LabelledData, verbose: int = 2, steps_per_execution: int = 1):
         import keras

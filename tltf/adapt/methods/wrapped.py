@@ -18,6 +18,7 @@ class SourceAndTargetBatches:
     """
 
     caches_features = False
+    cached = ""
 
     def __init__(self, wrapper, data, target_images):
         self.model = wrapper

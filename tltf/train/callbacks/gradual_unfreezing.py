@@ -25,10 +25,14 @@ class GradualUnfreezing(keras.callbacks.Callback):
         unit: `"block"` or `"stage"` (see `tltf.models.blocks`).
         start_epochs: head-only epochs before the first unfreezing.
         verbose: log a line at each unfreezing (the `tltf` logger).
+        model: the classifier whose blocks it unfreezes; default the one being fitted. tltf passes the full
+            model when it fits the blocks above a frozen prefix on the prefix's cached output (the fitted model
+            is made of the same layers, so their flags reach it).
     """
 
-    def __init__(self, every: int = 2, unit: str = "block", start_epochs: int = 1, verbose: int = 1):
+    def __init__(self, every: int = 2, unit: str = "block", start_epochs: int = 1, verbose: int = 1, model=None):
         super().__init__()
+        self.classifier = model
         self.every = every
         self.unit = unit
         self.start_epochs = start_epochs
@@ -37,9 +41,9 @@ class GradualUnfreezing(keras.callbacks.Callback):
         self.block_map = None
 
     def on_train_begin(self, logs=None):
-        self.block_map = BlockMap.of(self.model, self.unit)
+        self.block_map = BlockMap.of(self._classifier, self.unit)
         self._units = backbone_units(self.block_map)
-        set_trainable_units(self.model, self.block_map, self._units)
+        set_trainable_units(self._classifier, self.block_map, self._units)
         with self.model.distribute_strategy.scope():
             ensure_slots(self.model.optimizer, self.model.trainable_variables)
         self._count = None
@@ -50,9 +54,19 @@ class GradualUnfreezing(keras.callbacks.Callback):
             return
         self._count = count
         self.unfrozen = self._units[len(self._units) - count:]
-        set_trainable_units(self.model, self.block_map, self.unfrozen)
+        set_trainable_units(self._classifier, self.block_map, self.unfrozen)
         self.model.make_train_function(force=True)
         if self.verbose:
             newest = self.unfrozen[0] if self.unfrozen else "none"
             logger.info(f"GradualUnfreezing: epoch {epoch + 1}: head + {count}/{len(self._units)} {self.unit}s "
                   f"trainable (newest: {newest})")
+
+    def on_train_end(self, logs=None):
+        # Every unit trainable again, as when the optimizer was built: a model saved now (the delivered one) must
+        # reload with slots for all of them, and a unit never reached was frozen one layer at a time, which
+        # setting the backbone trainable does not undo.
+        set_trainable_units(self._classifier, self.block_map, self._units)
+
+    @property
+    def _classifier(self):
+        return self.classifier if self.classifier is not None else self.model
