@@ -1,10 +1,12 @@
 """The levers past one model, measured after the fact on a study's finished runs: a left-right flip view
-(`evaluate.tta: [flip]`), ensembles of 2 and 3 seeds (`tltf ensemble`), and ensembles of two arms' runs.
+(`evaluate.tta: [flip]`), ensembles of 2 up to all of an arm's seeds (`tltf ensemble`), and ensembles of two arms'
+runs.
 
 Binary tasks only. For each grid point of the study folder and each arm: each single run's test AUC; the same
 run's model with a flip view folded in (`with_test_time_augmentation`, evaluated on the run's own test images);
-for each seed s, the mean of the probabilities of seeds s, s+1 (and s, s+1, s+2), from the runs'
-predictions.csv; and for two arms (`--pair A B`) the mean of the two arms' runs of the same seed. Each lever is
+for each seed s and size k, the mean of the probabilities of the k seeds from s on (wrapping), from the runs'
+predictions.csv; and for two arms (`--pair A B`) the mean of the two arms' runs of the same seed, and the
+same mean over each run's flip view. Each lever is
 paired with the single run of seed s on the same test images (DeLong), and summarised over seeds by the mean
 difference and its 95% t-interval. A lever's extra cost is in its row: views multiply inference, ensembles
 multiply training and inference. Nothing is chosen here: every lever is fixed in advance, so reading the test
@@ -86,7 +88,8 @@ def main():
     parser.add_argument("study_dir", type=Path)
     parser.add_argument("--arms", nargs="*", default=None, help="Arms to measure (default: all).")
     parser.add_argument("--pair", nargs=2, default=None, metavar=("A", "B"),
-                        help="Also the ensemble of arm A's and arm B's runs of the same seed, against A's.")
+                        help="Also the ensemble of arm A's and arm B's runs of the same seed, against A's (and, unless "
+                             "--no-tta, the same ensemble of the two runs' flip views).")
     parser.add_argument("--no-tta", action="store_true", help="Skip the flip view (it loads every model).")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
@@ -101,13 +104,15 @@ def main():
             if len(arm_rows) >= 2:
                 report.append({"point": dict(point), "arm": arm, "levers": levers_of_arm(arm_rows, not args.no_tta)})
         if args.pair:
-            report += pair_entry(point, at_point, *args.pair)
+            report += pair_entry(point, at_point, *args.pair, tta=not args.no_tta)
     print_table(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=float) + "\n")
 
 
-def pair_entry(point, rows: list[dict], first: str, second: str) -> list[dict]:
+def pair_entry(point, rows: list[dict], first: str, second: str, tta: bool = False) -> list[dict]:
+    """Arm `first`'s runs against the mean of `first`'s and `second`'s runs of the same seed (and, with `tta`,
+    the same mean over each run's flip view too)."""
     by_arm = {arm: {row["seed"]: row for row in rows if row["arm"] == arm} for arm in (first, second)}
     seeds = sorted(set(by_arm[first]) & set(by_arm[second]))
     if not seeds:
@@ -115,10 +120,13 @@ def pair_entry(point, rows: list[dict], first: str, second: str) -> list[dict]:
     labels, _ = read_predictions(by_arm[first][seeds[0]]["path"])
     singles = {seed: read_predictions(by_arm[first][seed]["path"])[1] for seed in seeds}
     both = {seed: (singles[seed] + read_predictions(by_arm[second][seed]["path"])[1]) / 2 for seed in seeds}
-    return [{"point": dict(point), "arm": first, "levers": {
-        "single": {"auc_mean": float(np.mean([roc_auc(labels, s) for s in singles.values()])),
-                   "seeds": seeds},
-        f"ensemble with {second} (same seed)": paired(labels, singles, both)}}]
+    levers = {"single": {"auc_mean": float(np.mean([roc_auc(labels, s) for s in singles.values()])), "seeds": seeds},
+              f"ensemble with {second} (same seed)": paired(labels, singles, both)}
+    if tta:
+        flipped = {seed: (flip_scores(by_arm[first][seed]["path"]) + flip_scores(by_arm[second][seed]["path"])) / 2
+                   for seed in seeds}
+        levers[f"ensemble with {second} (same seed), each with its flip view"] = paired(labels, singles, flipped)
+    return [{"point": dict(point), "arm": first, "levers": levers}]
 
 
 def print_table(report: list[dict]) -> None:
