@@ -7,7 +7,7 @@ anything else fits the whole model on images (`FullModel`). Each cache is exact 
 
 from __future__ import annotations
 
-from tltf.train.frozen_prefix import AboveFrozenPrefix, PrefixCut, find_cut, frozen_units
+from tltf.train.frozen_prefix import AboveFrozenPrefix, find_cut, frozen_units, units_text
 from tltf.train.targets import FullModel, HeadOnFeatures, LabelledData
 
 
@@ -50,7 +50,7 @@ class CacheChoice:
         units = frozen_units(phase_plan.segments)
         if not units:
             return self.whole, "the backbone trains"
-        frozen = f"the backbone trains above {PrefixCut(tuple(units), None).text()} frozen all phase, not cached: "
+        frozen = f"the backbone trains above {units_text(units)} frozen all phase, not cached: "
         if blocker:
             return self.whole, frozen + blocker
         splits = self.data.splits

@@ -36,9 +36,13 @@ class PrefixCut:
     boundary: object
 
     def text(self) -> str:
-        """e.g. "block_0–block_11 (12 blocks)"."""
-        span = self.units[0] if len(self.units) == 1 else f"{self.units[0]}–{self.units[-1]}"
-        return f"{span} ({len(self.units)} unit{'s' if len(self.units) != 1 else ''})"
+        return units_text(self.units)
+
+
+def units_text(units) -> str:
+    """e.g. "stem–block_11 (13 units)"."""
+    span = units[0] if len(units) == 1 else f"{units[0]}–{units[-1]}"
+    return f"{span} ({len(units)} unit{'s' if len(units) != 1 else ''})"
 
 
 def frozen_units(segments) -> list[str]:
@@ -75,7 +79,7 @@ def find_cut(model, block_map, units: list[str], images: int):
     inside = {id(layer) for layer in above.layers}
     if any(id(layer) in inside for layer in prefix):
         return "more than one tensor runs from its frozen blocks to the rest"
-    if getattr(backbone_of(model), "mode", "frozen") == "train" and any(
+    if getattr(backbone_of(model), "mode", "train") == "train" and any(
             "Dropout" in type(layer).__name__ for layer in keras.Model(net.input, boundary).layers):
         return "its frozen blocks have dropout, random at every training step"
     size = math.prod(boundary.shape[1:]) * 4 * images
