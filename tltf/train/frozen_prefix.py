@@ -30,10 +30,14 @@ class PrefixCut:
     Args:
         units: the frozen units, stem first.
         boundary: the one tensor of the backbone network that carries everything from them to the rest.
+        below: the backbone network from its input to `boundary` (the frozen units; their layers, shared).
+        above: the backbone network from `boundary` to its output (the rest; their layers, shared).
     """
 
     units: tuple
     boundary: object
+    below: object
+    above: object
 
     def text(self) -> str:
         return units_text(self.units)
@@ -73,19 +77,20 @@ def find_cut(model, block_map, units: list[str], images: int):
         return "its blocks sit inside a nested model"
     boundary = max(prefix, key=lambda layer: order[id(layer)]).output
     try:
-        above = keras.Model(boundary, net.output)
+        above = keras.Model(boundary, net.output, name="above_frozen_prefix")
     except ValueError:
         return "more than one tensor runs from its frozen blocks to the rest"
     inside = {id(layer) for layer in above.layers}
     if any(id(layer) in inside for layer in prefix):
         return "more than one tensor runs from its frozen blocks to the rest"
+    below = keras.Model(net.input, boundary, name="frozen_prefix")
     if getattr(backbone_of(model), "mode", "train") == "train" and any(
-            "Dropout" in type(layer).__name__ for layer in keras.Model(net.input, boundary).layers):
+            "Dropout" in type(layer).__name__ for layer in below.layers):
         return "its frozen blocks have dropout, random at every training step"
     size = math.prod(boundary.shape[1:]) * 4 * images
     if size > CACHE_LIMIT_BYTES:
         return f"their output would take {size / 1024**3:.1f} GB"
-    return PrefixCut(tuple(units), boundary)
+    return PrefixCut(tuple(units), boundary, below, above)
 
 
 class AboveFrozenPrefix(FullModel):
@@ -113,10 +118,9 @@ class AboveFrozenPrefix(FullModel):
         self.cut = cut
         self.cached = f"{cut.text()} (frozen all phase)"
         self.verbose = verbose
-        net, wrapper = backbone_network(model), backbone_of(model)
-        above = keras.Model(cut.boundary, net.output, name="above_frozen_prefix")
+        mode = getattr(backbone_of(model), "mode", "train")
         inputs = keras.Input(cut.boundary.shape[1:], name="frozen_prefix_output")
-        features = BatchNormPolicy(above, mode=getattr(wrapper, "mode", "train"), name="backbone_above_prefix")(inputs)
+        features = BatchNormPolicy(cut.above, mode=mode, name="backbone_above_prefix")(inputs)
         self.model = keras.Model(inputs, head_of(model)(features), name="trained_above_frozen_prefix")
         self._inputs: Optional[list] = None
 
@@ -137,7 +141,6 @@ def prefix_outputs(model, cut: PrefixCut, *image_sets, batch_size: int, verbose:
     from tltf.data.pipeline import images_in_batches
 
     preprocessing = keras.Model(model.input, backbone_of(model).input, name="backbone_preprocessing")
-    prefix = keras.Model(backbone_network(model).input, cut.boundary, name="frozen_prefix")
-    extractor = keras.Sequential([preprocessing, prefix], name="frozen_prefix_extractor")
+    extractor = keras.Sequential([preprocessing, cut.below], name="frozen_prefix_extractor")
     return [extractor.predict(images_in_batches(images, batch_size), verbose=verbose).astype("float32")
             for images in image_sets]
