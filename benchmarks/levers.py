@@ -17,6 +17,7 @@ split for all of them is one reading.
 
 import argparse
 import csv
+import functools
 import json
 import math
 from pathlib import Path
@@ -47,8 +48,10 @@ def finished_runs(study_dir: Path) -> list[dict]:
     return rows
 
 
+@functools.cache
 def flip_scores(path: Path) -> np.ndarray:
-    """The run's test scores with a left-right flip view folded into its model."""
+    """The run's test scores with a left-right flip view folded into its model (once per run: `--pair` asks
+    again for runs the arms' own rows already scored)."""
     recipe = load_run_recipe(path)
     test = load_splits(recipe.data, seed=recipe.train.seed).test
     return predict_probabilities(with_test_time_augmentation(load_run_model(path), ["flip"]), test.images)

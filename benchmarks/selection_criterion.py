@@ -74,20 +74,19 @@ def agreement(pairs: list[tuple[dict, dict]], margin: float) -> dict:
 
 def sign_test(first: int, second: int) -> float:
     """Two-sided exact binomial p of `first` against `second` successes at one half."""
-    n = first + second
-    if not n:
-        return 1.0
-    tail = sum(math.comb(n, k) for k in range(min(first, second) + 1)) / 2**n
-    return min(1.0, 2 * tail)
+    from scipy.stats import binomtest
+
+    return binomtest(first, first + second).pvalue if first + second else 1.0
 
 
-def wilson(successes: int, trials: int, z: float = 1.96) -> tuple[float, float]:
+def wilson(successes: int, trials: int) -> tuple[float, float]:
+    """The Wilson 95% interval of a proportion."""
+    from scipy.stats import binomtest
+
     if not trials:
         return (math.nan, math.nan)
-    share = successes / trials
-    centre = (share + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = z * math.sqrt(share * (1 - share) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
-    return (centre - half, centre + half)
+    interval = binomtest(successes, trials).proportion_ci(method="wilson")
+    return (interval.low, interval.high)
 
 
 def arm_means(records: list[dict]) -> list[dict]:
