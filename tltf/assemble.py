@@ -179,6 +179,7 @@ def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 
     from tltf.data.pipeline import build_augmenter
     from tltf.train.caching import CacheChoice
     from tltf.train.callbacks import WeightAveraging
+    from tltf.train.progressive_resizing import with_progressive_resizing
     from tltf.train.targets import LabelledData
 
     train = recipe.train
@@ -210,7 +211,7 @@ def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 
 
         context = AdaptationContext(recipe.adaptation, target_domain, data, make_optimizer)
         plan = get(recipe.adaptation.method).adapt(plan, context)
-    plan = _with_stop_when_done(plan)
+    plan = with_progressive_resizing(_with_stop_when_done(plan), training_spec(recipe).progressive_resizing, data)
     # Slots for every variable any phase trains, built once: the head's moments then carry over
     # when the backbone is unfrozen.
     backbone_of(model).trainable = any(p.phase.train_backbone for p in plan.phases)

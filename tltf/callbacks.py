@@ -8,6 +8,7 @@ from tltf.train.callbacks import (
     IntentCheck,
     IntentViolation,
     LearningRateFinder,
+    ProgressiveResizing,
     StopWhenDone,
     TrainingHealth,
     WeightAveraging,
@@ -15,6 +16,6 @@ from tltf.train.callbacks import (
 
 __all__ = [
     "BatchNormCalibration", "BestModelCheckpoint", "EarlyStopping", "GradualUnfreezing", "IntentCheck",
-    "IntentViolation", "LearningRateFinder", "StopWhenDone", "TrainingHealth",
+    "IntentViolation", "LearningRateFinder", "ProgressiveResizing", "StopWhenDone", "TrainingHealth",
     "WeightAveraging",
 ]

@@ -50,6 +50,10 @@ def _check_model(recipe: Recipe, source: str) -> None:
             f"{source}: data.image_size: {recipe.data.image_size} px is smaller than the "
             f"{spec.min_size} px that {spec.name} accepts; set data.image_size >= {spec.min_size}"
         )
+    resizing = recipe.train.progressive_resizing
+    if resizing is not None and resizing.size < spec.min_size:
+        raise RecipeError(f"{source}: train.progressive_resizing.size: {resizing.size} px is smaller than the "
+                          f"{spec.min_size} px that {spec.name} accepts; set it to {spec.min_size} or more")
     if spec.needs_preset and not recipe.model.preset:
         raise RecipeError(f"{source}: model.preset: backbone {spec.name} needs model.preset, a KerasHub preset "
                           "name or a local preset folder")
@@ -98,6 +102,13 @@ def _check_training(recipe: Recipe, source: str) -> None:
         recipe.adaptation.features = "head" if recipe.train.strategy == "feature_extraction" else "backbone"
     if recipe.adaptation is not None and recipe.data.class_weight == "auto":
         raise RecipeError(f"{source}: data.class_weight: auto is not supported with adaptation yet; set it to none")
+    resizing = recipe.train.progressive_resizing
+    if resizing is not None and resizing.size >= recipe.data.image_size:
+        raise RecipeError(f"{source}: train.progressive_resizing.size: {resizing.size} px is not below "
+                          f"data.image_size ({recipe.data.image_size} px); set a smaller size")
+    if resizing is not None and recipe.adaptation is not None:
+        raise RecipeError(f"{source}: train.progressive_resizing: not supported with adaptation (its methods fit "
+                          "their own models); remove one of them")
     if recipe.train.distribution == "multi_worker":
         raise RecipeError(
             f"{source}: train.distribution: multi_worker is not supported: Keras 3's model.fit fails under "

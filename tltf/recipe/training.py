@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 from pydantic import Field, field_validator, model_validator
 
 from tltf.config import Section
-from tltf.train.spec import DiscriminativeRates, StopRule, TrainingSpec
+from tltf.train.spec import DiscriminativeRates, ResizingRule, StopRule, TrainingSpec
 
 # train.stop: auto's rule: the shortest patience that gave up no validation AUC in 9 full-budget runs (1%, 5% and
 # 25% of PneumoniaMNIST's labels, 3 seeds; docs/time-to-quality.md).
@@ -39,6 +39,19 @@ class StopConfig(Section):
                                         "the run's epochs.")
     min_patience_steps: int = Field(STOP_MIN_PATIENCE_STEPS, ge=0,
                                     description="The least patience, in optimizer steps.")
+
+
+class ProgressiveResizingConfig(Section):
+    """Progressive resizing: the last phase's first epochs train on images shrunk to `size` px, the rest (and every
+    validation) at `data.image_size`. Convolutional backbones only (a ViT's position table has one size).
+
+    Example:
+        train: {progressive_resizing: {size: 64, epochs: 0.5}}   # 96 px recipe: first half of fine-tuning at 64
+    """
+
+    size: int = Field(ge=1, description="The smaller square size in pixels, below data.image_size.")
+    epochs: float = Field(0.5, gt=0, lt=1, description="The fraction of the last phase's epochs at `size` (its "
+                                                       "last epoch always trains at full size).")
 
 
 class HeadWarmupConfig(Section):
@@ -146,6 +159,7 @@ class TrainConfig(Section):
                                                 "validation, and at the end of every phase; 1: every epoch.")
     feature_cache: bool = Field(True, description="Augmentation off: compute what stays frozen once (a frozen "
                                   "backbone's features, a gradual phase's never-unfrozen lowest blocks).")
+    progressive_resizing: Optional[ProgressiveResizingConfig] = None
     ema: Optional[float] = Field(
         None, ge=0, lt=1, description="Average the weights as training goes (exponential moving average with this "
                                       "momentum per step, e.g. 0.99: about the last 100 steps); every validation, "
@@ -187,7 +201,12 @@ class TrainConfig(Section):
             unfreeze_every=self.gradual.every, unfreeze_start_epochs=self.gradual.start_epochs, unit=self.unit,
             layer_decay=self.layer_decay, discriminative=rates, optimizer=self.optimizer,
             weight_decay=self.weight_decay, batch_size=self.batch_size, distribution=self.distribution,
-            stop=self._stop_rule(adapting), validate_every_steps=self.validate_every_steps)
+            stop=self._stop_rule(adapting), validate_every_steps=self.validate_every_steps,
+            progressive_resizing=self._resizing_rule())
+
+    def _resizing_rule(self) -> Optional[ResizingRule]:
+        resizing = self.progressive_resizing
+        return None if resizing is None else ResizingRule(resizing.size, resizing.epochs)
 
     def _stop_rule(self, adapting: bool) -> Optional[StopRule]:
         """`stop` as a rule: auto stops only a budget tltf chose (epochs auto), and not an adapted run (the rule

@@ -114,12 +114,24 @@ def budget_text(train, steps_per_epoch: int, pretrained: bool = True) -> str:
     if every > 1:
         text += (f"; validates every {every} epochs and at the end of each phase (train.validate_every_steps="
                  f"{train.validate_every_steps})")
+    text += resizing_text(train, steps_per_epoch, pretrained)
     patience = stop_patience(train, steps_per_epoch, pretrained)
     if patience is not None:
         least = f", at least {train.stop.min_patience_steps:,} steps" if train.stop.min_patience_steps else ""
         text += (f"; stops once the best epoch is {_count(patience, 'epoch')} old (train.stop: "
                  f"{train.stop.patience:g} of the epochs{least}) and delivers it")
     return text
+
+
+def resizing_text(train, steps_per_epoch: int, pretrained: bool = True) -> str:
+    """The budget line's part on `train.progressive_resizing` ("" without it, or when no epoch is shrunk)."""
+    rule = train.progressive_resizing
+    phases = plan_phases(train, steps_per_epoch, pretrained)
+    small = rule.small_epochs(phases[-1].epochs) if rule and phases else 0
+    if not small:
+        return ""
+    return (f"; the first {_count(small, 'epoch')} of {phases[-1].name}'s {phases[-1].epochs} train at {rule.size} "
+            f"px, the rest at the full size, validation always at the full size (train.progressive_resizing)")
 
 
 def validation_interval(train, steps_per_epoch: int) -> int:

@@ -47,6 +47,23 @@ class StopRule:
 
 
 @dataclasses.dataclass(frozen=True)
+class ResizingRule:
+    """Progressive resizing: the first `fraction` of the last phase's epochs train at `size` px.
+
+    Args:
+        size: the smaller square image size, in pixels.
+        fraction: the share of the last phase's epochs at `size`; at least its last epoch trains at full size.
+    """
+
+    size: int
+    fraction: float
+
+    def small_epochs(self, phase_epochs: int) -> int:
+        """How many of a phase's `phase_epochs` epochs train at the smaller size."""
+        return max(0, min(phase_epochs - 1, round(self.fraction * phase_epochs)))
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainingSpec:
     """How a run trains, as `tltf.train` reads it.
 
@@ -73,6 +90,7 @@ class TrainingSpec:
         distribution: `default`, `mirrored` or `multi_worker`.
         stop: when the run stops before its budget (`StopRule`), or None: it runs the whole budget.
         validate_every_steps: the fewest optimizer steps between two validations.
+        progressive_resizing: the last phase's first epochs at a smaller size (`ResizingRule`), or None.
     """
 
     strategy: str
@@ -95,3 +113,4 @@ class TrainingSpec:
     distribution: str
     stop: Optional[StopRule] = None
     validate_every_steps: int = 1
+    progressive_resizing: Optional[ResizingRule] = None
