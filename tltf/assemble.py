@@ -177,7 +177,6 @@ def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 
         Trainer().run(plan, Path("run"))
     """
     from tltf.data.pipeline import build_augmenter
-    from tltf.train.caching import CacheChoice
     from tltf.train.callbacks import WeightAveraging
     from tltf.train.progressive_resizing import with_progressive_resizing
     from tltf.train.targets import LabelledData
@@ -187,11 +186,7 @@ def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 
     described = describe_plan(recipe, model, math.ceil(len(splits.train) / train.batch_size))
     data = LabelledData(splits, task, train.batch_size, build_augmenter(recipe.augment, train.seed),
                         _sample_weights(recipe, splits), train.seed)
-    # One step per call when something must see every step: a mid-epoch save, the weight average.
-    head_steps = 1 if train.checkpoint_every or train.ema is not None else HEAD_STEPS_PER_EXECUTION
-    caching = CacheChoice(model, task, data, BlockMap.of(model, train.unit), augmented=recipe.augment.enabled,
-                          enabled=train.feature_cache, adapted=recipe.adaptation is not None, head_steps=head_steps,
-                          verbose=verbose)
+    caching = _cache_choice(recipe, model, task, data, verbose)
     health = _health_monitor(train.health)
     averaging = None if train.ema is None else WeightAveraging(train.ema)  # one average across phases
     phases = []
@@ -217,6 +212,20 @@ def assemble_training(recipe, model, splits, target_domain=None, verbose: int = 
     backbone_of(model).trainable = any(p.phase.train_backbone for p in plan.phases)
     plan.optimizer.build(plan.fitted_model.trainable_variables)
     return plan
+
+
+def _cache_choice(recipe, model, task, data, verbose: int):
+    """What each phase fits: the recipe's cache settings as a `CacheChoice`."""
+    from tltf.data.pipeline import build_augmenter
+    from tltf.train.caching import CacheChoice
+
+    train = recipe.train
+    # One step per call when something must see every step: a mid-epoch save, the weight average.
+    head_steps = 1 if train.checkpoint_every or train.ema is not None else HEAD_STEPS_PER_EXECUTION
+    return CacheChoice(model, task, data, BlockMap.of(model, train.unit), augmented=recipe.augment.enabled,
+                       enabled=train.feature_cache, adapted=recipe.adaptation is not None, head_steps=head_steps,
+                       verbose=verbose, views=train.augmented_views,
+                       make_augmenter=functools.partial(build_augmenter, recipe.augment))
 
 
 def _optimizer(spec, precision: str, schedule, multipliers):

@@ -102,6 +102,9 @@ def _check_training(recipe: Recipe, source: str) -> None:
         recipe.adaptation.features = "head" if recipe.train.strategy == "feature_extraction" else "backbone"
     if recipe.adaptation is not None and recipe.data.class_weight == "auto":
         raise RecipeError(f"{source}: data.class_weight: auto is not supported with adaptation yet; set it to none")
+    if recipe.train.augmented_views and (recipe.augment.mixup or recipe.augment.cutmix):
+        raise RecipeError(f"{source}: train.augmented_views: cannot cache views of augment.mixup/cutmix, which mix "
+                          "images and labels across the batch; remove one of them")
     resizing = recipe.train.progressive_resizing
     if resizing is not None and resizing.size >= recipe.data.image_size:
         raise RecipeError(f"{source}: train.progressive_resizing.size: {resizing.size} px is not below "

@@ -159,6 +159,12 @@ class TrainConfig(Section):
                                                 "validation, and at the end of every phase; 1: every epoch.")
     feature_cache: bool = Field(True, description="Augmentation off: compute what stays frozen once (a frozen "
                                   "backbone's features, a gradual phase's never-unfrozen lowest blocks).")
+    augmented_views: Optional[int] = Field(
+        None, ge=1, description="With augmentation on, a frozen backbone's phase (feature_extraction, the head "
+                                "warm-up) computes its features for this many augmented views of every training "
+                                "image once, and each epoch trains the head on one view per image, drawn at "
+                                "random: an approximation of augmenting every epoch. None: such phases run "
+                                "uncached.")
     progressive_resizing: Optional[ProgressiveResizingConfig] = None
     ema: Optional[float] = Field(
         None, ge=0, lt=1, description="Average the weights as training goes (exponential moving average with this "

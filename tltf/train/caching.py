@@ -2,13 +2,18 @@
 
 A phase whose backbone is frozen fits the head on backbone features computed once (`HeadOnFeatures`); a phase
 whose lowest blocks stay frozen throughout fits the rest on their output computed once (`AboveFrozenPrefix`);
-anything else fits the whole model on images (`FullModel`). Each cache is exact only on unaugmented images.
+anything else fits the whole model on images (`FullModel`). Each cache is exact only on unaugmented images; with
+augmentation on, a frozen backbone's features of K augmented views (`HeadOnAugmentedViews`) are the one
+approximate cache, and only when the recipe asks for it (`train.augmented_views`).
 """
 
 from __future__ import annotations
 
+from tltf.train.augmented_views import MAX_VIEW_BYTES, HeadOnAugmentedViews, view_bytes
 from tltf.train.frozen_prefix import AboveFrozenPrefix, find_cut, frozen_units, units_text
 from tltf.train.targets import FullModel, HeadOnFeatures, LabelledData
+
+AUGMENTED = "augmentation is on"
 
 
 class CacheChoice:
@@ -28,13 +33,17 @@ class CacheChoice:
         adapted: whether an adaptation method trains on images (it takes the whole model).
         head_steps: training steps per call for a head on features.
         verbose: the extraction's progress bar.
+        views: `train.augmented_views`: with augmentation on, cache a frozen backbone's features of this many
+            augmented views (None: no cache with augmentation).
+        make_augmenter: `fn(seed) -> augmenter` for the views.
     """
 
     def __init__(self, model, task, data: LabelledData, block_map, augmented: bool, enabled: bool, adapted: bool,
-                 head_steps: int = 1, verbose: int = 2):
+                 head_steps: int = 1, verbose: int = 2, views=None, make_augmenter=None):
         self.model, self.task, self.data, self.block_map = model, task, data, block_map
         self.augmented, self.enabled, self.adapted = augmented, enabled, adapted
         self.head_steps, self.verbose = head_steps, verbose
+        self.views, self.make_augmenter = views, make_augmenter
         self.whole = FullModel(model, task, data)
         self._on_features = None
 
@@ -42,6 +51,8 @@ class CacheChoice:
         """`(fit target, note)`: the note says why the phase runs uncached ("" when it uses a cache)."""
         blocker = self._blocker()
         if not phase_plan.phase.train_backbone:
+            if blocker == AUGMENTED and self.views and self.enabled and not self.adapted:
+                return self._on_views()
             if blocker:
                 return self.whole, blocker
             self._on_features = self._on_features or HeadOnFeatures(self.model, self.task, self.data, self.verbose,
@@ -59,9 +70,21 @@ class CacheChoice:
             return self.whole, frozen + cut
         return AboveFrozenPrefix(self.model, self.task, self.data, cut, self.verbose), ""
 
+    def _on_views(self) -> tuple:
+        """The shared augmented-views target, or the whole model and why not (the views would not fit in memory)."""
+        from tltf.models.anatomy import head_of
+
+        needed = view_bytes(len(self.data.splits.train), self.views, head_of(self.model).input_shape[-1])
+        if needed > MAX_VIEW_BYTES:
+            return self.whole, (f"{AUGMENTED}; train.augmented_views: {self.views} would take "
+                                f"{needed / 1024**3:.1f} GB, over {MAX_VIEW_BYTES / 1024**3:.0f} GB")
+        self._on_features = self._on_features or HeadOnAugmentedViews(
+            self.model, self.task, self.data, self.views, self.make_augmenter, self.verbose, self.head_steps)
+        return self._on_features, ""
+
     def _blocker(self) -> str:
         if self.augmented:
-            return "augmentation is on"
+            return AUGMENTED
         if not self.enabled:
             return "train.feature_cache is false"
         if self.adapted:

@@ -1,0 +1,99 @@
+"""train.augmented_views: a frozen backbone's features of K augmented views, computed once, one view per image per
+epoch."""
+
+import keras
+import numpy as np
+import pytest
+from conftest import images_seen, write_recipe
+
+from tltf.assemble import assemble_training, model_from_recipe
+from tltf.data.sources import load_splits
+from tltf.errors import RecipeError
+from tltf.recipe import load_recipe
+from tltf.task import Task
+from tltf.train import augmented_views
+from tltf.train.augmented_views import HeadOnAugmentedViews
+from tltf.train.trainer import Trainer
+
+AUGMENT = {"flip": "horizontal", "rotation": 0.2}
+
+
+class Interrupt(Exception):
+    pass
+
+
+def views_plan(tmp_path, npz_path, name="tiny", views=3, **train):
+    path = write_recipe(tmp_path / f"{name}.yaml", {"source": "npz", "path": str(npz_path)}, augment=AUGMENT,
+                        train={"strategy": "feature_extraction", "epochs": 3, "augmented_views": views,
+                               "deterministic": True, **train})
+    recipe = load_recipe(path)
+    splits = load_splits(recipe.data, seed=recipe.train.seed)
+    keras.utils.set_random_seed(0)
+    model = model_from_recipe(recipe, Task(splits.class_names))
+    return assemble_training(recipe, model, splits, verbose=0), model, splits
+
+
+def rows_of(dataset) -> np.ndarray:
+    return np.concatenate([np.asarray(batch[0]) for batch in dataset])
+
+
+def test_the_backbone_sees_each_image_once_per_view_and_each_epoch_draws_one_view_per_image(tmp_path, npz_path):
+    plan, model, splits = views_plan(tmp_path, npz_path)
+    target = plan.phases[0].fit_target
+    assert isinstance(target, HeadOnAugmentedViews)
+    before = images_seen(model)
+    train_ds, _ = target.datasets()
+    assert images_seen(model) - before == 3 * len(splits.train) + len(splits.val)
+    views = target._features[0]  # [N, 3, D]
+    assert not np.allclose(views[:, 0], views[:, 1])  # the views are augmented differently
+    drawn = []
+    for _ in range(2):  # two epochs: every image once, each row one of its own views
+        rows = rows_of(train_ds)
+        matches = [np.argwhere(np.all(views == row, axis=-1)) for row in rows]
+        assert all(len(match) >= 1 for match in matches)
+        assert sorted(int(match[0][0]) for match in matches) == list(range(len(splits.train)))
+        drawn.append({int(match[0][0]): int(match[0][1]) for match in matches})
+    assert drawn[0] != drawn[1] and len(set(drawn[0].values())) > 1  # drawn anew, not one view for all
+    Trainer(verbose=0).run(plan, tmp_path / "run", deliver=False)
+    assert images_seen(model) - before == 3 * len(splits.train) + len(splits.val)  # training ran on the cache
+
+
+def test_the_plan_says_it_is_an_approximation_and_why_not_when_the_views_would_not_fit(tmp_path, npz_path,
+                                                                                     monkeypatch):
+    plan, _, _ = views_plan(tmp_path, npz_path)
+    assert plan.summary_rows()[0][-1] == "3 augmented views (an approximation)"
+    monkeypatch.setattr(augmented_views, "MAX_VIEW_BYTES", 100)
+    monkeypatch.setattr("tltf.train.caching.MAX_VIEW_BYTES", 100)
+    plan, _, _ = views_plan(tmp_path, npz_path, name="big")
+    assert plan.summary_rows()[0][-1].startswith("no (augmentation is on; train.augmented_views: 3 would take ")
+    plan, _, _ = views_plan(tmp_path, npz_path, name="off", views=None)
+    assert plan.summary_rows()[0][-1] == "no (augmentation is on)"
+
+
+def test_an_interrupted_run_on_views_continues_as_the_uninterrupted_run(tmp_path, npz_path):
+    reference, _, _ = views_plan(tmp_path, npz_path)
+    Trainer(verbose=0).run(reference, tmp_path / "reference", deliver=False)
+
+    def interrupt(epoch, logs):
+        if epoch == 2:
+            raise Interrupt
+
+    stopped, _, _ = views_plan(tmp_path, npz_path)
+    with pytest.raises(Interrupt):
+        Trainer(verbose=0, callbacks=[keras.callbacks.LambdaCallback(on_epoch_begin=interrupt)]).run(
+            stopped, tmp_path / "stopped", deliver=False)
+    continued, model, _ = views_plan(tmp_path, npz_path)
+    epochs = []
+    Trainer(verbose=0, callbacks=[keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: epochs.append(
+        epoch))]).run(continued, tmp_path / "stopped", deliver=False)
+    assert epochs == [2]
+    for a, b, variable in zip(model.get_weights(), reference.model.get_weights(), model.weights):
+        if not variable.path.startswith("count_images"):  # the continued run computed its views again
+            np.testing.assert_array_equal(a, b, err_msg=variable.path)
+
+
+def test_views_of_images_mixed_across_the_batch_are_refused_in_one_line(tmp_path, npz_path):
+    path = write_recipe(tmp_path / "mix.yaml", {"source": "npz", "path": str(npz_path), "class_weight": "none"},
+                        augment={"mixup": 0.2}, train={"strategy": "feature_extraction", "augmented_views": 2})
+    with pytest.raises(RecipeError, match=r"train\.augmented_views: cannot cache views of augment\.mixup/cutmix"):
+        load_recipe(path)
