@@ -17,6 +17,9 @@ time and test AUC, then per seed the ratio tltf / Keras and the AUC difference, 
 Goal (issue "time to quality"): ratio ≤ 0.5 with tltf's test AUC at least Keras's − 0.005.
 
     python benchmarks/time_to_quality.py [--fraction 0.05] [--seeds 0 1 2] [--shared ../shared]
+    python benchmarks/time_to_quality.py --tltf-set train.min_steps=120   # tltf on the guide's step count
+
+`--tltf-set KEY=VALUE` (repeatable) changes tltf's recipe: not the goal's "defaults", a what-if.
 """
 
 import argparse
@@ -33,11 +36,11 @@ WEIGHTS = "weights/mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.35_224_no_t
 RECIPE = ROOT / "recipes" / "pneumonia-mobilenet.yaml"
 
 
-def recipe_for(args, seed: int):
+def recipe_for(args, seed: int, extra=()):
     from tltf.recipe import load_recipe
 
     return load_recipe(RECIPE, overrides=[f"data.root={Path(args.shared) / 'data'}",
-                                          f"data.train_fraction={args.fraction}", f"train.seed={seed}"])
+                                          f"data.train_fraction={args.fraction}", f"train.seed={seed}", *extra])
 
 
 def keras_guide(args, seed: int) -> dict:
@@ -84,7 +87,7 @@ def tltf_fit(args, seed: int) -> dict:
     tltf.log.logger.setLevel("WARNING")
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as work:
-        result = tltf.fit(recipe_for(args, seed), Path(work) / "run", verbose=0)
+        result = tltf.fit(recipe_for(args, seed, args.tltf_set), Path(work) / "run", verbose=0)
     return {"seconds": time.perf_counter() - start, "test_auc": result.metrics["test"]["auc"],
             "best_epoch": result.metrics["best_epoch"], "budget": result.metrics["budget"]}
 
@@ -92,7 +95,7 @@ def tltf_fit(args, seed: int) -> dict:
 def run_in_process(arm: str, args, seed: int) -> dict:
     command = [sys.executable, __file__, "--arm", arm, "--one-seed", str(seed), "--fraction", str(args.fraction),
                "--shared", args.shared, "--head-epochs", str(args.head_epochs),
-               "--finetune-epochs", str(args.finetune_epochs)]
+               "--finetune-epochs", str(args.finetune_epochs), *[f"--tltf-set={item}" for item in args.tltf_set]]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{arm} seed {seed} failed:\n{done.stderr[-3000:]}")
@@ -106,6 +109,8 @@ def main() -> None:
     parser.add_argument("--shared", default=str(ROOT.parent / "shared"))
     parser.add_argument("--head-epochs", type=int, default=20, help="the guide's head stage")
     parser.add_argument("--finetune-epochs", type=int, default=10, help="the guide's fine-tuning stage")
+    parser.add_argument("--tltf-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override tltf's recipe (a what-if, not its defaults)")
     parser.add_argument("--arm", choices=["keras", "tltf"], help=argparse.SUPPRESS)  # one run, in a child process
     parser.add_argument("--one-seed", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -113,7 +118,8 @@ def main() -> None:
         print(json.dumps((keras_guide if args.arm == "keras" else tltf_fit)(args, args.one_seed)))
         return
     print(f"time to quality: PneumoniaMNIST, train_fraction {args.fraction}, seeds {args.seeds}; Keras guide "
-          f"{args.head_epochs} + {args.finetune_epochs} epochs against tltf fit {RECIPE.name}", flush=True)
+          f"{args.head_epochs} + {args.finetune_epochs} epochs against tltf fit {RECIPE.name}"
+          + (f" with {' '.join(args.tltf_set)}" if args.tltf_set else ""), flush=True)
     ratios, differences = [], []
     for seed in args.seeds:
         guide, ours = run_in_process("keras", args, seed), run_in_process("tltf", args, seed)

@@ -1,5 +1,7 @@
 """Progressive resizing: the last phase's first epochs train on shrunk images; validation and delivery at full size."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -115,12 +117,21 @@ def test_a_recipe_trains_its_last_phase_first_epochs_shrunk_and_says_so(tmp_path
     plan = resized_plan(tmp_path, npz_path)
     assert isinstance(plan.phases[-1].fit_target, AtSmallerSize)
     assert ("the first 2 epochs of fine_tune's 3 train at 8 px, the rest at the full size, validation always at "
-            "the full size (train.progressive_resizing)") in plan.budget
+            "the full size, that phase without XLA (train.progressive_resizing)") in plan.budget
     sizes = []
     outcome = Trainer(verbose=0, callbacks=[SizeRecorder(sizes)]).run(plan, tmp_path / "run")
     assert sizes == [8, 8, 16]
     assert outcome.epochs_run == 3 and plan.model.input_shape == (None, 16, 16, 3)
     assert keras.models.load_model(tmp_path / "run" / "model.keras").input_shape == (None, 16, 16, 3)
+
+
+def test_the_resized_phase_runs_without_xla_where_the_plan_would_compile_with_it(tmp_path, npz_path):
+    """On a GPU `jit_compile: auto` turns XLA on, which cannot compile a size held in a variable; the phase's
+    target compiles without it (the rest of the plan keeps XLA)."""
+    plan = dataclasses.replace(resized_plan(tmp_path, npz_path, epochs=2), jit_compile=True)
+    sizes = []
+    Trainer(verbose=0, callbacks=[SizeRecorder(sizes)]).run(plan, tmp_path / "run", deliver=False)
+    assert sizes == [8, 16]
 
 
 def test_a_resized_run_continues_after_an_interruption_as_the_uninterrupted_run(tmp_path, npz_path):
@@ -152,9 +163,12 @@ def test_a_model_that_runs_at_one_size_only_is_refused_naming_the_key(tmp_path, 
         assemble_training(recipe, model_from_recipe(recipe, Task(splits.class_names)), splits, verbose=0)
 
 
-def test_a_size_not_below_the_image_size_is_refused_in_one_line(tmp_path, npz_path):
-    path = write_recipe(tmp_path / "big.yaml", {"source": "npz", "path": str(npz_path)},
-                        train={"progressive_resizing": {"size": 16}})
-    with pytest.raises(RecipeError, match=r"train\.progressive_resizing\.size: 16 px is not below data\.image_size"):
+@pytest.mark.parametrize("train, message", [
+    ({"progressive_resizing": {"size": 16}}, r"train\.progressive_resizing\.size: 16 px is not below data\.image_size"),
+    ({"progressive_resizing": {"size": 8}, "jit_compile": True}, r"train\.progressive_resizing: cannot run under XLA"),
+])
+def test_a_recipe_it_cannot_serve_is_refused_in_one_line(tmp_path, npz_path, train, message):
+    path = write_recipe(tmp_path / "refused.yaml", {"source": "npz", "path": str(npz_path)}, train=train)
+    with pytest.raises(RecipeError, match=message):
         load_recipe(path)
 

@@ -109,6 +109,9 @@ def _check_training(recipe: Recipe, source: str) -> None:
     if resizing is not None and resizing.size >= recipe.data.image_size:
         raise RecipeError(f"{source}: train.progressive_resizing.size: {resizing.size} px is not below "
                           f"data.image_size ({recipe.data.image_size} px); set a smaller size")
+    if resizing is not None and recipe.train.jit_compile is True:
+        raise RecipeError(f"{source}: train.progressive_resizing: cannot run under XLA (train.jit_compile: true), "
+                          "which fixes the image size when it compiles; set train.jit_compile: auto or false")
     if resizing is not None and recipe.adaptation is not None:
         raise RecipeError(f"{source}: train.progressive_resizing: not supported with adaptation (its methods fit "
                           "their own models); remove one of them")

@@ -131,7 +131,8 @@ def resizing_text(train, steps_per_epoch: int, pretrained: bool = True) -> str:
     if not small:
         return ""
     return (f"; the first {_count(small, 'epoch')} of {phases[-1].name}'s {phases[-1].epochs} train at {rule.size} "
-            f"px, the rest at the full size, validation always at the full size (train.progressive_resizing)")
+            f"px, the rest at the full size, validation always at the full size, that phase without XLA "
+            f"(train.progressive_resizing)")
 
 
 def validation_interval(train, steps_per_epoch: int) -> int:

@@ -39,8 +39,14 @@ class AtSmallerSize(FullModel):
         super().__init__(model, task, data)
         full_size = int(model.input_shape[1])
         images = keras.Input(model.input_shape[1:], name="image")
-        self.resolution = InputResolution(full_size, name="input_resolution")
+        # float32 whatever the compute precision, as the pixels going into the classifier's preprocessing.
+        self.resolution = InputResolution(full_size, name="input_resolution", dtype="float32")
         self.model = keras.Model(images, model(self.resolution(images)), name="progressive_resizing")
+
+    def compile(self, optimizer, jit_compile="auto", steps_per_execution=None) -> None:
+        """Compiles without XLA, whatever `jit_compile` says: XLA needs every shape fixed at compile time, and
+        the size here is a variable (`train.jit_compile: true` is refused with progressive resizing)."""
+        super().compile(optimizer, jit_compile=False, steps_per_execution=steps_per_execution)
 
     def run_once_at(self, size: int) -> None:
         """Runs one blank image through the wrapper at `size` (a backbone that takes one size only fails)."""
