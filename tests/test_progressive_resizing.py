@@ -159,7 +159,8 @@ def test_a_model_that_runs_at_one_size_only_is_refused_naming_the_key(tmp_path, 
                         train={"progressive_resizing": {"size": 8}})
     recipe = load_recipe(path)
     splits = load_splits(recipe.data, seed=1)
-    with pytest.raises(RecipeError, match=r"^train\.progressive_resizing\.size: the model cannot run at 8 px"):
+    refused = r"^train\.progressive_resizing\.size: tltf_fixed_size_test cannot run at 8 px"
+    with pytest.raises(RecipeError, match=refused):
         assemble_training(recipe, model_from_recipe(recipe, Task(splits.class_names)), splits, verbose=0)
 
 

@@ -66,10 +66,11 @@ def _resizable(plan, data, size: int) -> AtSmallerSize:
     try:
         target = AtSmallerSize(plan.model, plan.task, data)
         target.run_once_at(size)
-    except Exception as error:  # noqa: BLE001 - whatever the backbone raises, the recipe key is the fix
-        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        raise RecipeError(f"train.progressive_resizing.size: the model cannot run at {size} px ({reason}); remove "
-                          "train.progressive_resizing (convolutional backbones only)") from None
+    except Exception:  # noqa: BLE001 - whatever the backbone raises (TensorFlow's first line says nothing), the
+        # recipe key is the fix
+        raise RecipeError(f"train.progressive_resizing.size: {plan.model.name} cannot run at {size} px (its backbone "
+                          "takes one input size); remove train.progressive_resizing (convolutional backbones "
+                          "only)") from None
     return target
 
 
