@@ -12,8 +12,7 @@ from tltf.assemble import assemble_training, model_from_recipe
 from tltf.data.sources import load_splits
 from tltf.errors import RecipeError
 from tltf.layers import InputResolution
-from tltf.models import build_model
-from tltf.models.backbones import register_backbone
+from tltf.models import backbones, build_model
 from tltf.models.families.base import BackboneSpec
 from tltf.recipe import load_recipe
 from tltf.task import Task
@@ -33,7 +32,12 @@ def fixed_size_backbone(input_shape, weights=None):
     return keras.Model(inputs, keras.layers.Flatten()(x), name="fixed")
 
 
-register_backbone(BackboneSpec("fixed_size_test", fixed_size_backbone, "tf", "fixed", min_size=8))
+@pytest.fixture
+def fixed_size_test(monkeypatch):
+    """Registered for one test only: the registry is shared by every test in the worker."""
+    spec = BackboneSpec("fixed_size_test", fixed_size_backbone, "tf", "fixed", min_size=8)
+    monkeypatch.setitem(backbones._REGISTRY, spec.name, spec)
+    return spec.name
 
 
 def test_input_resolution_passes_full_size_images_through_and_shrinks_them_when_told():
@@ -153,9 +157,9 @@ def test_a_resized_run_continues_after_an_interruption_as_the_uninterrupted_run(
             np.testing.assert_array_equal(a, b, err_msg=variable.path)
 
 
-def test_a_model_that_runs_at_one_size_only_is_refused_naming_the_key(tmp_path, npz_path):
+def test_a_model_that_runs_at_one_size_only_is_refused_naming_the_key(tmp_path, npz_path, fixed_size_test):
     path = write_recipe(tmp_path / "fixed.yaml", {"source": "npz", "path": str(npz_path)},
-                        model={"backbone": "fixed_size_test", "weights": None},
+                        model={"backbone": fixed_size_test, "weights": None},
                         train={"progressive_resizing": {"size": 8}})
     recipe = load_recipe(path)
     splits = load_splits(recipe.data, seed=1)
