@@ -8,12 +8,14 @@ prefix's (the blocks a phase of `--epochs` never unfreezes, one more unit every
 apart the two arms' trained weights ended (the cache is exact up to float
 rounding). With `--views K` both arms augment (the shipped recipe's zoom, flip,
 rotation and contrast): the uncached arm runs the frozen backbone on new
-augmented images every epoch, the cached one on K augmented views computed once
+augmented images every epoch (the frozen prefix too, with `--strategy
+gradual_unfreeze`), the cached one on K augmented views computed once
 (`train.augmented_views`, an approximation: their weights differ by design).
 
     python benchmarks/feature_cache.py [--images 1024] [--epochs 5] [--repeats 3] [--shared ../shared]
     python benchmarks/feature_cache.py --strategy gradual_unfreeze --epochs 12 --every 2
     python benchmarks/feature_cache.py --views 4 --epochs 20
+    python benchmarks/feature_cache.py --strategy gradual_unfreeze --epochs 12 --every 2 --views 4
 
 The backbone loads the ImageNet weights file from `--shared` (tltf refuses a frozen random backbone).
 

@@ -1,5 +1,5 @@
-"""train.augmented_views: a frozen backbone's features of K augmented views, computed once, one view per image per
-epoch."""
+"""train.augmented_views: what stays frozen (a backbone, a gradual phase's lowest blocks), computed once for K
+augmented views, one view per image per epoch."""
 
 import keras
 import numpy as np
@@ -12,10 +12,12 @@ from tltf.errors import RecipeError
 from tltf.recipe import load_recipe
 from tltf.task import Task
 from tltf.train import augmented_views
-from tltf.train.augmented_views import HeadOnAugmentedViews
+from tltf.train.augmented_views import AboveFrozenPrefixOnViews, HeadOnAugmentedViews
 from tltf.train.trainer import Trainer
 
 AUGMENT = {"flip": "horizontal", "rotation": 0.2}
+# As tests/test_frozen_prefix.py: block2 trains from epoch 2; the stem (the image counter) and block1 never.
+GRADUAL = {"strategy": "gradual_unfreeze", "epochs": 3, "gradual": {"every": 2, "start_epochs": 1}}
 
 
 class Interrupt(Exception):
@@ -37,6 +39,15 @@ def rows_of(dataset) -> np.ndarray:
     return np.concatenate([np.asarray(batch[0]) for batch in dataset])
 
 
+def views_drawn(dataset, views: np.ndarray) -> dict:
+    """`{image: view}` of one epoch of `dataset`, checking each image comes once, as one of its own views."""
+    rows = rows_of(dataset).reshape(-1, *views.shape[2:])
+    matches = [np.argwhere(np.all((views == row).reshape(*views.shape[:2], -1), axis=-1)) for row in rows]
+    assert all(len(match) >= 1 for match in matches)
+    assert sorted(int(match[0][0]) for match in matches) == list(range(len(views)))
+    return {int(match[0][0]): int(match[0][1]) for match in matches}
+
+
 def test_the_backbone_sees_each_image_once_per_view_and_each_epoch_draws_one_view_per_image(tmp_path, npz_path):
     plan, model, splits = views_plan(tmp_path, npz_path)
     target = plan.phases[0].fit_target
@@ -46,16 +57,32 @@ def test_the_backbone_sees_each_image_once_per_view_and_each_epoch_draws_one_vie
     assert images_seen(model) - before == 3 * len(splits.train) + len(splits.val)
     views = target._features[0]  # [N, 3, D]
     assert not np.allclose(views[:, 0], views[:, 1])  # the views are augmented differently
-    drawn = []
-    for _ in range(2):  # two epochs: every image once, each row one of its own views
-        rows = rows_of(train_ds)
-        matches = [np.argwhere(np.all(views == row, axis=-1)) for row in rows]
-        assert all(len(match) >= 1 for match in matches)
-        assert sorted(int(match[0][0]) for match in matches) == list(range(len(splits.train)))
-        drawn.append({int(match[0][0]): int(match[0][1]) for match in matches})
+    drawn = [views_drawn(train_ds, views) for _ in range(2)]  # two epochs
     assert drawn[0] != drawn[1] and len(set(drawn[0].values())) > 1  # drawn anew, not one view for all
     Trainer(verbose=0).run(plan, tmp_path / "run", deliver=False)
     assert images_seen(model) - before == 3 * len(splits.train) + len(splits.val)  # training ran on the cache
+
+
+def test_blocks_a_gradual_phase_never_unfreezes_are_computed_once_per_view_and_the_rest_trains_on_them(
+        tmp_path, npz_path):
+    plan, model, splits = views_plan(tmp_path, npz_path, **GRADUAL)
+    target = plan.phases[0].fit_target
+    assert isinstance(target, AboveFrozenPrefixOnViews)
+    assert plan.summary_rows()[0][-1] == ("stem–block1 (2 units) (frozen all phase), 3 augmented views "
+                                         "(an approximation)")
+    before = images_seen(model)
+    train_ds, _ = target.datasets()
+    assert images_seen(model) - before == 3 * len(splits.train) + len(splits.val)
+    views = target._inputs[0]  # [N, 3, H, W, C]: block1's output
+    assert views.shape[:2] == (len(splits.train), 3) and not np.allclose(views[:, 0], views[:, 1])
+    drawn = [views_drawn(train_ds, views) for _ in range(2)]
+    assert drawn[0] != drawn[1] and len(set(drawn[0].values())) > 1
+    start = {v.path: v.numpy().copy() for v in model.weights}
+    Trainer(verbose=0).run(plan, tmp_path / "run", deliver=False)
+    assert images_seen(model) - before == 3 * len(splits.train) + len(splits.val)  # training ran on the cache
+    moved = {v.path for v in model.weights if not np.array_equal(v.numpy(), start[v.path])}
+    assert any(path.startswith("block2_conv") for path in moved)
+    assert not any(path.startswith("block1_") for path in moved)
 
 
 def test_the_plan_says_it_is_an_approximation_and_why_not_when_the_views_would_not_fit(tmp_path, npz_path,
@@ -70,19 +97,20 @@ def test_the_plan_says_it_is_an_approximation_and_why_not_when_the_views_would_n
     assert plan.summary_rows()[0][-1] == "no (augmentation is on)"
 
 
-def test_an_interrupted_run_on_views_continues_as_the_uninterrupted_run(tmp_path, npz_path):
-    reference, _, _ = views_plan(tmp_path, npz_path)
+@pytest.mark.parametrize("strategy", [{}, GRADUAL], ids=["frozen backbone", "frozen prefix"])
+def test_an_interrupted_run_on_views_continues_as_the_uninterrupted_run(tmp_path, npz_path, strategy):
+    reference, _, _ = views_plan(tmp_path, npz_path, **strategy)
     Trainer(verbose=0).run(reference, tmp_path / "reference", deliver=False)
 
     def interrupt(epoch, logs):
         if epoch == 2:
             raise Interrupt
 
-    stopped, _, _ = views_plan(tmp_path, npz_path)
+    stopped, _, _ = views_plan(tmp_path, npz_path, **strategy)
     with pytest.raises(Interrupt):
         Trainer(verbose=0, callbacks=[keras.callbacks.LambdaCallback(on_epoch_begin=interrupt)]).run(
             stopped, tmp_path / "stopped", deliver=False)
-    continued, model, _ = views_plan(tmp_path, npz_path)
+    continued, model, _ = views_plan(tmp_path, npz_path, **strategy)
     epochs = []
     Trainer(verbose=0, callbacks=[keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: epochs.append(
         epoch))]).run(continued, tmp_path / "stopped", deliver=False)

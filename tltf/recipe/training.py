@@ -160,9 +160,10 @@ class TrainConfig(Section):
     feature_cache: bool = Field(True, description="Augmentation off: compute what stays frozen once (a frozen "
                                   "backbone's features, a gradual phase's never-unfrozen lowest blocks).")
     augmented_views: Optional[int] = Field(
-        None, ge=1, description="With augmentation on, a frozen backbone's phase (feature_extraction, the head "
-                                "warm-up) computes its features for this many augmented views of every training "
-                                "image once, and each epoch trains the head on one view per image, drawn at "
+        None, ge=1, description="With augmentation on, what stays frozen through a phase (the backbone of "
+                                "feature_extraction and the head warm-up; the lowest blocks a gradual_unfreeze "
+                                "phase never unfreezes) is computed once for this many augmented views of every "
+                                "training image, and each epoch trains the rest on one view per image, drawn at "
                                 "random: an approximation of augmenting every epoch. None: such phases run "
                                 "uncached.")
     progressive_resizing: Optional[ProgressiveResizingConfig] = None

@@ -1,9 +1,10 @@
-"""A feature cache with augmentation on: a frozen backbone's features of K augmented views of every image.
+"""Caches with augmentation on: what stays frozen, computed once for K augmented views of every image.
 
-With augmentation, a frozen backbone gives new features every epoch, so the exact cache does not apply. Computing
-K augmented views once and training the head on one of them per image per epoch is an approximation: the head
-sees K versions of each image instead of a new one every epoch. It trades that for K passes of the backbone
-instead of one per epoch. Opt in with `train.augmented_views: K`.
+With augmentation, frozen blocks give new outputs every epoch, so the exact caches do not apply. Computing K
+augmented views once and training on one of them per image per epoch is an approximation: what is trained sees K
+versions of each image instead of a new one every epoch. It trades that for K passes of the frozen blocks instead
+of one per epoch. Opt in with `train.augmented_views: K`; it serves a frozen backbone (`HeadOnAugmentedViews`) and
+the lowest blocks a gradual phase never unfreezes (`AboveFrozenPrefixOnViews`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from tltf.log import logger
+from tltf.train.frozen_prefix import AboveFrozenPrefix, prefix_extractor
 from tltf.train.targets import HeadOnFeatures
 
 # Refused above this: the views live in memory (and in the tf.data graph) as float32.
@@ -48,46 +50,90 @@ class HeadOnAugmentedViews(HeadOnFeatures):
         self.cached = f"{views} augmented views (an approximation)"
 
     def datasets(self):
-        if self._features is None:
-            self._features = self._extract()
-        return self._train_dataset(self._features[0]), self.data.datasets(*self._features)[1]
-
-    def _extract(self) -> tuple:
-        import tensorflow as tf
-
-        from tltf.data.pipeline import images_in_batches
         from tltf.models.anatomy import feature_extractor
 
-        logger.info(f"computing backbone features of {self.views} augmented views of every training image once "
-                    f"(the backbone is frozen; an approximation of augmenting every epoch)")
-        splits, batch_size = self.data.splits, self.data.batch_size
-        extractor = feature_extractor(self.classifier)  # one extractor: its inference function is traced once
-        views = []
-        for view in range(self.views):
-            augmenter = self.make_augmenter(self.data.seed + view)
-            batches = images_in_batches(splits.train.images, batch_size).map(
-                lambda x, augment=augmenter: augment(x, tf.zeros((tf.shape(x)[0], 1)))[0])
-            views.append(extractor.predict(batches, verbose=self.verbose).astype("float32"))
-        val = extractor.predict(images_in_batches(splits.val.images, batch_size), verbose=self.verbose)
-        return np.stack(views, axis=1), val.astype("float32")  # train [N, views, D]
+        if self._features is None:
+            logger.info(f"computing backbone features of {self.views} augmented views of every training image "
+                        "once (the backbone is frozen; an approximation of augmenting every epoch)")
+            # One extractor: its inference function is traced once.
+            self._features = views_through(feature_extractor(self.classifier), self.data, self.views,
+                                           self.make_augmenter, self.verbose)
+        return one_view_per_epoch(self._features[0], self.data), self.data.datasets(*self._features)[1]
 
-    def _train_dataset(self, features: np.ndarray):
-        """Shuffled batches of one view per image, the view drawn anew every epoch."""
-        import tensorflow as tf
 
-        data = self.data
-        targets = self.task.encode(data.splits.train.labels)
-        weights = () if data.sample_weights is None else (data.sample_weights.astype(np.float32),)
-        ds = tf.data.Dataset.from_tensor_slices((features, targets, *weights))
-        ds = ds.shuffle(len(targets), seed=data.seed, reshuffle_each_iteration=True)
-        draws = tf.data.Dataset.random(seed=data.seed, rerandomize_each_iteration=True)
+class AboveFrozenPrefixOnViews(AboveFrozenPrefix):
+    """Fits the backbone above its frozen prefix, and the head, on the prefix's output for `views` augmented
+    copies of each training image, computed once.
 
-        def one_view(element, draw):
-            x, *rest = element
-            return (tf.gather(x, draw % self.views), *rest)
+    As `HeadOnAugmentedViews`, one block lower: view k is the training images through a fresh augmenter seeded
+    `seed + k`, validation is unaugmented, and each epoch every image contributes one of its views, drawn at
+    random. Exactness is given up only in the augmentation: the blocks above train on the views as they would
+    on images augmented that way.
 
-        ds = tf.data.Dataset.zip((ds, draws)).map(one_view, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        return ds.batch(data.batch_size).prefetch(tf.data.AUTOTUNE)
+    Example:
+        target = AboveFrozenPrefixOnViews(model, task, data, cut, views=4, make_augmenter=augmenter_for_seed)
+
+    Args:
+        model: the full classifier.
+        task: the `tltf.task.Task`.
+        data: the `LabelledData` whose images give the prefix's output.
+        cut: the `tltf.train.frozen_prefix.PrefixCut`.
+        views: how many augmented views of each training image.
+        make_augmenter: `fn(seed) -> augmenter`; it must not mix labels across images.
+        verbose: the extraction's progress bar.
+    """
+
+    def __init__(self, model, task, data, cut, views: int, make_augmenter, verbose: int = 2):
+        super().__init__(model, task, data, cut, verbose)
+        self.views = views
+        self.make_augmenter = make_augmenter
+        self.cached = f"{cut.text()} (frozen all phase), {views} augmented views (an approximation)"
+
+    def datasets(self):
+        if self._inputs is None:
+            logger.info(f"computing the output of the frozen blocks {self.cut.text()} for {self.views} augmented "
+                        "views of every training image once (an approximation of augmenting every epoch)")
+            self._inputs = views_through(prefix_extractor(self.classifier, self.cut), self.data, self.views,
+                                         self.make_augmenter, self.verbose)
+        return one_view_per_epoch(self._inputs[0], self.data), self.data.datasets(*self._inputs)[1]
+
+
+def views_through(extractor, data, views: int, make_augmenter, verbose: int = 2) -> tuple:
+    """`(train, val)`: `extractor`'s outputs (float32) for `views` augmented views of every training image,
+    stacked `[N, views, ...]`, and for the unaugmented validation images."""
+    import tensorflow as tf
+
+    from tltf.data.pipeline import images_in_batches
+
+    splits, batch_size = data.splits, data.batch_size
+    outputs = []
+    for view in range(views):
+        augmenter = make_augmenter(data.seed + view)
+        batches = images_in_batches(splits.train.images, batch_size).map(
+            lambda x, augment=augmenter: augment(x, tf.zeros((tf.shape(x)[0], 1)))[0])
+        outputs.append(extractor.predict(batches, verbose=verbose).astype("float32"))
+    val = extractor.predict(images_in_batches(splits.val.images, batch_size), verbose=verbose)
+    return np.stack(outputs, axis=1), val.astype("float32")
+
+
+def one_view_per_epoch(inputs: np.ndarray, data):
+    """Shuffled training batches of one of each image's views (`inputs`: `[N, views, ...]`), drawn anew every
+    epoch from a seeded stream, so a resumed run draws as the uninterrupted one."""
+    import tensorflow as tf
+
+    views = inputs.shape[1]
+    targets = data.task.encode(data.splits.train.labels)
+    weights = () if data.sample_weights is None else (data.sample_weights.astype(np.float32),)
+    ds = tf.data.Dataset.from_tensor_slices((inputs, targets, *weights))
+    ds = ds.shuffle(len(targets), seed=data.seed, reshuffle_each_iteration=True)
+    draws = tf.data.Dataset.random(seed=data.seed, rerandomize_each_iteration=True)
+
+    def one_view(element, draw):
+        x, *rest = element
+        return (tf.gather(x, draw % views), *rest)
+
+    ds = tf.data.Dataset.zip((ds, draws)).map(one_view, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(data.batch_size).prefetch(tf.data.AUTOTUNE)
 
 
 def view_bytes(images: int, views: int, width: int) -> int:

@@ -3,13 +3,13 @@
 A phase whose backbone is frozen fits the head on backbone features computed once (`HeadOnFeatures`); a phase
 whose lowest blocks stay frozen throughout fits the rest on their output computed once (`AboveFrozenPrefix`);
 anything else fits the whole model on images (`FullModel`). Each cache is exact only on unaugmented images; with
-augmentation on, a frozen backbone's features of K augmented views (`HeadOnAugmentedViews`) are the one
-approximate cache, and only when the recipe asks for it (`train.augmented_views`).
+augmentation on, the same caches of K augmented views (`HeadOnAugmentedViews`, `AboveFrozenPrefixOnViews`) are
+approximations, made only when the recipe asks for them (`train.augmented_views`).
 """
 
 from __future__ import annotations
 
-from tltf.train.augmented_views import MAX_VIEW_BYTES, HeadOnAugmentedViews, view_bytes
+from tltf.train.augmented_views import MAX_VIEW_BYTES, AboveFrozenPrefixOnViews, HeadOnAugmentedViews, view_bytes
 from tltf.train.frozen_prefix import AboveFrozenPrefix, find_cut, frozen_units, units_text
 from tltf.train.targets import FullModel, HeadOnFeatures, LabelledData
 
@@ -33,8 +33,8 @@ class CacheChoice:
         adapted: whether an adaptation method trains on images (it takes the whole model).
         head_steps: training steps per call for a head on features.
         verbose: the extraction's progress bar.
-        views: `train.augmented_views`: with augmentation on, cache a frozen backbone's features of this many
-            augmented views (None: no cache with augmentation).
+        views: `train.augmented_views`: with augmentation on, cache what stays frozen for this many augmented
+            views of each image (None: no cache with augmentation).
         make_augmenter: `fn(seed) -> augmenter` for the views.
     """
 
@@ -50,8 +50,9 @@ class CacheChoice:
     def for_phase(self, phase_plan) -> tuple:
         """`(fit target, note)`: the note says why the phase runs uncached ("" when it uses a cache)."""
         blocker = self._blocker()
+        on_views = blocker == AUGMENTED and self.views and self.enabled and not self.adapted
         if not phase_plan.phase.train_backbone:
-            if blocker == AUGMENTED and self.views and self.enabled and not self.adapted:
+            if on_views:
                 return self._on_views()
             if blocker:
                 return self.whole, blocker
@@ -62,12 +63,16 @@ class CacheChoice:
         if not units:
             return self.whole, "the backbone trains"
         frozen = f"the backbone trains above {units_text(units)} frozen all phase, not cached: "
-        if blocker:
+        if blocker and not on_views:
             return self.whole, frozen + blocker
         splits = self.data.splits
-        cut = find_cut(self.model, self.block_map, units, len(splits.train) + len(splits.val))
+        copies = self.views if on_views else 1
+        cut = find_cut(self.model, self.block_map, units, copies * len(splits.train) + len(splits.val))
         if isinstance(cut, str):
-            return self.whole, frozen + cut
+            return self.whole, frozen + (f"{AUGMENTED}; {self.views} augmented views: " if on_views else "") + cut
+        if on_views:
+            return AboveFrozenPrefixOnViews(self.model, self.task, self.data, cut, self.views, self.make_augmenter,
+                                            self.verbose), ""
         return AboveFrozenPrefix(self.model, self.task, self.data, cut, self.verbose), ""
 
     def _on_views(self) -> tuple:

@@ -134,13 +134,19 @@ class AboveFrozenPrefix(FullModel):
         return self.data.datasets(*self._inputs)
 
 
-def prefix_outputs(model, cut: PrefixCut, *image_sets, batch_size: int, verbose: int = 1) -> list[np.ndarray]:
-    """The frozen prefix's output (float32) for each image set, in inference mode, as the frozen blocks run."""
+def prefix_extractor(model, cut: PrefixCut):
+    """A Keras model from `model`'s images to the frozen prefix's output (its `predict` runs in inference mode,
+    as the frozen blocks run)."""
     import keras
 
+    preprocessing = keras.Model(model.input, backbone_of(model).input, name="backbone_preprocessing")
+    return keras.Sequential([preprocessing, cut.below], name="frozen_prefix_extractor")
+
+
+def prefix_outputs(model, cut: PrefixCut, *image_sets, batch_size: int, verbose: int = 1) -> list[np.ndarray]:
+    """The frozen prefix's output (float32) for each image set."""
     from tltf.data.pipeline import images_in_batches
 
-    preprocessing = keras.Model(model.input, backbone_of(model).input, name="backbone_preprocessing")
-    extractor = keras.Sequential([preprocessing, cut.below], name="frozen_prefix_extractor")
+    extractor = prefix_extractor(model, cut)
     return [extractor.predict(images_in_batches(images, batch_size), verbose=verbose).astype("float32")
             for images in image_sets]
