@@ -55,7 +55,7 @@ def test_the_backbone_sees_each_image_once_per_view_and_each_epoch_draws_one_vie
     before = images_seen(model)
     train_ds, _ = target.datasets()
     assert images_seen(model) - before == 3 * len(splits.train) + len(splits.val)
-    views = target._features[0]  # [N, 3, D]
+    views = target.view_outputs[0]  # [N, 3, D]
     assert not np.allclose(views[:, 0], views[:, 1])  # the views are augmented differently
     drawn = [views_drawn(train_ds, views) for _ in range(2)]  # two epochs
     assert drawn[0] != drawn[1] and len(set(drawn[0].values())) > 1  # drawn anew, not one view for all
@@ -73,7 +73,7 @@ def test_blocks_a_gradual_phase_never_unfreezes_are_computed_once_per_view_and_t
     before = images_seen(model)
     train_ds, _ = target.datasets()
     assert images_seen(model) - before == 3 * len(splits.train) + len(splits.val)
-    views = target._inputs[0]  # [N, 3, H, W, C]: block1's output
+    views = target.view_outputs[0]  # [N, 3, H, W, C]: block1's output
     assert views.shape[:2] == (len(splits.train), 3) and not np.allclose(views[:, 0], views[:, 1])
     drawn = [views_drawn(train_ds, views) for _ in range(2)]
     assert drawn[0] != drawn[1] and len(set(drawn[0].values())) > 1

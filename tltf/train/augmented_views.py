@@ -19,7 +19,39 @@ from tltf.train.targets import HeadOnFeatures
 MAX_VIEW_BYTES = 2 * 1024**3
 
 
-class HeadOnAugmentedViews(HeadOnFeatures):
+class OnAugmentedViews:
+    """The datasets of a fit target that trains on frozen blocks' outputs for `views` augmented views.
+
+    A mixin before a cached fit target (`HeadOnFeatures`, `AboveFrozenPrefix`): `extractor()` says what runs
+    once (the frozen blocks), `view_outputs` keeps its `(train [N, views, ...], val)` outputs, and each epoch
+    draws one view per image (`one_view_per_epoch`).
+    """
+
+    views: int
+    make_augmenter = None
+    view_outputs = None
+    computing = ""  # the log line when the views are computed
+
+    def extractor(self):
+        raise NotImplementedError
+
+    def _use_views(self, views: int, make_augmenter, frozen: str) -> None:
+        """Keeps the views' settings; `frozen`: what runs once, for the plan and the log."""
+        self.views, self.make_augmenter = views, make_augmenter
+        self.cached = f"{views} augmented views (an approximation)"
+        self.computing = (f"computing {frozen} for {views} augmented views of every training image once (an "
+                          "approximation of augmenting every epoch)")
+
+    def datasets(self):
+        if self.view_outputs is None:
+            logger.info(self.computing)
+            self.view_outputs = views_through(self.extractor(), self.data, self.views, self.make_augmenter,
+                                              self.verbose)
+        train, val = self.view_outputs
+        return one_view_per_epoch(train, self.data), self.data.val_dataset(val)
+
+
+class HeadOnAugmentedViews(OnAugmentedViews, HeadOnFeatures):
     """Fits the head on a frozen backbone's features of `views` augmented copies of each training image.
 
     View k is the training images through a fresh augmenter seeded `seed + k` (so a resumed run computes the
@@ -45,23 +77,15 @@ class HeadOnAugmentedViews(HeadOnFeatures):
     def __init__(self, model, task, data, views: int, make_augmenter, verbose: int = 2,
                  steps_per_execution: int = 1):
         super().__init__(model, task, data, verbose, steps_per_execution)
-        self.views = views
-        self.make_augmenter = make_augmenter
-        self.cached = f"{views} augmented views (an approximation)"
+        self._use_views(views, make_augmenter, "the frozen backbone's features")
 
-    def datasets(self):
+    def extractor(self):
         from tltf.models.anatomy import feature_extractor
 
-        if self._features is None:
-            logger.info(f"computing backbone features of {self.views} augmented views of every training image "
-                        "once (the backbone is frozen; an approximation of augmenting every epoch)")
-            # One extractor: its inference function is traced once.
-            self._features = views_through(feature_extractor(self.classifier), self.data, self.views,
-                                           self.make_augmenter, self.verbose)
-        return one_view_per_epoch(self._features[0], self.data), self.data.datasets(*self._features)[1]
+        return feature_extractor(self.classifier)
 
 
-class AboveFrozenPrefixOnViews(AboveFrozenPrefix):
+class AboveFrozenPrefixOnViews(OnAugmentedViews, AboveFrozenPrefix):
     """Fits the backbone above its frozen prefix, and the head, on the prefix's output for `views` augmented
     copies of each training image, computed once.
 
@@ -85,17 +109,11 @@ class AboveFrozenPrefixOnViews(AboveFrozenPrefix):
 
     def __init__(self, model, task, data, cut, views: int, make_augmenter, verbose: int = 2):
         super().__init__(model, task, data, cut, verbose)
-        self.views = views
-        self.make_augmenter = make_augmenter
-        self.cached = f"{cut.text()} (frozen all phase), {views} augmented views (an approximation)"
+        self._use_views(views, make_augmenter, f"the output of the frozen blocks {cut.text()}")
+        self.cached = f"{cut.text()} (frozen all phase), {self.cached}"
 
-    def datasets(self):
-        if self._inputs is None:
-            logger.info(f"computing the output of the frozen blocks {self.cut.text()} for {self.views} augmented "
-                        "views of every training image once (an approximation of augmenting every epoch)")
-            self._inputs = views_through(prefix_extractor(self.classifier, self.cut), self.data, self.views,
-                                         self.make_augmenter, self.verbose)
-        return one_view_per_epoch(self._inputs[0], self.data), self.data.datasets(*self._inputs)[1]
+    def extractor(self):
+        return prefix_extractor(self.classifier, self.cut)
 
 
 def views_through(extractor, data, views: int, make_augmenter, verbose: int = 2) -> tuple:

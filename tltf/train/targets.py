@@ -38,14 +38,19 @@ class LabelledData:
         """`(train, val)` datasets of images, or of the given inputs (features: never augmented)."""
         from tltf.data.pipeline import make_dataset
 
-        train, val = self.splits.train, self.splits.val
+        train = self.splits.train
         on_images = train_inputs is None
         train_ds = make_dataset(train.images if on_images else train_inputs, train.labels, self.task,
                                 self.batch_size, training=True, augmenter=self.augmenter if on_images else None,
                                 sample_weights=self.sample_weights, seed=self.seed)
-        val_ds = make_dataset(val.images if val_inputs is None else val_inputs, val.labels, self.task,
-                              self.batch_size)
-        return train_ds, val_ds
+        return train_ds, self.val_dataset(val_inputs)
+
+    def val_dataset(self, inputs: Optional[np.ndarray] = None):
+        """The validation dataset, of images or of the given inputs."""
+        from tltf.data.pipeline import make_dataset
+
+        val = self.splits.val
+        return make_dataset(val.images if inputs is None else inputs, val.labels, self.task, self.batch_size)
 
 
 class FullModel:
