@@ -97,6 +97,21 @@ def test_the_plan_says_it_is_an_approximation_and_why_not_when_the_views_would_n
     assert plan.summary_rows()[0][-1] == "no (augmentation is on)"
 
 
+def test_the_prefix_views_count_every_view_against_the_memory_limit(tmp_path, npz_path, monkeypatch):
+    """block1's output for a 16 px image is 8 x 8 x 4 float32. A limit that holds one view of every train image
+    and the val images caches one view, not three."""
+    splits = load_splits(load_recipe(write_recipe(tmp_path / "data.yaml", {"source": "npz", "path": str(
+        npz_path)})).data, seed=1)
+    limit = (len(splits.train) + len(splits.val)) * 8 * 8 * 4 * 4
+    monkeypatch.setattr("tltf.train.frozen_prefix.CACHE_LIMIT_BYTES", limit)
+    plan, _, _ = views_plan(tmp_path, npz_path, name="one", views=1, **GRADUAL)
+    assert isinstance(plan.phases[0].fit_target, AboveFrozenPrefixOnViews)
+    plan, _, _ = views_plan(tmp_path, npz_path, name="three", views=3, **GRADUAL)
+    assert plan.summary_rows()[0][-1].startswith(
+        "no (the backbone trains above stem–block1 (2 units) frozen all phase, not cached: augmentation is on; "
+        "3 augmented views: their output would take ")
+
+
 @pytest.mark.parametrize("strategy", [{}, GRADUAL], ids=["frozen backbone", "frozen prefix"])
 def test_an_interrupted_run_on_views_continues_as_the_uninterrupted_run(tmp_path, npz_path, strategy):
     reference, _, _ = views_plan(tmp_path, npz_path, **strategy)
